@@ -1,0 +1,591 @@
+//! The only module that touches aya: loading the embedded XDP object,
+//! attaching and pinning it, writing and reading its maps.
+//!
+//! Rings are written through an mmap of the RINGS array (one memcpy for a
+//! whole table instead of one bpf() syscall per slot), into the VIP's
+//! inactive generation; the generation flip is then a single VIPS update,
+//! so packets see the old table or the new one, never a mix.
+
+use std::{
+    fs,
+    os::fd::{AsFd, AsRawFd},
+    path::{Path, PathBuf},
+    ptr::NonNull,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, Map, MapData, PerCpuArray},
+    programs::{
+        TestRun, TestRunOptions, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
+};
+use ha_common::{
+    Addr, Backend, Counter, FlowKey, FlowValue, GLOBAL_NODE_MAC, GLOBAL_RING_SIZE, OwnedLease,
+    PROGRAM_NAME, STATS_LEN, VipKey, VipValue, map, ring_index, rings_len,
+};
+
+use crate::desired::Write;
+
+/// The XDP object, built by `cargo xtask build-ebpf` and embedded by build.rs.
+static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-xdp.o"));
+
+/// Name of the trivial XDP_PASS program in the same object.
+const PASS_PROGRAM_NAME: &str = "ha_pass";
+/// File name of the pinned XDP link inside the pin directory.
+const LINK_PIN: &str = "link";
+/// Where bpffs is mounted on every systemd machine.
+const BPFFS: &str = "/sys/fs/bpf";
+/// Array maps lay out values on 8-byte strides (kernel: round_up(value_size, 8)).
+const ARRAY_STRIDE_U32S: usize = 2;
+
+/// What the program is loaded with; fixed for the life of the maps.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub ring_size: u32,
+    pub max_flows: u32,
+    pub node_mac: [u8; 6],
+    /// Pin maps (and, once attached, the link) here; None for tests.
+    pub pin_dir: Option<PathBuf>,
+}
+
+/// How the program ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// In the driver (native XDP).
+    Native,
+    /// In the generic network stack: slower, but works on every device.
+    Generic,
+    /// An existing pinned link was atomically switched to this program.
+    Replaced,
+}
+
+/// Typed handles on every map of the program.
+pub struct Maps {
+    vips: HashMap<MapData, VipKey, VipValue>,
+    backends: Array<MapData, Backend>,
+    flows: HashMap<MapData, FlowKey, FlowValue>,
+    stats: PerCpuArray<MapData, Counter>,
+    owned: HashMap<MapData, Addr, OwnedLease>,
+}
+
+impl Maps {
+    fn take(ebpf: &mut Ebpf) -> Result<(Maps, MapData)> {
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing from the XDP object"))
+        };
+        let maps = Maps {
+            vips: HashMap::try_from(take(map::VIPS)?)?,
+            backends: Array::try_from(take(map::BACKENDS)?)?,
+            flows: HashMap::try_from(take(map::FLOWS)?)?,
+            stats: PerCpuArray::try_from(take(map::STATS)?)?,
+            owned: HashMap::try_from(take(map::OWNED)?)?,
+        };
+        let Map::Array(rings) = take(map::RINGS)? else {
+            bail!("map {} is not an array", map::RINGS);
+        };
+        Ok((maps, rings))
+    }
+
+    /// Opens the maps a running (or crashed) agent pinned under `dir`.
+    pub fn open_pinned(dir: &Path) -> Result<Maps> {
+        let open = |name: &str| -> Result<Map> {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path)
+                .with_context(|| format!("open pinned map {}", path.display()))?;
+            Ok(Map::from_map_data(data)?)
+        };
+        Ok(Maps {
+            vips: HashMap::try_from(open(map::VIPS)?)?,
+            backends: Array::try_from(open(map::BACKENDS)?)?,
+            flows: HashMap::try_from(open(map::FLOWS)?)?,
+            stats: PerCpuArray::try_from(open(map::STATS)?)?,
+            owned: HashMap::try_from(open(map::OWNED)?)?,
+        })
+    }
+
+    pub fn vips(&self) -> Result<Vec<(VipKey, VipValue)>> {
+        let mut vips = self.vips.iter().collect::<Result<Vec<_>, _>>()?;
+        vips.sort_by_key(|(_, v)| v.vip_id);
+        Ok(vips)
+    }
+
+    pub fn vip(&self, key: &VipKey) -> Option<VipValue> {
+        self.vips.get(key, 0).ok()
+    }
+
+    /// Every backend slot in use (id != 0, address set).
+    pub fn backends(&self) -> Result<Vec<(u32, Backend)>> {
+        let mut out = Vec::new();
+        for (id, backend) in self.backends.iter().enumerate().skip(1) {
+            let backend = backend?;
+            if backend != Backend::default() {
+                out.push((id as u32, backend));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The number of flows and up to `limit` of them.
+    pub fn flows(&self, limit: usize) -> Result<(usize, Vec<(FlowKey, FlowValue)>)> {
+        let mut count = 0;
+        let mut sample = Vec::new();
+        for entry in self.flows.iter() {
+            let entry = entry?;
+            if sample.len() < limit {
+                sample.push(entry);
+            }
+            count += 1;
+        }
+        Ok((count, sample))
+    }
+
+    /// Every STATS slot summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<Counter>> {
+        (0..STATS_LEN)
+            .map(|i| {
+                let per_cpu = self.stats.get(&i, 0)?;
+                Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
+                    packets: sum.packets + c.packets,
+                    bytes: sum.bytes + c.bytes,
+                }))
+            })
+            .collect()
+    }
+
+    /// Addresses this node answers ARP/NDP for, with their lease deadlines.
+    pub fn owned(&self) -> Result<Vec<(Addr, OwnedLease)>> {
+        Ok(self.owned.iter().collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// The RINGS array mapped into our address space.
+struct RingMemory {
+    base: NonNull<u32>,
+    len_bytes: usize,
+    slots: usize,
+    _map: MapData,
+}
+
+// SAFETY: the mapping is owned by this struct and only written through
+// &mut self.
+unsafe impl Send for RingMemory {}
+
+impl RingMemory {
+    fn map(data: MapData, slots: usize) -> Result<RingMemory> {
+        let page = page_size();
+        let len_bytes = (slots * ARRAY_STRIDE_U32S * 4).div_ceil(page) * page;
+        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array of `slots`
+        // elements; the kernel checks the length against the map.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mmap RINGS");
+        }
+        Ok(RingMemory {
+            base: NonNull::new(ptr.cast()).context("mmap RINGS returned null")?,
+            len_bytes,
+            slots,
+            _map: data,
+        })
+    }
+
+    fn write(&mut self, first: u32, table: &[u32]) {
+        let first = first as usize;
+        assert!(
+            first + table.len() <= self.slots,
+            "ring write out of bounds"
+        );
+        for (i, &backend_id) in table.iter().enumerate() {
+            // SAFETY: in bounds (asserted above); u32 stores are atomic, so
+            // the datapath never reads a torn slot of the inactive ring.
+            unsafe {
+                self.base
+                    .as_ptr()
+                    .add((first + i) * ARRAY_STRIDE_U32S)
+                    .write_volatile(backend_id)
+            };
+        }
+    }
+
+    fn read(&self, first: u32, len: usize) -> Vec<u32> {
+        let first = first as usize;
+        assert!(first + len <= self.slots, "ring read out of bounds");
+        (0..len)
+            // SAFETY: in bounds, see above.
+            .map(|i| unsafe {
+                self.base
+                    .as_ptr()
+                    .add((first + i) * ARRAY_STRIDE_U32S)
+                    .read_volatile()
+            })
+            .collect()
+    }
+}
+
+impl Drop for RingMemory {
+    fn drop(&mut self) {
+        // SAFETY: exactly the region mapped in `map`.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len_bytes) };
+    }
+}
+
+/// A loaded XDP program with its maps.
+pub struct Datapath {
+    ebpf: Ebpf,
+    maps: Maps,
+    rings: RingMemory,
+    ring_size: u32,
+    pin_dir: Option<PathBuf>,
+    /// Our reference to the XDP link; pinned links also live in bpffs.
+    link: Option<FdLink>,
+}
+
+impl Datapath {
+    /// Loads the program and creates its maps; with a pin directory, maps
+    /// already pinned there are reused, so a restarted agent adopts them.
+    pub fn load(options: &LoadOptions) -> Result<Datapath> {
+        raise_memlock_limit();
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global(GLOBAL_RING_SIZE, &options.ring_size, true)
+            .override_global(GLOBAL_NODE_MAC, &options.node_mac, true)
+            .map_max_entries(map::RINGS, rings_len(options.ring_size))
+            .map_max_entries(map::FLOWS, options.max_flows);
+        let pins: Vec<(&str, PathBuf)> = match &options.pin_dir {
+            Some(dir) => {
+                ensure_bpffs()?;
+                fs::create_dir_all(dir)
+                    .with_context(|| format!("create pin directory {}", dir.display()))?;
+                map::ALL
+                    .iter()
+                    .map(|name| (*name, dir.join(name)))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
+            .load(XDP_OBJECT)
+            .context("load the XDP object (maps pinned by an agent with another ring_size or max_flows must be removed first: hactl unpin)")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .context("XDP program missing from the object")?
+            .try_into()?;
+        program
+            .load()
+            .context("verifier rejected the XDP program")?;
+        let (maps, rings) = Maps::take(&mut ebpf)?;
+        let slots = rings_len(options.ring_size) as usize;
+        Ok(Datapath {
+            ebpf,
+            maps,
+            rings: RingMemory::map(rings, slots)?,
+            ring_size: options.ring_size,
+            pin_dir: options.pin_dir.clone(),
+            link: None,
+        })
+    }
+
+    fn program(&mut self) -> Result<&mut Xdp> {
+        Ok(self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .context("XDP program missing")?
+            .try_into()?)
+    }
+
+    /// Attaches to `interface`: switches the link an earlier agent pinned
+    /// over to this program (atomically: no packet sees no program), else
+    /// attaches natively, falling back to generic mode. Pins the new link
+    /// when we pin.
+    pub fn attach(&mut self, interface: &str) -> Result<AttachMode> {
+        let link_pin = self.pin_dir.as_ref().map(|d| d.join(LINK_PIN));
+        if let Some(path) = link_pin.as_ref().filter(|p| p.exists()) {
+            let pinned = PinnedLink::from_pin(path)
+                .with_context(|| format!("open pinned link {}", path.display()))?;
+            let program = self.program()?;
+            let id = program
+                .attach_to_link(XdpLink::try_from(FdLink::from(pinned))?)
+                .context("atomically replace the program on the pinned link")?;
+            self.link = Some(FdLink::try_from(program.take_link(id)?)?);
+            return Ok(AttachMode::Replaced);
+        }
+        let program = self.program()?;
+        let (id, mode) = match program.attach(interface, XdpMode::Driver) {
+            Ok(id) => (id, AttachMode::Native),
+            Err(native) => {
+                tracing::warn!(%interface, error = %native, "native XDP unavailable, using generic mode");
+                let id = program
+                    .attach(interface, XdpMode::Skb)
+                    .with_context(|| format!("attach XDP to {interface}"))?;
+                (id, AttachMode::Generic)
+            }
+        };
+        let link = FdLink::try_from(program.take_link(id)?)?;
+        if let Some(path) = link_pin {
+            // A pinned link outlives this process; our fd stays valid.
+            let pinned = link
+                .pin(&path)
+                .with_context(|| format!("pin link {}", path.display()))?;
+            self.link = Some(FdLink::from(pinned));
+        } else {
+            self.link = Some(link);
+        }
+        Ok(mode)
+    }
+
+    /// Detaches the program and removes every pin and the pin directory.
+    pub fn detach_and_unpin(mut self) -> Result<()> {
+        if let Some(dir) = &self.pin_dir {
+            unpin_dir(dir)?;
+        }
+        // The last reference to the link goes with this fd: detached.
+        drop(self.link.take());
+        Ok(())
+    }
+
+    pub fn maps(&self) -> &Maps {
+        &self.maps
+    }
+
+    pub fn ring_size(&self) -> u32 {
+        self.ring_size
+    }
+
+    /// Executes planned writes in their order.
+    pub fn apply(&mut self, writes: &[Write]) -> Result<()> {
+        for write in writes {
+            match write {
+                Write::Backend(id, backend) => self.set_backend(*id, backend)?,
+                Write::Ring {
+                    vip_id,
+                    generation,
+                    table,
+                } => self.write_ring(*vip_id, *generation, table)?,
+                Write::Vip(key, value) => self.set_vip(key, value)?,
+                Write::RemoveVip(key) => self.remove_vip(key)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn set_vip(&mut self, key: &VipKey, value: &VipValue) -> Result<()> {
+        self.maps.vips.insert(key, value, 0).context("update VIPS")
+    }
+
+    fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
+        self.maps.vips.remove(key).context("remove from VIPS")
+    }
+
+    fn set_backend(&mut self, backend_id: u32, backend: &Backend) -> Result<()> {
+        self.maps
+            .backends
+            .set(backend_id, backend, 0)
+            .with_context(|| format!("update BACKENDS[{backend_id}]"))
+    }
+
+    /// Writes a whole Maglev table into one generation of a VIP's ring.
+    fn write_ring(&mut self, vip_id: u32, generation: u32, table: &[u32]) -> Result<()> {
+        ensure!(
+            table.len() == self.ring_size as usize,
+            "ring of {} slots for a table of size {}",
+            table.len(),
+            self.ring_size
+        );
+        self.rings
+            .write(ring_index(vip_id, generation, self.ring_size, 0), table);
+        Ok(())
+    }
+
+    /// Reads one generation of a VIP's ring back (hactl, tests).
+    pub fn read_ring(&self, vip_id: u32, generation: u32) -> Vec<u32> {
+        self.rings.read(
+            ring_index(vip_id, generation, self.ring_size, 0),
+            self.ring_size as usize,
+        )
+    }
+
+    pub fn set_owned(&mut self, addr: &Addr, lease: &OwnedLease) -> Result<()> {
+        self.maps
+            .owned
+            .insert(addr, lease, 0)
+            .context("update OWNED")
+    }
+
+    pub fn remove_owned(&mut self, addr: &Addr) -> Result<()> {
+        self.maps.owned.remove(addr).context("remove from OWNED")
+    }
+
+    /// Runs the program once on `frame` (BPF_PROG_TEST_RUN): the verdict
+    /// and the frame as the program left it.
+    pub fn test_run(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
+        let mut out = vec![0u8; frame.len() + 256];
+        let mut options = TestRunOptions::new();
+        options.data_in = Some(frame);
+        options.data_out = Some(&mut out);
+        let result = self
+            .program()?
+            .test_run(options)
+            .context("BPF_PROG_TEST_RUN")?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
+    /// Average time per run over `repeat` runs of `frame`, as the kernel
+    /// measured it. With repeat > 1 later runs see the first run's output.
+    pub fn time_run(&mut self, frame: &[u8], repeat: u32) -> Result<Duration> {
+        time_program(self.program()?, frame, repeat)
+    }
+}
+
+/// A loaded trivial XDP_PASS program: the lab attaches it to the peer of
+/// every veth that transmits XDP_TX frames, and benchmarks use it as the
+/// baseline cost of running any XDP program at all.
+pub struct PassProgram {
+    ebpf: Ebpf,
+}
+
+impl PassProgram {
+    pub fn load() -> Result<PassProgram> {
+        raise_memlock_limit();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(map::RINGS, 1)
+            .load(XDP_OBJECT)
+            .context("load the XDP object")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PASS_PROGRAM_NAME)
+            .context("pass program missing from the object")?
+            .try_into()?;
+        program.load()?;
+        Ok(PassProgram { ebpf })
+    }
+
+    fn program(&mut self) -> Result<&mut Xdp> {
+        Ok(self
+            .ebpf
+            .program_mut(PASS_PROGRAM_NAME)
+            .context("pass program missing")?
+            .try_into()?)
+    }
+
+    /// Attaches natively to `interface` (of the calling thread's network
+    /// namespace) for as long as this value lives.
+    pub fn attach(&mut self, interface: &str) -> Result<()> {
+        self.program()?
+            .attach(interface, XdpMode::Driver)
+            .with_context(|| format!("attach pass program to {interface}"))?;
+        Ok(())
+    }
+
+    pub fn time_run(&mut self, frame: &[u8], repeat: u32) -> Result<Duration> {
+        time_program(self.program()?, frame, repeat)
+    }
+}
+
+fn time_program(program: &mut Xdp, frame: &[u8], repeat: u32) -> Result<Duration> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut options = TestRunOptions::new();
+    options.data_in = Some(frame);
+    options.data_out = Some(&mut out);
+    options.repeat = repeat;
+    Ok(program
+        .test_run(options)
+        .context("BPF_PROG_TEST_RUN")?
+        .duration)
+}
+
+/// Removes the pins under `dir` (link and maps) and the directory itself.
+pub fn unpin_dir(dir: &Path) -> Result<()> {
+    for name in map::ALL.iter().chain(std::iter::once(&LINK_PIN)) {
+        let path = dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("remove {}", path.display())),
+        }
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("remove {}", dir.display())),
+    }
+}
+
+/// The clock of bpf_ktime_get_ns(), for lease deadlines.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there (systemd does
+/// this at boot; minimal containers and VMs may not).
+fn ensure_bpffs() -> Result<()> {
+    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+    let path = std::ffi::CString::new(BPFFS).expect("no NUL");
+    // SAFETY: statfs into a zeroed struct.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut stat) } == 0 && stat.f_type == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    tracing::info!("mounting bpffs at {BPFFS}");
+    let fstype = std::ffi::CString::new("bpf").expect("no NUL");
+    // SAFETY: plain mount(2) with static strings.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            path.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("mount bpffs at /sys/fs/bpf");
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones do
+/// not. Raising it can fail without CAP_SYS_RESOURCE, which is fine there.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!("setrlimit(MEMLOCK) failed; fine on kernels >= 5.11");
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// Whether the pin directory of a node exists (an agent runs or left its
+/// datapath behind).
+pub fn pinned(dir: &Path) -> bool {
+    dir.join(map::VIPS).exists()
+}

@@ -1,0 +1,394 @@
+//! Desired-state reconciliation, pure: (config, what is known about the
+//! backends) -> the complete content the maps should hold -> the minimal
+//! writes from what they hold now. Restarting the agent converges to the
+//! same maps, and a ring is only rewritten when its table changes.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
+
+use ha_common::{
+    Addr, BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, VipKey, VipValue, v4_mapped,
+};
+
+use crate::{
+    config::Config,
+    maglev::{MaglevBackend, build_table},
+};
+
+/// The stored form of an address (IPv4 as IPv4-mapped IPv6).
+pub fn addr_bytes(addr: IpAddr) -> Addr {
+    match addr {
+        IpAddr::V4(v4) => v4_mapped(v4.octets()),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// One VIP as the maps should hold it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredVip {
+    pub key: VipKey,
+    pub vip_id: u32,
+    pub flags: u32,
+    /// Backend id per ring slot; 0 where no backend can take traffic.
+    pub table: Vec<u32>,
+}
+
+/// The complete content of VIPS, BACKENDS and RINGS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub vips: Vec<DesiredVip>,
+    pub backends: BTreeMap<u32, Backend>,
+}
+
+impl Desired {
+    /// VIP ids are 1.. in config order; backend ids are 1.. over every
+    /// (VIP, backend) pair in config order, so each pair has its own
+    /// health, drain state and counters. A backend takes new flows only
+    /// with a known MAC and weight > 0.
+    pub fn compute(config: &Config, macs: &HashMap<IpAddr, [u8; 6]>) -> Desired {
+        let ring_size = config.datapath.ring_size;
+        let mut desired = Desired::default();
+        let mut next_backend_id = 1;
+        for (index, vip) in config.vips.iter().enumerate() {
+            let mut ring_members = Vec::new();
+            let mut keys = Vec::new();
+            for backend in &vip.backends {
+                let id = next_backend_id;
+                next_backend_id += 1;
+                let mac = macs.get(&backend.address).copied();
+                let mut flags = 0;
+                if mac.is_some() {
+                    flags |= BACKEND_F_HEALTHY;
+                }
+                if backend.weight == 0 {
+                    flags |= BACKEND_F_DRAINING;
+                }
+                let addr = addr_bytes(backend.address);
+                desired.backends.insert(
+                    id,
+                    Backend {
+                        addr,
+                        mac: mac.unwrap_or_default(),
+                        flags,
+                        weight: backend.weight,
+                    },
+                );
+                if flags == BACKEND_F_HEALTHY {
+                    ring_members.push((id, backend.weight));
+                    keys.push(addr);
+                }
+            }
+            let maglev: Vec<MaglevBackend<'_>> = keys
+                .iter()
+                .zip(&ring_members)
+                .map(|(key, &(_, weight))| MaglevBackend { key, weight })
+                .collect();
+            let slots = build_table(&maglev, ring_size);
+            let table = if slots.is_empty() {
+                vec![0; ring_size as usize]
+            } else {
+                slots.iter().map(|&i| ring_members[i as usize].0).collect()
+            };
+            desired.vips.push(DesiredVip {
+                key: VipKey {
+                    addr: addr_bytes(vip.address),
+                    port_be: vip.port.to_be(),
+                    proto: vip.protocol.number(),
+                    _pad: 0,
+                },
+                vip_id: index as u32 + 1,
+                flags: 0,
+                table,
+            });
+        }
+        desired
+    }
+}
+
+/// One map write, in the order they must happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    Backend(u32, Backend),
+    /// Fill one generation of a VIP's ring (the inactive one).
+    Ring {
+        vip_id: u32,
+        generation: u32,
+        table: Vec<u32>,
+    },
+    /// Insert or replace a VIP; a new `ring_gen` flips to the new table.
+    Vip(VipKey, VipValue),
+    RemoveVip(VipKey),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AppliedVip {
+    value: VipValue,
+    /// The active table, None when adopted from maps we did not write.
+    table: Option<Vec<u32>>,
+}
+
+/// What the maps hold now, as far as this agent knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    vips: HashMap<VipKey, AppliedVip>,
+    backends: BTreeMap<u32, Backend>,
+}
+
+impl Applied {
+    /// The state found in maps pinned by an earlier agent. Their rings are
+    /// not trusted (rewritten into the inactive generation, then flipped),
+    /// so traffic keeps flowing on the old ring meanwhile.
+    pub fn adopt(vips: &[(VipKey, VipValue)], backends: &[(u32, Backend)]) -> Applied {
+        Applied {
+            vips: vips
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        *k,
+                        AppliedVip {
+                            value: *v,
+                            table: None,
+                        },
+                    )
+                })
+                .collect(),
+            backends: backends.iter().copied().collect(),
+        }
+    }
+
+    /// The writes that turn the maps into `desired`, and the state after
+    /// them. Backends are written first (a ring must never name a backend
+    /// the map does not hold yet), then rings, then the VIP flips; what
+    /// went away is removed last.
+    pub fn plan(&self, desired: &Desired) -> (Vec<Write>, Applied) {
+        let mut writes = Vec::new();
+        let mut next = Applied {
+            vips: HashMap::new(),
+            backends: desired.backends.clone(),
+        };
+        for (id, backend) in &desired.backends {
+            if self.backends.get(id) != Some(backend) {
+                writes.push(Write::Backend(*id, *backend));
+            }
+        }
+        for vip in &desired.vips {
+            let current = self.vips.get(&vip.key);
+            let same_id = current.filter(|c| c.value.vip_id == vip.vip_id);
+            let table_unchanged = same_id.and_then(|c| c.table.as_ref()) == Some(&vip.table);
+            let ring_gen = match same_id {
+                Some(c) if table_unchanged => c.value.ring_gen,
+                Some(c) => c.value.ring_gen ^ 1,
+                None => 0,
+            };
+            if !table_unchanged {
+                writes.push(Write::Ring {
+                    vip_id: vip.vip_id,
+                    generation: ring_gen,
+                    table: vip.table.clone(),
+                });
+            }
+            let value = VipValue {
+                vip_id: vip.vip_id,
+                flags: vip.flags,
+                ring_gen,
+                _pad: 0,
+            };
+            if current.map(|c| c.value) != Some(value) {
+                writes.push(Write::Vip(vip.key, value));
+            }
+            next.vips.insert(
+                vip.key,
+                AppliedVip {
+                    value,
+                    table: Some(vip.table.clone()),
+                },
+            );
+        }
+        for key in self.vips.keys() {
+            if !next.vips.contains_key(key) {
+                writes.push(Write::RemoveVip(*key));
+            }
+        }
+        for id in self.backends.keys() {
+            if !desired.backends.contains_key(id) {
+                writes.push(Write::Backend(*id, Backend::default()));
+            }
+        }
+        (writes, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use std::path::Path;
+
+    const CONFIG: &str = r#"
+[node]
+name = "lb1"
+interface = "eth0"
+
+[datapath]
+ring_size = 13
+
+[[vip]]
+address = "198.18.0.100"
+port = 80
+protocol = "tcp"
+  [[vip.backend]]
+  address = "198.18.0.11"
+  [[vip.backend]]
+  address = "198.18.0.12"
+  [[vip.backend]]
+  address = "198.18.0.13"
+  weight = 0
+
+[[vip]]
+address = "2001:2::100"
+port = 53
+protocol = "udp"
+  [[vip.backend]]
+  address = "2001:2::11"
+"#;
+
+    fn config() -> Config {
+        config::parse(Path::new("test.toml"), CONFIG).expect("valid config")
+    }
+
+    fn macs(addrs: &[&str]) -> HashMap<IpAddr, [u8; 6]> {
+        addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.parse().unwrap(), [2, 0, 0, 0, 0, i as u8 + 1]))
+            .collect()
+    }
+
+    #[test]
+    fn ids_flags_and_tables_follow_the_config() {
+        let d = Desired::compute(
+            &config(),
+            &macs(&["198.18.0.11", "198.18.0.12", "198.18.0.13", "2001:2::11"]),
+        );
+        assert_eq!(d.vips.len(), 2);
+        assert_eq!(d.vips[0].vip_id, 1);
+        assert_eq!(d.vips[0].key.port_be, 80u16.to_be());
+        assert_eq!(d.vips[1].key.proto, ha_common::PROTO_UDP);
+        assert_eq!(
+            d.vips[1].key.addr,
+            "2001:2::100"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        assert_eq!(d.backends.len(), 4);
+        assert_eq!(d.backends[&3].flags, BACKEND_F_HEALTHY | BACKEND_F_DRAINING);
+        // The drained backend (id 3) gets no slot; the other two share all.
+        let t = &d.vips[0].table;
+        assert_eq!(t.len(), 13);
+        assert!(t.iter().all(|&id| id == 1 || id == 2));
+        assert!(t.contains(&1) && t.contains(&2));
+        assert!(d.vips[1].table.iter().all(|&id| id == 4));
+    }
+
+    #[test]
+    fn a_backend_without_mac_is_unhealthy_and_out_of_the_ring() {
+        let d = Desired::compute(&config(), &macs(&["198.18.0.11"]));
+        assert_eq!(d.backends[&2].flags, 0);
+        assert!(d.vips[0].table.iter().all(|&id| id == 1));
+        // No backend at all: every slot empty.
+        assert!(d.vips[1].table.iter().all(|&id| id == 0));
+    }
+
+    #[test]
+    fn first_plan_writes_everything_in_order_and_second_nothing() {
+        let d = Desired::compute(&config(), &macs(&["198.18.0.11", "198.18.0.12"]));
+        let (writes, applied) = Applied::default().plan(&d);
+        let kinds: Vec<u8> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Backend(..) => 0,
+                Write::Ring { .. } => 1,
+                Write::Vip(..) => 2,
+                Write::RemoveVip(..) => 3,
+            })
+            .collect();
+        assert_eq!(kinds, [0, 0, 0, 0, 1, 2, 1, 2]);
+        let (again, same) = applied.plan(&d);
+        assert!(again.is_empty(), "{again:?}");
+        assert_eq!(same, applied);
+    }
+
+    #[test]
+    fn a_table_change_fills_the_inactive_generation_then_flips() {
+        let before = Desired::compute(&config(), &macs(&["198.18.0.11", "198.18.0.12"]));
+        let (_, applied) = Applied::default().plan(&before);
+        let after = Desired::compute(&config(), &macs(&["198.18.0.11"]));
+        let (writes, next) = applied.plan(&after);
+        assert_eq!(writes.len(), 3, "{writes:?}");
+        assert!(matches!(writes[0], Write::Backend(2, b) if b.flags == 0));
+        assert!(matches!(
+            &writes[1],
+            Write::Ring {
+                vip_id: 1,
+                generation: 1,
+                ..
+            }
+        ));
+        assert!(matches!(writes[2], Write::Vip(_, v) if v.ring_gen == 1));
+        // And back: generation 0 again.
+        let (writes, _) = next.plan(&before);
+        assert!(matches!(
+            &writes[1],
+            Write::Ring {
+                vip_id: 1,
+                generation: 0,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn adopted_maps_get_rings_rewritten_into_the_inactive_generation() {
+        let d = Desired::compute(&config(), &macs(&["198.18.0.11", "198.18.0.12"]));
+        let (_, applied) = Applied::default().plan(&d);
+        let stale_key = VipKey {
+            addr: [9; 16],
+            port_be: 1,
+            proto: 6,
+            _pad: 0,
+        };
+        let vips = vec![
+            (
+                d.vips[0].key,
+                VipValue {
+                    vip_id: 1,
+                    flags: 0,
+                    ring_gen: 1,
+                    _pad: 0,
+                },
+            ),
+            (
+                stale_key,
+                VipValue {
+                    vip_id: 7,
+                    flags: 0,
+                    ring_gen: 0,
+                    _pad: 0,
+                },
+            ),
+        ];
+        let backends: Vec<(u32, Backend)> =
+            applied.backends.iter().map(|(k, v)| (*k, *v)).collect();
+        let (writes, _) = Applied::adopt(&vips, &backends).plan(&d);
+        assert!(writes.contains(&Write::Ring {
+            vip_id: 1,
+            generation: 0,
+            table: d.vips[0].table.clone()
+        }));
+        assert!(writes.contains(&Write::RemoveVip(stale_key)));
+        assert!(!writes.iter().any(|w| matches!(w, Write::Backend(..))));
+    }
+}

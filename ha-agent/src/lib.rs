@@ -1,0 +1,10 @@
+//! ha node agent: configuration, Maglev, the desired map state, the
+//! datapath shell around the XDP program, and the pieces `hactl` shares
+//! with the daemon.
+pub mod agent;
+pub mod config;
+pub mod datapath;
+pub mod desired;
+pub mod maglev;
+pub mod netlink;
+pub mod report;

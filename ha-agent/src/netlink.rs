@@ -1,0 +1,157 @@
+//! What the agent learns from the kernel over rtnetlink: the interface's
+//! index and MAC, and the backends' MACs from the neighbour table. L2
+//! direct server return rewrites the destination MAC, so a backend without
+//! a resolved MAC cannot receive traffic.
+
+use std::{collections::HashMap, net::IpAddr, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::{
+    link::LinkAttribute,
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
+};
+
+/// UDP discard port: a datagram there makes the kernel resolve the
+/// neighbour and is otherwise ignored by the backend.
+const DISCARD_PORT: u16 = 9;
+/// How often a missing neighbour is solicited again while resolving.
+const RESOLVE_RETRY: Duration = Duration::from_millis(100);
+
+/// A netlink handle bound to one interface.
+pub struct Netlink {
+    handle: rtnetlink::Handle,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+}
+
+impl Netlink {
+    /// Opens a netlink connection (driven on the tokio runtime) and looks
+    /// up `interface`.
+    pub async fn open(interface: &str) -> Result<Netlink> {
+        let (connection, handle, _) =
+            rtnetlink::new_connection().context("open rtnetlink socket")?;
+        tokio::spawn(connection);
+        let link = handle
+            .link()
+            .get()
+            .match_name(interface.to_string())
+            .execute()
+            .try_next()
+            .await
+            .with_context(|| format!("interface {interface} not found"))?
+            .with_context(|| format!("interface {interface} not found"))?;
+        let mac = link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+                _ => None,
+            })
+            .with_context(|| format!("interface {interface} has no Ethernet address"))?;
+        Ok(Netlink {
+            handle,
+            ifindex: link.header.index,
+            mac,
+        })
+    }
+
+    /// Usable neighbour entries on our interface.
+    pub async fn neighbours(&self) -> Result<HashMap<IpAddr, [u8; 6]>> {
+        let mut entries = self.handle.neighbours().get().execute();
+        let mut found = HashMap::new();
+        while let Some(msg) = entries.try_next().await.context("dump neighbour table")? {
+            if msg.header.ifindex != self.ifindex
+                || matches!(
+                    msg.header.state,
+                    NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+                )
+            {
+                continue;
+            }
+            let mut addr = None;
+            let mut mac = None;
+            for attribute in &msg.attributes {
+                match attribute {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                        addr = Some(IpAddr::V4(*a))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                        addr = Some(IpAddr::V6(*a))
+                    }
+                    NeighbourAttribute::LinkLayerAddress(bytes) => {
+                        mac = <[u8; 6]>::try_from(bytes.as_slice()).ok()
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(addr), Some(mac)) = (addr, mac) {
+                found.insert(addr, mac);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Resolves `addrs`, soliciting the missing ones until `timeout`.
+    /// Returns what it found; the caller decides about the rest.
+    pub async fn resolve(
+        &self,
+        addrs: &[IpAddr],
+        timeout: Duration,
+    ) -> Result<HashMap<IpAddr, [u8; 6]>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let known = self.neighbours().await?;
+            let missing: Vec<IpAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| !known.contains_key(a))
+                .collect();
+            if missing.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(known);
+            }
+            for addr in missing {
+                solicit(addr).await;
+            }
+            tokio::time::sleep(RESOLVE_RETRY).await;
+        }
+    }
+}
+
+/// Makes the kernel resolve `addr` by sending it an empty datagram.
+pub async fn solicit(addr: IpAddr) {
+    let bind = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sent = async {
+        let socket = tokio::net::UdpSocket::bind(bind).await?;
+        socket.send_to(&[], (addr, DISCARD_PORT)).await
+    }
+    .await;
+    if let Err(e) = sent {
+        tracing::debug!(%addr, error = %e, "neighbour solicitation failed");
+    }
+}
+
+/// Formats a MAC as aa:bb:cc:dd:ee:ff.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Fails clearly when a resolve left some address without a MAC.
+pub fn require_all(found: &HashMap<IpAddr, [u8; 6]>, addrs: &[IpAddr]) -> Result<()> {
+    let missing: Vec<String> = addrs
+        .iter()
+        .filter(|a| !found.contains_key(a))
+        .map(ToString::to_string)
+        .collect();
+    if !missing.is_empty() {
+        bail!("no neighbour entry for {}", missing.join(", "));
+    }
+    Ok(())
+}

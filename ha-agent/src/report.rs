@@ -1,0 +1,338 @@
+//! What `hactl maps` shows: the pinned maps turned into plain records,
+//! rendered as aligned tables for people or JSON for scripts.
+
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, Ipv6Addr},
+};
+
+use anyhow::Result;
+use ha_common::{
+    Addr, BACKEND_F_DRAINING, BACKEND_F_HEALTHY, GlobalCounter, VIP_F_NO_BACKEND_PASS,
+    backend_stats_index, vip_stats_index,
+};
+use serde::Serialize;
+
+use crate::{
+    datapath::{Maps, monotonic_ns},
+    netlink::format_mac,
+};
+
+#[derive(Serialize)]
+pub struct MapsReport {
+    pub vips: Vec<VipRow>,
+    pub backends: Vec<BackendRow>,
+    pub flow_count: usize,
+    pub flows: Vec<FlowRow>,
+    pub counters: Vec<CounterRow>,
+}
+
+#[derive(Serialize)]
+pub struct VipRow {
+    pub id: u32,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: String,
+    pub ring_gen: u32,
+    pub flags: Vec<&'static str>,
+    /// Milliseconds left on this node's ARP/NDP lease; None: not owned.
+    pub lease_ms: Option<u64>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Serialize)]
+pub struct BackendRow {
+    pub id: u32,
+    pub address: IpAddr,
+    pub mac: String,
+    pub flags: Vec<&'static str>,
+    pub weight: u32,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Serialize)]
+pub struct FlowRow {
+    pub source: String,
+    pub destination: String,
+    pub protocol: String,
+    pub backend: u32,
+    pub idle_ms: u64,
+}
+
+#[derive(Serialize)]
+pub struct CounterRow {
+    pub name: &'static str,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The display form of a stored address (IPv4-mapped shown as IPv4).
+pub fn ip(addr: &Addr) -> IpAddr {
+    let v6 = Ipv6Addr::from(*addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+fn protocol(number: u8) -> String {
+    match number {
+        ha_common::PROTO_TCP => "tcp".into(),
+        ha_common::PROTO_UDP => "udp".into(),
+        other => other.to_string(),
+    }
+}
+
+fn endpoint(addr: &Addr, port_be: u16) -> String {
+    match ip(addr) {
+        IpAddr::V4(v4) => format!("{v4}:{}", u16::from_be(port_be)),
+        IpAddr::V6(v6) => format!("[{v6}]:{}", u16::from_be(port_be)),
+    }
+}
+
+impl MapsReport {
+    pub fn read(maps: &Maps, flow_limit: usize) -> Result<MapsReport> {
+        let counters = maps.counters()?;
+        let now = monotonic_ns();
+        let owned = maps.owned()?;
+        let vips = maps
+            .vips()?
+            .into_iter()
+            .map(|(key, value)| {
+                let c = counters[vip_stats_index(value.vip_id) as usize];
+                let lease_ms = owned
+                    .iter()
+                    .find(|(a, _)| *a == key.addr)
+                    .and_then(|(_, l)| l.deadline_ns.checked_sub(now))
+                    .map(|ns| ns / 1_000_000);
+                let mut flags = Vec::new();
+                if value.flags & VIP_F_NO_BACKEND_PASS != 0 {
+                    flags.push("no-backend-pass");
+                }
+                VipRow {
+                    id: value.vip_id,
+                    address: ip(&key.addr),
+                    port: u16::from_be(key.port_be),
+                    protocol: protocol(key.proto),
+                    ring_gen: value.ring_gen,
+                    flags,
+                    lease_ms,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                }
+            })
+            .collect();
+        let backends = maps
+            .backends()?
+            .into_iter()
+            .map(|(id, b)| {
+                let c = counters[backend_stats_index(id) as usize];
+                let mut flags = Vec::new();
+                if b.flags & BACKEND_F_HEALTHY != 0 {
+                    flags.push("healthy");
+                }
+                if b.flags & BACKEND_F_DRAINING != 0 {
+                    flags.push("draining");
+                }
+                BackendRow {
+                    id,
+                    address: ip(&b.addr),
+                    mac: format_mac(&b.mac),
+                    flags,
+                    weight: b.weight,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                }
+            })
+            .collect();
+        let (flow_count, sample) = maps.flows(flow_limit)?;
+        let flows = sample
+            .into_iter()
+            .map(|(k, v)| FlowRow {
+                source: endpoint(&k.src, k.sport_be),
+                destination: endpoint(&k.dst, k.dport_be),
+                protocol: protocol(k.proto),
+                backend: v.backend_id,
+                idle_ms: now.saturating_sub(v.last_seen_ns) / 1_000_000,
+            })
+            .collect();
+        let counters = GlobalCounter::ALL
+            .iter()
+            .map(|c| CounterRow {
+                name: c.name(),
+                packets: counters[*c as usize].packets,
+                bytes: counters[*c as usize].bytes,
+            })
+            .collect();
+        Ok(MapsReport {
+            vips,
+            backends,
+            flow_count,
+            flows,
+            counters,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let vips: Vec<Vec<String>> = self
+            .vips
+            .iter()
+            .map(|v| {
+                vec![
+                    v.id.to_string(),
+                    v.address.to_string(),
+                    v.port.to_string(),
+                    v.protocol.clone(),
+                    v.ring_gen.to_string(),
+                    v.lease_ms.map_or("-".into(), |ms| format!("{ms}ms")),
+                    join(&v.flags),
+                    v.packets.to_string(),
+                    v.bytes.to_string(),
+                ]
+            })
+            .collect();
+        section(
+            &mut out,
+            "VIPs",
+            &[
+                "ID", "ADDRESS", "PORT", "PROTO", "GEN", "LEASE", "FLAGS", "PACKETS", "BYTES",
+            ],
+            &vips,
+        );
+        let backends: Vec<Vec<String>> = self
+            .backends
+            .iter()
+            .map(|b| {
+                vec![
+                    b.id.to_string(),
+                    b.address.to_string(),
+                    b.mac.clone(),
+                    join(&b.flags),
+                    b.weight.to_string(),
+                    b.packets.to_string(),
+                    b.bytes.to_string(),
+                ]
+            })
+            .collect();
+        section(
+            &mut out,
+            "Backends",
+            &[
+                "ID", "ADDRESS", "MAC", "FLAGS", "WEIGHT", "PACKETS", "BYTES",
+            ],
+            &backends,
+        );
+        let flows: Vec<Vec<String>> = self
+            .flows
+            .iter()
+            .map(|f| {
+                vec![
+                    f.source.clone(),
+                    f.destination.clone(),
+                    f.protocol.clone(),
+                    f.backend.to_string(),
+                    format!("{}ms", f.idle_ms),
+                ]
+            })
+            .collect();
+        let title = format!(
+            "Flows ({} in table, first {} shown)",
+            self.flow_count,
+            self.flows.len()
+        );
+        section(
+            &mut out,
+            &title,
+            &["SOURCE", "DESTINATION", "PROTO", "BACKEND", "IDLE"],
+            &flows,
+        );
+        let counters: Vec<Vec<String>> = self
+            .counters
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.to_string(),
+                    c.packets.to_string(),
+                    c.bytes.to_string(),
+                ]
+            })
+            .collect();
+        section(
+            &mut out,
+            "Counters",
+            &["COUNTER", "PACKETS", "BYTES"],
+            &counters,
+        );
+        out
+    }
+}
+
+fn join(flags: &[&str]) -> String {
+    if flags.is_empty() {
+        "-".into()
+    } else {
+        flags.join(",")
+    }
+}
+
+fn section(out: &mut String, title: &str, headers: &[&str], rows: &[Vec<String>]) {
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{title}");
+    out.push_str(&table(headers, rows));
+}
+
+/// Left-aligned columns, two spaces apart, padded to the widest cell.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let text: Vec<String> = cells
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["A", "LONG"],
+            &[
+                vec!["xyz".into(), "1".into()],
+                vec!["q".into(), "22".into()],
+            ],
+        );
+        assert_eq!(t, "A    LONG\nxyz  1\nq    22\n");
+    }
+
+    #[test]
+    fn mapped_addresses_show_as_ipv4() {
+        assert_eq!(
+            ip(&ha_common::v4_mapped([198, 18, 0, 1])),
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))
+        );
+        let v6: Ipv6Addr = "2001:2::1".parse().unwrap();
+        assert_eq!(ip(&v6.octets()), IpAddr::V6(v6));
+    }
+}

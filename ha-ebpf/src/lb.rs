@@ -1,0 +1,180 @@
+//! Backend selection and L2 direct server return.
+//!
+//! A packet for a VIP keeps to its flow's backend while that backend is
+//! healthy (draining included: existing flows stay). Otherwise the flow is
+//! placed through the VIP's active Maglev ring; a slot whose backend is not
+//! usable is skipped by a bounded re-probe with a second hash, which moves
+//! a dead backend's flows the moment its HEALTHY bit is cleared, before any
+//! ring is rebuilt. Every node runs the same hash over the same ring, so a
+//! flow lands on the same backend whichever load balancer receives it.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use ha_common::{
+    BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, FlowKey, FlowValue, GlobalCounter,
+    MAX_BACKENDS, MAX_PROBES, VIP_F_NO_BACKEND_PASS, VipKey, backend_stats_index, ring_index,
+    vip_stats_index,
+};
+use network_types::eth::EthHdr;
+
+use crate::{
+    Verdict,
+    maps::{BACKENDS, FLOWS, NODE_MAC, RING_SIZE, RINGS, VIPS},
+    parse::{L4, Reason},
+    stats,
+};
+
+#[inline(always)]
+pub fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Reason> {
+    let vip_key = VipKey {
+        addr: l4.dst,
+        port_be: l4.dport_be,
+        proto: l4.proto,
+        _pad: 0,
+    };
+    // SAFETY: the value is copied out at once; the agent replaces entries
+    // whole, never in place.
+    let Some(vip) = (unsafe { VIPS.get(&vip_key) }).copied() else {
+        return Ok(Verdict::Pass);
+    };
+    let flow_key = FlowKey {
+        src: l4.src,
+        dst: l4.dst,
+        sport_be: l4.sport_be,
+        dport_be: l4.dport_be,
+        proto: l4.proto,
+        _pad: [0; 3],
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let len = (ctx.data_end() - ctx.data()) as u64;
+
+    let backend = match existing_flow(&flow_key, vip.vip_id, now, l4.syn) {
+        Some(found) => {
+            stats::count(GlobalCounter::FlowHit as u32, len);
+            found
+        }
+        None => {
+            let Some(found) = place(&flow_key, vip.vip_id, vip.ring_gen) else {
+                stats::count(GlobalCounter::NoBackend as u32, len);
+                return Ok(if vip.flags & VIP_F_NO_BACKEND_PASS != 0 {
+                    Verdict::Pass
+                } else {
+                    Verdict::Drop
+                });
+            };
+            let value = FlowValue {
+                backend_id: found.0,
+                vip_id: vip.vip_id,
+                last_seen_ns: now,
+            };
+            // A full table evicts the least recently used flow; an error
+            // here only costs the flow its stickiness.
+            let _ = FLOWS.insert(&flow_key, &value, 0);
+            stats::count(GlobalCounter::FlowNew as u32, len);
+            found
+        }
+    };
+    let (backend_id, mac) = backend;
+
+    // SAFETY: ptr_at checked the Ethernet header before we got here.
+    unsafe {
+        (*eth).dst_addr = mac;
+        (*eth).src_addr = NODE_MAC.load();
+    }
+    stats::count(vip_stats_index(vip.vip_id), len);
+    stats::count(backend_stats_index(backend_id), len);
+    Ok(Verdict::Tx)
+}
+
+/// The flow's backend if the flow is known and its backend still healthy.
+/// A SYN always starts a new flow (a reused 5-tuple must not stick to a
+/// backend that was right for the previous connection).
+#[inline(always)]
+fn existing_flow(key: &FlowKey, vip_id: u32, now: u64, syn: bool) -> Option<(u32, [u8; 6])> {
+    if syn {
+        return None;
+    }
+    let flow = FLOWS.get_ptr_mut(key)?;
+    // SAFETY: a valid map value pointer from the lookup.
+    let backend_id = unsafe { (*flow).backend_id };
+    if unsafe { (*flow).vip_id } != vip_id {
+        return None;
+    }
+    let backend = backend(backend_id)?;
+    if backend.flags & BACKEND_F_HEALTHY == 0 {
+        return None;
+    }
+    unsafe { (*flow).last_seen_ns = now };
+    Some((backend_id, backend.mac))
+}
+
+/// Chooses a backend for a new flow from the VIP's active ring.
+#[inline(always)]
+fn place(key: &FlowKey, vip_id: u32, ring_gen: u32) -> Option<(u32, [u8; 6])> {
+    let ring_size = RING_SIZE.load();
+    if ring_size < 2 {
+        return None;
+    }
+    let base = ring_index(vip_id, ring_gen, ring_size, 0);
+    let hash = flow_hash(key);
+    let mut slot = hash % ring_size;
+    // The probe stride, never 0, from a second, independent hash.
+    let skip = fmix32(hash ^ 0x7f4a_7c15) % (ring_size - 1) + 1;
+    for _ in 0..=MAX_PROBES {
+        if let Some(found) = usable(base + slot) {
+            return Some(found);
+        }
+        slot = (slot + skip) % ring_size;
+    }
+    None
+}
+
+/// The backend in a ring slot, if it may take a new flow.
+#[inline(always)]
+fn usable(index: u32) -> Option<(u32, [u8; 6])> {
+    let backend_id = *RINGS.get(index)?;
+    let backend = backend(backend_id)?;
+    if backend.flags & (BACKEND_F_HEALTHY | BACKEND_F_DRAINING) != BACKEND_F_HEALTHY {
+        return None;
+    }
+    Some((backend_id, backend.mac))
+}
+
+#[inline(always)]
+fn backend(backend_id: u32) -> Option<&'static Backend> {
+    if backend_id == 0 || backend_id >= MAX_BACKENDS {
+        return None;
+    }
+    BACKENDS.get(backend_id)
+}
+
+/// MurmurHash3 (x86_32) over the 5-tuple: well mixed, cheap, and the same
+/// on every node for the same flow.
+#[inline(always)]
+fn flow_hash(key: &FlowKey) -> u32 {
+    // SAFETY: FlowKey is #[repr(C)], 40 bytes, no uninitialised padding.
+    let bytes: &[u8; 40] = unsafe { &*(key as *const FlowKey as *const [u8; 40]) };
+    let mut h: u32 = 0x6861_6861; // seed "haha"
+    let mut i = 0;
+    while i < 40 {
+        let mut k = u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        k = k
+            .wrapping_mul(0xcc9e_2d51)
+            .rotate_left(15)
+            .wrapping_mul(0x1b87_3593);
+        h = (h ^ k)
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64);
+        i += 4;
+    }
+    fmix32(h ^ 40)
+}
+
+#[inline(always)]
+fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}

@@ -1,0 +1,183 @@
+//! ARP and IPv6 neighbour discovery for the VIPs this node owns.
+//!
+//! The VIP lives on no interface of the node: the program answers for it
+//! while the agent's ownership lease (OWNED) has not run out, turning the
+//! request into the reply in place and sending it back out (XDP_TX). A
+//! crashed agent stops renewing the lease, so its node falls silent for the
+//! VIP by itself.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use ha_common::{GlobalCounter, v4_mapped};
+use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv6Hdr};
+
+use crate::{
+    Verdict,
+    maps::{NODE_MAC, OWNED},
+    parse::{Reason, ptr_at},
+    stats,
+};
+
+const ARP_HTYPE_ETHERNET: u16 = 1;
+const ARP_PTYPE_IPV4: u16 = 0x0800;
+const ARP_OP_REQUEST: u16 = 1;
+const ARP_OP_REPLY: u16 = 2;
+
+const ICMPV6_NEIGHBOUR_SOLICITATION: u8 = 135;
+const ICMPV6_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
+const IPPROTO_ICMPV6: u32 = 58;
+/// Neighbour discovery is only valid from the local link (RFC 4861 7.1.1).
+const ND_HOP_LIMIT: u8 = 255;
+const ND_OPT_SOURCE_LL_ADDR: u8 = 1;
+const ND_OPT_TARGET_LL_ADDR: u8 = 2;
+/// Solicited and Override flags of a neighbour advertisement.
+const NA_FLAGS_SOLICITED_OVERRIDE: u8 = 0x60;
+/// ICMPv6 header (4) + reserved/flags (4) + target address (16).
+const NS_LEN: u16 = 24;
+/// An NS carrying one source link-layer address option (8 bytes).
+const NS_WITH_SLLA_LEN: u16 = 32;
+
+/// An NS or NA without options, as on the wire.
+#[repr(C)]
+struct NeighbourMsg {
+    kind: u8,
+    code: u8,
+    checksum: [u8; 2],
+    flags: [u8; 4],
+    target: [u8; 16],
+}
+
+/// A link-layer address option for Ethernet.
+#[repr(C)]
+struct LinkLayerOpt {
+    kind: u8,
+    len_units: u8,
+    mac: [u8; 6],
+}
+
+/// Whether this node holds an unexpired lease on `addr`.
+#[inline(always)]
+fn owned(addr: &[u8; 16]) -> bool {
+    // SAFETY: the value is read once, as a plain integer.
+    match unsafe { OWNED.get(addr) } {
+        Some(lease) => lease.deadline_ns > unsafe { bpf_ktime_get_ns() },
+        None => false,
+    }
+}
+
+#[inline(always)]
+pub fn arp(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Reason> {
+    let arp: *mut ArpHdr = ptr_at(ctx, offset)?;
+    // SAFETY: ptr_at checked the bounds of the whole ARP header.
+    let arp = unsafe { &mut *arp };
+    if arp.htype() != ARP_HTYPE_ETHERNET
+        || arp.ptype() != ARP_PTYPE_IPV4
+        || arp.hlen != 6
+        || arp.plen != 4
+        || arp.oper() != ARP_OP_REQUEST
+        // A gratuitous request announces the sender; it asks nothing.
+        || arp.spa == arp.tpa
+        || !owned(&v4_mapped(arp.tpa))
+    {
+        return Ok(Verdict::Pass);
+    }
+    let mac = NODE_MAC.load();
+    let vip = arp.tpa;
+    arp.set_oper(ARP_OP_REPLY);
+    arp.tha = arp.sha;
+    arp.tpa = arp.spa;
+    arp.sha = mac;
+    arp.spa = vip;
+    unsafe {
+        (*eth).dst_addr = arp.tha;
+        (*eth).src_addr = mac;
+    }
+    stats::count(
+        GlobalCounter::ArpReply as u32,
+        (ctx.data_end() - ctx.data()) as u64,
+    );
+    Ok(Verdict::Tx)
+}
+
+#[inline(always)]
+pub fn ndp(
+    ctx: &XdpContext,
+    eth: *mut EthHdr,
+    ip: *mut Ipv6Hdr,
+    offset: usize,
+) -> Result<Verdict, Reason> {
+    let msg: *mut NeighbourMsg = ptr_at(ctx, offset)?;
+    // SAFETY: ptr_at checked both headers.
+    let (ip, msg) = unsafe { (&mut *ip, &mut *msg) };
+    if msg.kind != ICMPV6_NEIGHBOUR_SOLICITATION || msg.code != 0 || ip.hop_limit != ND_HOP_LIMIT {
+        return Ok(Verdict::Pass);
+    }
+    let payload_len = u16::from_be_bytes(ip.payload_len);
+    // Duplicate address detection comes from `::` and wants a multicast
+    // answer; the agent's unsolicited advertisements cover that case.
+    if ip.src_addr == [0; 16] || !owned(&msg.target) {
+        return Ok(Verdict::Pass);
+    }
+    let option = match payload_len {
+        NS_LEN => None,
+        NS_WITH_SLLA_LEN => {
+            let opt: *mut LinkLayerOpt = ptr_at(ctx, offset + NS_LEN as usize)?;
+            let opt = unsafe { &mut *opt };
+            if opt.kind != ND_OPT_SOURCE_LL_ADDR || opt.len_units != 1 {
+                return Ok(Verdict::Pass);
+            }
+            Some(opt)
+        }
+        _ => return Ok(Verdict::Pass),
+    };
+
+    let mac = NODE_MAC.load();
+    let target = msg.target;
+    let asker = ip.src_addr;
+    ip.src_addr = target;
+    ip.dst_addr = asker;
+    ip.hop_limit = ND_HOP_LIMIT;
+    msg.kind = ICMPV6_NEIGHBOUR_ADVERTISEMENT;
+    msg.flags = [NA_FLAGS_SOLICITED_OVERRIDE, 0, 0, 0];
+
+    // The checksum covers the pseudo header and the message; every word of
+    // the reply is known here, so it is summed from locals, not re-read.
+    let mut sum = words(&target) * 2 + words(&asker);
+    sum += u32::from(payload_len) + IPPROTO_ICMPV6;
+    sum += u32::from(ICMPV6_NEIGHBOUR_ADVERTISEMENT) << 8;
+    sum += u32::from(NA_FLAGS_SOLICITED_OVERRIDE) << 8;
+    if let Some(opt) = option {
+        opt.kind = ND_OPT_TARGET_LL_ADDR;
+        opt.mac = mac;
+        sum += (u32::from(ND_OPT_TARGET_LL_ADDR) << 8) + 1 + words(&mac);
+    }
+    msg.checksum = fold(sum).to_be_bytes();
+    unsafe {
+        (*eth).dst_addr = (*eth).src_addr;
+        (*eth).src_addr = mac;
+    }
+    stats::count(
+        GlobalCounter::NdReply as u32,
+        (ctx.data_end() - ctx.data()) as u64,
+    );
+    Ok(Verdict::Tx)
+}
+
+/// Sum of the big-endian 16-bit words of `bytes` (an even length).
+#[inline(always)]
+fn words<const N: usize>(bytes: &[u8; N]) -> u32 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i + 1 < N {
+        sum += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    sum
+}
+
+/// One's complement of the folded one's complement sum.
+#[inline(always)]
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}

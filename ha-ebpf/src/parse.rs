@@ -1,0 +1,148 @@
+//! Header parsing. Every access goes through `ptr_at`, the one bounds check
+//! the verifier needs to see; an Err means "pass untouched, counted as
+//! malformed or fragment".
+
+use aya_ebpf::programs::XdpContext;
+use ha_common::{GlobalCounter, PROTO_TCP, PROTO_UDP, v4_mapped};
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+    vlan::VlanHdr,
+};
+
+use crate::{Verdict, lb, neigh};
+
+const IPPROTO_ICMPV6: u8 = 58;
+/// IPv4 flags+fragment offset: MF bit and the 13-bit offset.
+const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
+
+/// Why a frame is passed without a look at its payload.
+pub type Reason = GlobalCounter;
+
+/// A pointer to a `T` at `offset` in the frame, if the whole `T` is inside.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Reason> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + core::mem::size_of::<T>() > end {
+        return Err(GlobalCounter::Malformed);
+    }
+    Ok((start + offset) as *mut T)
+}
+
+/// The transport part of a packet addressed to a possible VIP.
+pub struct L4 {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport_be: u16,
+    pub dport_be: u16,
+    pub proto: u8,
+    /// A TCP SYN without ACK: by definition a new flow.
+    pub syn: bool,
+}
+
+/// Ethernet and the optional 802.1Q tag, then the handler for the payload.
+#[inline(always)]
+pub fn dispatch(ctx: &XdpContext) -> Result<Verdict, Reason> {
+    let eth: *mut EthHdr = ptr_at(ctx, 0)?;
+    let mut offset = EthHdr::LEN;
+    // SAFETY: ptr_at checked the bounds.
+    let mut ether_type = unsafe { (*eth).ether_type };
+    if ether_type == EtherType::Ieee8021q as u16 {
+        let vlan: *mut VlanHdr = ptr_at(ctx, offset)?;
+        ether_type = unsafe { (*vlan).ether_type };
+        offset += VlanHdr::LEN;
+    }
+    if ether_type == EtherType::Ipv4 as u16 {
+        ipv4(ctx, eth, offset)
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        ipv6(ctx, eth, offset)
+    } else if ether_type == EtherType::Arp as u16 {
+        neigh::arp(ctx, eth, offset)
+    } else {
+        Ok(Verdict::Pass)
+    }
+}
+
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Reason> {
+    let ip: *mut Ipv4Hdr = ptr_at(ctx, offset)?;
+    let (vihl, frags, proto, src, dst) = unsafe {
+        (
+            (*ip).vihl,
+            (*ip).frags,
+            (*ip).proto,
+            (*ip).src_addr,
+            (*ip).dst_addr,
+        )
+    };
+    let ihl = (vihl & 0x0f) as usize * 4;
+    if vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
+        return Err(GlobalCounter::Malformed);
+    }
+    if u16::from_be_bytes(frags) & IPV4_MF_AND_OFFSET != 0 {
+        return Err(GlobalCounter::Fragment);
+    }
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Ok(Verdict::Pass);
+    }
+    let l4 = transport(ctx, offset + ihl, proto, v4_mapped(src), v4_mapped(dst))?;
+    lb::steer(ctx, eth, &l4)
+}
+
+#[inline(always)]
+fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Reason> {
+    let ip: *mut Ipv6Hdr = ptr_at(ctx, offset)?;
+    let (vcf0, next, src, dst) =
+        unsafe { ((*ip).vcf[0], (*ip).next_hdr, (*ip).src_addr, (*ip).dst_addr) };
+    if vcf0 >> 4 != 6 {
+        return Err(GlobalCounter::Malformed);
+    }
+    let l4_offset = offset + Ipv6Hdr::LEN;
+    match next {
+        PROTO_TCP | PROTO_UDP => {
+            let l4 = transport(ctx, l4_offset, next, src, dst)?;
+            lb::steer(ctx, eth, &l4)
+        }
+        IPPROTO_ICMPV6 => neigh::ndp(ctx, eth, ip, l4_offset),
+        // Extension headers (fragments included) are not followed: pass.
+        _ => Ok(Verdict::Pass),
+    }
+}
+
+#[inline(always)]
+fn transport(
+    ctx: &XdpContext,
+    offset: usize,
+    proto: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+) -> Result<L4, Reason> {
+    let (sport_be, dport_be, syn) = if proto == PROTO_TCP {
+        let tcp: *mut TcpHdr = ptr_at(ctx, offset)?;
+        let tcp = unsafe { &*tcp };
+        (
+            u16::from_ne_bytes(tcp.source),
+            u16::from_ne_bytes(tcp.dest),
+            tcp.syn() != 0 && tcp.ack() == 0,
+        )
+    } else {
+        let udp: *mut UdpHdr = ptr_at(ctx, offset)?;
+        let udp = unsafe { &*udp };
+        (
+            u16::from_ne_bytes(udp.src),
+            u16::from_ne_bytes(udp.dst),
+            false,
+        )
+    };
+    Ok(L4 {
+        src,
+        dst,
+        sport_be,
+        dport_be,
+        proto,
+        syn,
+    })
+}

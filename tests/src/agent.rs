@@ -1,0 +1,177 @@
+//! The real `ha-agent` and `hactl` binaries, run inside lab hosts.
+//!
+//! The agent is a child process in the host's network namespace (and the
+//! caller's mount namespace, so its pins are visible to `hactl` here). It
+//! is stopped with SIGTERM on drop, killed if it does not go, so a failing
+//! test never leaves an agent or an attached program behind.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::Netns;
+
+/// How long an agent gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Where the lab's agents pin their datapath: bpffs, one folder per node.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/ha";
+
+/// Path of a binary of this workspace, next to the test executable's
+/// directory (target/<profile>/).
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locate the test executable")?;
+    let profile_dir = exe
+        .ancestors()
+        .find(|d| d.join(name).is_file())
+        .with_context(|| {
+            format!("binary {name} not found next to {}: run `cargo build --bins` (cargo xtask test does)", exe.display())
+        })?;
+    Ok(profile_dir.join(name))
+}
+
+/// A running ha-agent.
+pub struct Agent {
+    child: Option<Child>,
+    pub node: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Writes `config` to a file and starts the agent on it in `ns`.
+    pub fn start(ns: &Netns, node: &str, config: &str) -> Result<Agent> {
+        let dir = std::env::temp_dir().join(format!("ha-lab-{}", ns.name()));
+        fs::create_dir_all(&dir)?;
+        let config_path = dir.join("ha.toml");
+        let log = dir.join("agent.log");
+        fs::write(&config_path, config)?;
+        let child = ns
+            .command(binary("ha-agent")?)
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log)?)
+            .spawn()
+            .context("start ha-agent")?;
+        Ok(Agent {
+            child: Some(child),
+            node: node.to_string(),
+            config: config_path,
+            log,
+        })
+    }
+
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new(PIN_ROOT).join(&self.node)
+    }
+
+    /// What the agent logged so far (for assertion messages).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `hactl maps --json` against this agent's pins.
+    pub fn maps(&self) -> Result<Value> {
+        hactl_json(&[
+            "maps",
+            "--flows",
+            "5",
+            "--pin-dir",
+            &self.pin_dir().to_string_lossy(),
+        ])
+    }
+
+    /// Waits until the maps show `backends` healthy backends, or fails with
+    /// the agent's log.
+    pub fn wait_healthy(&mut self, backends: usize, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("ha-agent exited early ({status}):\n{}", self.log());
+            }
+            if let Ok(maps) = self.maps() {
+                let healthy = maps["backends"].as_array().map_or(0, |b| {
+                    b.iter()
+                        .filter(|b| b["flags"].to_string().contains("healthy"))
+                        .count()
+                });
+                if healthy >= backends {
+                    return Ok(maps);
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "ha-agent not ready with {backends} healthy backends after {timeout:?}:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM and wait; the exit status.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("agent already stopped")?;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let status = child.wait()?;
+                bail!("ha-agent ignored SIGTERM for {STOP_GRACE:?}, killed ({status})");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+        // A killed agent leaves its pins (by design); the lab does not.
+        let _ = ha_agent::datapath::unpin_dir(&self.pin_dir());
+    }
+}
+
+/// Runs hactl with `args` and parses its JSON output.
+pub fn hactl_json(args: &[&str]) -> Result<Value> {
+    let out = hactl(args, true)?;
+    serde_json::from_str(&out).with_context(|| format!("hactl printed no JSON: {out}"))
+}
+
+/// Runs hactl with `args` (plus --json if asked); its stdout, or an error
+/// with its stderr.
+pub fn hactl(args: &[&str], json: bool) -> Result<String> {
+    let mut cmd = Command::new(binary("hactl")?);
+    cmd.args(args);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.stdin(Stdio::null()).output().context("run hactl")?;
+    if !out.status.success() {
+        bail!(
+            "hactl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

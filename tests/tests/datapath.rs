@@ -1,0 +1,540 @@
+//! Table tests of the XDP program through BPF_PROG_TEST_RUN: each case
+//! gives a frame and asserts the verdict and the exact bytes that come out.
+//! The maps are filled through the agent's own planner and writers.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+use ha_agent::{
+    config,
+    datapath::{Datapath, LoadOptions},
+    desired::{Applied, Desired, Write, addr_bytes},
+};
+use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, GlobalCounter, OwnedLease};
+use ha_tests::packet::*;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+const NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
+const BACKEND_MACS: [[u8; 6]; 3] = [
+    [0x02, 0xbb, 0, 0, 0, 1],
+    [0x02, 0xbb, 0, 0, 0, 2],
+    [0x02, 0xbb, 0, 0, 0, 3],
+];
+const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x100);
+const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x10);
+const RING_SIZE: u32 = 251;
+
+const CONFIG: &str = r#"
+[node]
+name = "table"
+interface = "lo"
+
+[datapath]
+ring_size = 251
+max_flows = 4096
+
+[[vip]]
+address = "198.18.1.100"
+port = 80
+protocol = "tcp"
+  [[vip.backend]]
+  address = "198.18.0.21"
+  [[vip.backend]]
+  address = "198.18.0.22"
+  [[vip.backend]]
+  address = "198.18.0.23"
+
+[[vip]]
+address = "198.18.1.100"
+port = 53
+protocol = "udp"
+  [[vip.backend]]
+  address = "198.18.0.21"
+
+[[vip]]
+address = "2001:2:0:1::100"
+port = 80
+protocol = "tcp"
+  [[vip.backend]]
+  address = "2001:2::21"
+  [[vip.backend]]
+  address = "2001:2::22"
+
+[[vip]]
+address = "2001:2:0:1::100"
+port = 53
+protocol = "udp"
+  [[vip.backend]]
+  address = "2001:2::23"
+"#;
+
+/// A datapath loaded (not attached) with the configuration above: backend
+/// ids 1-3 (v4 tcp), 4 (v4 udp), 5-6 (v6 tcp), 7 (v6 udp).
+struct Table {
+    datapath: Datapath,
+    applied: Applied,
+    desired: Desired,
+}
+
+fn backend_macs() -> HashMap<IpAddr, [u8; 6]> {
+    let mut macs = HashMap::new();
+    for (i, mac) in BACKEND_MACS.iter().enumerate() {
+        macs.insert(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 21 + i as u8)), *mac);
+        macs.insert(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x21 + i as u16)),
+            *mac,
+        );
+    }
+    macs
+}
+
+impl Table {
+    fn new() -> Table {
+        let config = config::parse(Path::new("table.toml"), CONFIG).expect("valid config");
+        let mut datapath = Datapath::load(&LoadOptions {
+            ring_size: RING_SIZE,
+            max_flows: 4096,
+            node_mac: NODE_MAC,
+            pin_dir: None,
+        })
+        .expect("load the XDP program (run as root, after cargo xtask build-ebpf)");
+        let desired = Desired::compute(&config, &backend_macs());
+        let (writes, applied) = Applied::default().plan(&desired);
+        datapath.apply(&writes).expect("fill maps");
+        let forever = OwnedLease {
+            deadline_ns: u64::MAX,
+        };
+        for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+            datapath
+                .set_owned(&addr_bytes(vip), &forever)
+                .expect("own VIP");
+        }
+        Table {
+            datapath,
+            applied,
+            desired,
+        }
+    }
+
+    fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.datapath.test_run(frame).expect("BPF_PROG_TEST_RUN")
+    }
+
+    fn counter(&self, which: GlobalCounter) -> u64 {
+        self.datapath.maps().counters().expect("read STATS")[which as usize].packets
+    }
+
+    /// Changes one backend's flags (the instant phase of a failover).
+    fn set_backend_flags(&mut self, id: u32, flags: u16) {
+        let mut backend: Backend = self.desired.backends[&id];
+        backend.flags = flags;
+        self.desired.backends.insert(id, backend);
+        let (writes, next) = self.applied.plan(&self.desired);
+        assert_eq!(writes, vec![Write::Backend(id, backend)]);
+        self.datapath.apply(&writes).expect("write backend");
+        self.applied = next;
+    }
+}
+
+/// Asserts XDP_TX by direct server return: only the MACs changed, the new
+/// source is ours, and the destination is one of `allowed` backends.
+fn assert_dsr(input: &[u8], (verdict, output): (u32, Vec<u8>), allowed: &[[u8; 6]]) -> [u8; 6] {
+    assert_eq!(verdict, XDP_TX, "verdict");
+    assert_eq!(output.len(), input.len(), "length");
+    let dst: [u8; 6] = output[0..6].try_into().unwrap();
+    assert!(
+        allowed.contains(&dst),
+        "destination MAC {dst:02x?} not among {allowed:02x?}"
+    );
+    assert_eq!(output[6..12], NODE_MAC, "source MAC");
+    assert_eq!(
+        output[12..],
+        input[12..],
+        "everything after the MACs is untouched"
+    );
+    dst
+}
+
+fn assert_pass_untouched(input: &[u8], (verdict, output): (u32, Vec<u8>)) {
+    assert_eq!(verdict, XDP_PASS, "verdict");
+    assert_eq!(output, input, "frame untouched");
+}
+
+fn v4_frame(dst: Ipv4Addr, proto: u8, dport: u16, sport: u16, flags: u8) -> Vec<u8> {
+    l4_frame(
+        (NODE_MAC, CLIENT_MAC),
+        CLIENT4.into(),
+        dst.into(),
+        proto,
+        sport,
+        dport,
+        flags,
+    )
+}
+
+fn v6_frame(dst: Ipv6Addr, proto: u8, dport: u16, sport: u16, flags: u8) -> Vec<u8> {
+    l4_frame(
+        (NODE_MAC, CLIENT_MAC),
+        CLIENT6.into(),
+        dst.into(),
+        proto,
+        sport,
+        dport,
+        flags,
+    )
+}
+
+/// A frame whose IPv4 header is given whole (for fragments and IHL cases).
+fn v4_raw(ihl: u8, frag: u16, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = ethernet(NODE_MAC, CLIENT_MAC, ETH_IPV4);
+    f.extend(ipv4(CLIENT4, VIP4, proto, ihl, frag, l4));
+    f
+}
+
+#[test]
+fn vip_tcp_v4_is_forwarded_to_a_backend() {
+    let mut t = Table::new();
+    let f = v4_frame(VIP4, TCP, 80, 40000, TCP_SYN);
+    assert_dsr(&f, t.run(&f), &BACKEND_MACS);
+    assert_eq!(t.counter(GlobalCounter::Tx), 1);
+    assert_eq!(t.counter(GlobalCounter::FlowNew), 1);
+}
+
+#[test]
+fn vip_udp_v4_is_forwarded_to_its_only_backend() {
+    let mut t = Table::new();
+    let f = v4_frame(VIP4, UDP, 53, 40000, 0);
+    assert_dsr(&f, t.run(&f), &[BACKEND_MACS[0]]);
+}
+
+#[test]
+fn vip_tcp_v6_is_forwarded_to_a_backend() {
+    let mut t = Table::new();
+    let f = v6_frame(VIP6, TCP, 80, 40000, TCP_SYN);
+    assert_dsr(&f, t.run(&f), &BACKEND_MACS[..2]);
+}
+
+#[test]
+fn vip_udp_v6_is_forwarded_to_its_only_backend() {
+    let mut t = Table::new();
+    let f = v6_frame(VIP6, UDP, 53, 40000, 0);
+    assert_dsr(&f, t.run(&f), &[BACKEND_MACS[2]]);
+}
+
+#[test]
+fn other_destination_address_passes_untouched() {
+    let mut t = Table::new();
+    let f = v4_frame(Ipv4Addr::new(198, 18, 1, 101), TCP, 80, 40000, TCP_SYN);
+    assert_pass_untouched(&f, t.run(&f));
+    let f = v6_frame(
+        Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x101),
+        TCP,
+        80,
+        40000,
+        TCP_SYN,
+    );
+    assert_pass_untouched(&f, t.run(&f));
+    assert_eq!(t.counter(GlobalCounter::Pass), 2);
+    assert_eq!(t.counter(GlobalCounter::Tx), 0);
+}
+
+#[test]
+fn wrong_port_or_protocol_passes_untouched() {
+    let mut t = Table::new();
+    let f = v4_frame(VIP4, TCP, 81, 40000, TCP_SYN);
+    assert_pass_untouched(&f, t.run(&f));
+    // Port 53 is a UDP VIP, not a TCP one.
+    let f = v4_frame(VIP4, TCP, 53, 40000, TCP_SYN);
+    assert_pass_untouched(&f, t.run(&f));
+}
+
+#[test]
+fn ipv4_fragments_pass_untouched_and_are_counted() {
+    let mut t = Table::new();
+    let l4 = tcp(40000, 80, TCP_SYN);
+    let more_fragments = v4_raw(5, 0x2000, TCP, &l4);
+    assert_pass_untouched(&more_fragments, t.run(&more_fragments));
+    let later_fragment = v4_raw(5, 0x0010, TCP, &l4);
+    assert_pass_untouched(&later_fragment, t.run(&later_fragment));
+    assert_eq!(t.counter(GlobalCounter::Fragment), 2);
+}
+
+#[test]
+fn ipv6_fragment_and_extension_headers_pass_untouched() {
+    let mut t = Table::new();
+    let mut fragment = vec![TCP, 0, 0, 0, 0, 0, 0, 1];
+    fragment.extend(tcp(40000, 80, TCP_SYN));
+    let mut f = ethernet(NODE_MAC, CLIENT_MAC, ETH_IPV6);
+    f.extend(ipv6(CLIENT6, VIP6, 44, 64, &fragment));
+    assert_pass_untouched(&f, t.run(&f));
+    let mut hop_by_hop = vec![TCP, 0, 1, 4, 0, 0, 0, 0];
+    hop_by_hop.extend(tcp(40000, 80, TCP_SYN));
+    let mut f = ethernet(NODE_MAC, CLIENT_MAC, ETH_IPV6);
+    f.extend(ipv6(CLIENT6, VIP6, 0, 64, &hop_by_hop));
+    assert_pass_untouched(&f, t.run(&f));
+}
+
+#[test]
+fn truncated_at_each_header_passes_untouched_as_malformed() {
+    let mut t = Table::new();
+    let v4 = v4_frame(VIP4, TCP, 80, 40000, TCP_SYN);
+    let v4_udp = v4_frame(VIP4, UDP, 53, 40000, 0);
+    let v6 = v6_frame(VIP6, TCP, 80, 40000, TCP_SYN);
+    let tagged = {
+        let mut f = vlan(NODE_MAC, CLIENT_MAC, 7, ETH_IPV4);
+        f.extend_from_slice(&v4[14..]);
+        f
+    };
+    let arp = arp_request(CLIENT_MAC, CLIENT4, VIP4);
+    // Shorter than an Ethernet header never reaches XDP: the kernel
+    // refuses such a test frame outright.
+    assert!(t.datapath.test_run(&v4[..13]).is_err());
+    let cases: [(&str, &[u8]); 6] = [
+        ("vlan tag", &tagged[..17]),
+        ("ipv4 header", &v4[..14 + 19]),
+        ("tcp header", &v4[..14 + 20 + 19]),
+        ("udp header", &v4_udp[..14 + 20 + 7]),
+        ("ipv6 header", &v6[..14 + 39]),
+        ("arp", &arp[..14 + 27]),
+    ];
+    for (i, (what, frame)) in cases.iter().enumerate() {
+        let (verdict, out) = t.run(frame);
+        assert_eq!(verdict, XDP_PASS, "truncated {what}");
+        assert_eq!(out, *frame, "truncated {what} untouched");
+        assert_eq!(
+            t.counter(GlobalCounter::Malformed),
+            i as u64 + 1,
+            "truncated {what} counted"
+        );
+    }
+}
+
+#[test]
+fn bad_ihl_passes_untouched_as_malformed() {
+    let mut t = Table::new();
+    let mut f = v4_raw(5, 0, TCP, &tcp(40000, 80, TCP_SYN));
+    f[14] = 0x44; // IHL 4: shorter than the fixed header
+    assert_pass_untouched(&f, t.run(&f));
+    assert_eq!(t.counter(GlobalCounter::Malformed), 1);
+}
+
+#[test]
+fn ipv4_options_are_skipped_to_the_ports() {
+    let mut t = Table::new();
+    let f = v4_raw(7, 0, TCP, &tcp(40000, 80, TCP_SYN));
+    assert_dsr(&f, t.run(&f), &BACKEND_MACS);
+}
+
+#[test]
+fn vlan_tagged_vip_traffic_keeps_its_tag() {
+    let mut t = Table::new();
+    let plain = v4_frame(VIP4, TCP, 80, 40000, TCP_SYN);
+    let mut f = vlan(NODE_MAC, CLIENT_MAC, 42, ETH_IPV4);
+    f.extend_from_slice(&plain[14..]);
+    assert_dsr(&f, t.run(&f), &BACKEND_MACS);
+}
+
+#[test]
+fn non_ip_frames_pass_untouched() {
+    let mut t = Table::new();
+    let mut f = ethernet([0x01, 0x80, 0xc2, 0, 0, 0x0e], CLIENT_MAC, 0x88cc);
+    f.extend_from_slice(&[0u8; 46]);
+    assert_pass_untouched(&f, t.run(&f));
+    assert_eq!(t.counter(GlobalCounter::Malformed), 0);
+}
+
+#[test]
+fn arp_request_for_an_owned_vip_is_answered() {
+    let mut t = Table::new();
+    let f = arp_request(CLIENT_MAC, CLIENT4, VIP4);
+    let (verdict, out) = t.run(&f);
+    assert_eq!(verdict, XDP_TX);
+    let mut expected = ethernet(CLIENT_MAC, NODE_MAC, ETH_ARP);
+    expected.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+    expected.extend_from_slice(&NODE_MAC);
+    expected.extend_from_slice(&VIP4.octets());
+    expected.extend_from_slice(&CLIENT_MAC);
+    expected.extend_from_slice(&CLIENT4.octets());
+    assert_eq!(out, expected);
+    assert_eq!(t.counter(GlobalCounter::ArpReply), 1);
+}
+
+#[test]
+fn arp_for_other_addresses_or_gratuitous_passes_untouched() {
+    let mut t = Table::new();
+    let f = arp_request(CLIENT_MAC, CLIENT4, Ipv4Addr::new(198, 18, 0, 21));
+    assert_pass_untouched(&f, t.run(&f));
+    let gratuitous = arp_request(CLIENT_MAC, VIP4, VIP4);
+    assert_pass_untouched(&gratuitous, t.run(&gratuitous));
+    assert_eq!(t.counter(GlobalCounter::ArpReply), 0);
+}
+
+#[test]
+fn arp_after_the_lease_ran_out_passes_untouched() {
+    let mut t = Table::new();
+    t.datapath
+        .set_owned(&addr_bytes(VIP4.into()), &OwnedLease { deadline_ns: 1 })
+        .unwrap();
+    let f = arp_request(CLIENT_MAC, CLIENT4, VIP4);
+    assert_pass_untouched(&f, t.run(&f));
+}
+
+#[test]
+fn neighbour_solicitation_for_an_owned_vip_is_answered() {
+    let mut t = Table::new();
+    let f = neighbour_solicitation(CLIENT_MAC, CLIENT6, VIP6);
+    let (verdict, out) = t.run(&f);
+    assert_eq!(verdict, XDP_TX);
+    assert_eq!(out.len(), f.len());
+    assert_eq!(out[0..6], CLIENT_MAC, "to the asker");
+    assert_eq!(out[6..12], NODE_MAC, "from us");
+    let ip = &out[14..54];
+    assert_eq!(ip[6], ICMPV6);
+    assert_eq!(ip[7], 255, "hop limit");
+    assert_eq!(ip[8..24], VIP6.octets(), "source is the VIP");
+    assert_eq!(ip[24..40], CLIENT6.octets(), "destination is the asker");
+    let na = &out[54..];
+    assert_eq!(na[0], 136, "neighbour advertisement");
+    assert_eq!(na[4], 0x60, "solicited + override");
+    assert_eq!(na[8..24], VIP6.octets(), "target");
+    assert_eq!(na[24..26], [2, 1], "target link-layer address option");
+    assert_eq!(na[26..32], NODE_MAC);
+    assert_eq!(icmpv6_checksum(VIP6, CLIENT6, na), 0, "valid checksum");
+    assert_eq!(t.counter(GlobalCounter::NdReply), 1);
+}
+
+#[test]
+fn neighbour_solicitation_for_another_address_passes_untouched() {
+    let mut t = Table::new();
+    let f = neighbour_solicitation(
+        CLIENT_MAC,
+        CLIENT6,
+        Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x21),
+    );
+    assert_pass_untouched(&f, t.run(&f));
+}
+
+#[test]
+fn a_flow_sticks_to_its_backend() {
+    let mut t = Table::new();
+    let syn = v4_frame(VIP4, TCP, 80, 41000, TCP_SYN);
+    let first = assert_dsr(&syn, t.run(&syn), &BACKEND_MACS);
+    for _ in 0..5 {
+        let ack = v4_frame(VIP4, TCP, 80, 41000, TCP_ACK);
+        assert_eq!(assert_dsr(&ack, t.run(&ack), &BACKEND_MACS), first);
+    }
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 5);
+}
+
+#[test]
+fn unhealthy_backend_loses_its_flows_at_once_and_draining_keeps_them() {
+    let mut t = Table::new();
+    // Flows on every backend.
+    let mut by_backend: HashMap<[u8; 6], u16> = HashMap::new();
+    for sport in 42000..42100 {
+        let syn = v4_frame(VIP4, TCP, 80, sport, TCP_SYN);
+        by_backend
+            .entry(assert_dsr(&syn, t.run(&syn), &BACKEND_MACS))
+            .or_insert(sport);
+    }
+    assert_eq!(by_backend.len(), 3, "100 flows reach all three backends");
+    // Draining backend 1: its flow stays, no new flow goes there.
+    t.set_backend_flags(1, BACKEND_F_HEALTHY | BACKEND_F_DRAINING);
+    let on_first = by_backend[&BACKEND_MACS[0]];
+    let ack = v4_frame(VIP4, TCP, 80, on_first, TCP_ACK);
+    assert_eq!(
+        assert_dsr(&ack, t.run(&ack), &BACKEND_MACS),
+        BACKEND_MACS[0]
+    );
+    for sport in 43000..43100 {
+        let syn = v4_frame(VIP4, TCP, 80, sport, TCP_SYN);
+        assert_dsr(&syn, t.run(&syn), &BACKEND_MACS[1..]);
+    }
+    // Backend 2 fails: its flow moves by the re-probe, before any ring
+    // rebuild; flows of backend 3 stay where they are.
+    t.set_backend_flags(2, 0);
+    let on_second = by_backend[&BACKEND_MACS[1]];
+    let ack = v4_frame(VIP4, TCP, 80, on_second, TCP_ACK);
+    assert_eq!(
+        assert_dsr(&ack, t.run(&ack), &BACKEND_MACS),
+        BACKEND_MACS[2]
+    );
+    let on_third = by_backend[&BACKEND_MACS[2]];
+    let ack = v4_frame(VIP4, TCP, 80, on_third, TCP_ACK);
+    assert_eq!(
+        assert_dsr(&ack, t.run(&ack), &BACKEND_MACS),
+        BACKEND_MACS[2]
+    );
+}
+
+#[test]
+fn no_usable_backend_drops_and_counts() {
+    let mut t = Table::new();
+    t.set_backend_flags(4, 0);
+    let f = v4_frame(VIP4, UDP, 53, 40000, 0);
+    let (verdict, out) = t.run(&f);
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(out, f);
+    assert_eq!(t.counter(GlobalCounter::NoBackend), 1);
+    assert_eq!(t.counter(GlobalCounter::Drop), 1);
+}
+
+#[test]
+fn new_flows_spread_evenly_over_equal_backends() {
+    let mut t = Table::new();
+    let mut counts: HashMap<[u8; 6], u32> = HashMap::new();
+    for sport in 10000..13000 {
+        let syn = v4_frame(VIP4, TCP, 80, sport, TCP_SYN);
+        *counts
+            .entry(assert_dsr(&syn, t.run(&syn), &BACKEND_MACS))
+            .or_default() += 1;
+    }
+    for mac in BACKEND_MACS {
+        let n = counts.get(&mac).copied().unwrap_or(0);
+        assert!(
+            (900..=1100).contains(&n),
+            "backend {mac:02x?} got {n} of 3000: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn the_ring_switch_is_one_generation_flip() {
+    let mut t = Table::new();
+    let before = t.datapath.read_ring(1, 0);
+    assert!(before.iter().all(|id| (1..=3).contains(id)));
+    // Backend 3 leaves the ring: written into generation 1, then flipped.
+    t.desired.vips[0].table = before
+        .iter()
+        .map(|&id| if id == 3 { 1 } else { id })
+        .collect();
+    let (writes, _) = t.applied.plan(&t.desired);
+    assert!(matches!(
+        &writes[0],
+        Write::Ring {
+            vip_id: 1,
+            generation: 1,
+            ..
+        }
+    ));
+    assert!(matches!(writes[1], Write::Vip(_, v) if v.ring_gen == 1));
+    t.datapath.apply(&writes).unwrap();
+    assert_eq!(
+        t.datapath.read_ring(1, 0),
+        before,
+        "the old generation is untouched"
+    );
+    for sport in 44000..44300 {
+        let syn = v4_frame(VIP4, TCP, 80, sport, TCP_SYN);
+        assert_dsr(&syn, t.run(&syn), &BACKEND_MACS[..2]);
+    }
+}

@@ -1,0 +1,162 @@
+//! End to end in the lab: a client, one load balancer running the real
+//! agent, three backends holding the VIP on lo. Real TCP connections to the
+//! VIP are balanced by the XDP program and answered by the backends
+//! directly (L2 direct server return).
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
+
+use ha_agent::datapath::PassProgram;
+use ha_tests::{Lab, NameServer, agent::Agent, connect_many};
+
+const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
+const PORT: u16 = 80;
+const BACKENDS: [&str; 3] = ["b1", "b2", "b3"];
+const CONNECTIONS: u32 = 3000;
+
+/// Reads one interface counter of `eth0` inside a host.
+fn rx_packets(lab: &Lab, host: &str) -> u64 {
+    lab.host(host)
+        .ns
+        .exec(&["cat", "/sys/class/net/eth0/statistics/rx_packets"])
+        .expect("read rx_packets")
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+fn counter(maps: &serde_json::Value, name: &str) -> u64 {
+    maps["counters"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["packets"].as_u64())
+        .unwrap_or_else(|| panic!("counter {name} missing in {maps}"))
+}
+
+fn balanced_connections(vip: IpAddr) {
+    let mut hosts = vec!["client", "lb"];
+    hosts.extend(BACKENDS);
+    let lab = Lab::new(&hosts).expect("build the lab");
+    lab.disable_tx_checksum_offload("client").unwrap();
+    // The lb's switch port must run XDP itself for XDP_TX frames to pass.
+    let lb_port = lab.host("lb").switch_port().to_string();
+    let _pass = lab.switch().run(move || {
+        let mut pass = PassProgram::load().expect("load pass program");
+        pass.attach(&lb_port).expect("attach pass program");
+        pass
+    });
+    let target = SocketAddr::new(vip, PORT);
+    let mut servers = Vec::new();
+    for name in BACKENDS {
+        lab.make_dsr_backend(name, &[vip]).unwrap();
+        servers.push(NameServer::start(&lab.host(name).ns, target, name).unwrap());
+    }
+
+    let lb = lab.host("lb");
+    let node = lb.ns.name().to_string();
+    let backends: String = BACKENDS
+        .iter()
+        .map(|b| {
+            let host = lab.host(b);
+            let addr = if vip.is_ipv4() {
+                IpAddr::V4(host.ipv4)
+            } else {
+                IpAddr::V6(host.ipv6)
+            };
+            format!("  [[vip.backend]]\n  address = \"{addr}\"\n")
+        })
+        .collect();
+    let config = format!(
+        "[node]\nname = \"{node}\"\ninterface = \"eth0\"\n\n\
+         [[vip]]\naddress = \"{vip}\"\nport = {PORT}\nprotocol = \"tcp\"\n{backends}"
+    );
+    let mut agent = Agent::start(&lb.ns, &node, &config).unwrap();
+    agent
+        .wait_healthy(BACKENDS.len(), Duration::from_secs(15))
+        .unwrap();
+    let lb_rx_before = rx_packets(&lab, "lb");
+
+    let tally = connect_many(
+        &lab.host("client").ns,
+        target,
+        CONNECTIONS,
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        tally.failures,
+        0,
+        "failed connections: {:?}\n{}",
+        tally.first_errors,
+        agent.log()
+    );
+    let third = CONNECTIONS as f64 / 3.0;
+    for name in BACKENDS {
+        let got = tally.by_name.get(name).copied().unwrap_or(0) as f64;
+        assert!(
+            (got - third).abs() <= third * 0.10,
+            "{name} answered {got} of {CONNECTIONS} connections, not within 10% of a third: {:?}",
+            tally.by_name
+        );
+    }
+    let accepted: u64 = servers.iter().map(NameServer::accepted).sum();
+    assert_eq!(
+        accepted,
+        u64::from(CONNECTIONS),
+        "backends accepted every connection"
+    );
+
+    // Every client packet went out again by XDP_TX; the lb received none
+    // of the replies (they go backend -> client directly): what the lb
+    // received beyond the forwarded packets is a handful of ARP/NDP frames.
+    let maps = agent.maps().unwrap();
+    let tx = counter(&maps, "tx");
+    let lb_rx = rx_packets(&lab, "lb") - lb_rx_before;
+    assert!(
+        tx >= u64::from(CONNECTIONS) * 3,
+        "at least SYN, ACK, FIN per connection went through XDP_TX: {tx}"
+    );
+    assert!(
+        lb_rx <= tx + 50,
+        "the lb saw reply traffic: {lb_rx} packets received, {tx} forwarded"
+    );
+    let resolver = if vip.is_ipv4() {
+        "arp_reply"
+    } else {
+        "nd_reply"
+    };
+    assert!(
+        counter(&maps, resolver) >= 1,
+        "the XDP program answered the client's {resolver}"
+    );
+    let vip_packets = maps["vips"][0]["packets"].as_u64().unwrap();
+    assert_eq!(vip_packets, tx, "per-VIP counter matches global tx");
+    let per_backend: u64 = maps["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["packets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_backend, tx, "per-backend counters add up to tx");
+
+    let pins = agent.pin_dir();
+    let status = agent.stop().unwrap();
+    assert!(status.success(), "agent exit: {status}\n{}", agent.log());
+    assert!(!pins.exists(), "SIGTERM unpins {}", pins.display());
+    println!(
+        "{} connections to {vip}: {:?}, lb forwarded {tx} packets, received {lb_rx}",
+        CONNECTIONS, tally.by_name
+    );
+}
+
+#[test]
+fn ipv4_vip_balances_real_tcp_connections_by_direct_server_return() {
+    balanced_connections(IpAddr::V4(VIP4));
+}
+
+#[test]
+fn ipv6_vip_balances_real_tcp_connections_by_direct_server_return() {
+    balanced_connections(IpAddr::V6(VIP6));
+}

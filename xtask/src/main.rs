@@ -1,0 +1,224 @@
+//! Project tasks, so a newcomer needs nothing but cargo: `cargo xtask setup`
+//! installs what is missing, `build-ebpf` builds the kernel side with the
+//! nightly, `test`, `demo` and `bench` run everything on top of those.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Debian packages the build and the lab need.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "iproute2",
+    "ethtool",
+    "iputils-ping",
+];
+/// bpf-linker's LLVM must be the nightly's (LLVM 22), see TOOLCHAIN.md.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// Where `build-ebpf` leaves the object; ha-agent's build.rs embeds it.
+const EBPF_OBJECT: &str = "ha-ebpf/target/bpfel-unknown-none/release/ha-xdp";
+
+#[derive(Parser)]
+#[command(about = "ha project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install missing prerequisites (apt packages, rust-src, bpf-linker, nextest).
+    Setup,
+    /// Build the XDP program (nightly, bpfel-unknown-none).
+    BuildEbpf,
+    /// Build everything in release mode.
+    Build,
+    /// Set up, build, then run every test (unit, datapath, lab).
+    Test {
+        /// Extra arguments for cargo nextest (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run the demo lab with live traffic.
+    Demo,
+    /// Run a benchmark and record it in docs/benchmarks.md.
+    Bench {
+        /// Which benchmark: datapath.
+        name: String,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match cli.task {
+        Task::Setup => setup(),
+        Task::BuildEbpf => build_ebpf(&root),
+        Task::Build => {
+            setup()?;
+            build_ebpf(&root)?;
+            run(cargo().args(["build", "--release", "--workspace", "--bins"]))
+        }
+        Task::Test { args } => {
+            setup()?;
+            build_ebpf(&root)?;
+            // The lab tests run the real ha-agent and hactl binaries.
+            run(cargo().args(["build", "--workspace", "--bins"]))?;
+            run(cargo()
+                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                .args(args))
+        }
+        Task::Demo => {
+            setup()?;
+            build_ebpf(&root)?;
+            run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+            run(&mut Command::new(root.join("target/release/ha-demo")))
+        }
+        Task::Bench { name } => {
+            setup()?;
+            build_ebpf(&root)?;
+            run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+            run(Command::new(root.join("target/release/ha-bench")).arg(name))
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// The rustup proxy, so `+nightly` works; variables the outer cargo set
+/// for us must not leak into the inner build.
+fn cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    for var in [
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_BUILD_TARGET",
+        "RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn output(cmd: &mut Command) -> String {
+    cmd.output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn step(what: &str) {
+    println!("setup: {what}");
+}
+
+/// Each step checks first and only acts when something is missing, so a
+/// second run changes nothing.
+fn setup() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .contains("install ok installed")
+        })
+        .collect();
+    if missing.is_empty() {
+        step("apt packages present");
+    } else {
+        step(&format!("installing {}", missing.join(" ")));
+        run(Command::new("apt-get").arg("update"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+
+    if !succeeds(cargo().args(["+nightly", "--version"])) {
+        bail!("the nightly toolchain is missing: rustup toolchain install nightly");
+    }
+    if output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .lines()
+    .any(|l| l.starts_with("rust-src"))
+    {
+        step("nightly rust-src present");
+    } else {
+        step("rustup component add rust-src --toolchain nightly");
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+
+    if output(Command::new("bpf-linker").arg("--version")).contains(BPF_LINKER_VERSION) {
+        step(&format!("bpf-linker {BPF_LINKER_VERSION} present"));
+    } else {
+        step(&format!(
+            "installing bpf-linker {BPF_LINKER_VERSION} for LLVM 22 (a few minutes)"
+        ));
+        run(cargo()
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", LLVM_PREFIX))?;
+    }
+
+    if succeeds(cargo().args(["nextest", "--version"])) {
+        step("cargo-nextest present");
+    } else {
+        step("installing cargo-nextest");
+        run(cargo().args(["install", "cargo-nextest", "--locked"]))?;
+    }
+    Ok(())
+}
+
+fn build_ebpf(root: &Path) -> Result<()> {
+    run(cargo()
+        .args(["+nightly", "build", "--release"])
+        .current_dir(root.join("ha-ebpf")))?;
+    println!("build-ebpf: {}", root.join(EBPF_OBJECT).display());
+    Ok(())
+}
