@@ -291,6 +291,13 @@ impl Datapath {
             .load()
             .context("verifier rejected the XDP program")?;
         let (maps, rings) = Maps::take(&mut ebpf)?;
+        // Limits are compiled into both sides; a stale object would count
+        // into the wrong slots.
+        ensure!(
+            maps.stats.len() == STATS_LEN,
+            "the embedded XDP object was built from another ha-common (STATS has {} slots, expected {STATS_LEN}): run cargo xtask build-ebpf",
+            maps.stats.len()
+        );
         let slots = rings_len(options.ring_size) as usize;
         Ok(Datapath {
             ebpf,

@@ -33,7 +33,7 @@ pub fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Rea
     };
     // SAFETY: the value is copied out at once; the agent replaces entries
     // whole, never in place.
-    let Some(vip) = (unsafe { VIPS.get(&vip_key) }).copied() else {
+    let Some(vip) = (unsafe { VIPS.get(vip_key) }).copied() else {
         return Ok(Verdict::Pass);
     };
     let flow_key = FlowKey {
@@ -68,7 +68,7 @@ pub fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Rea
             };
             // A full table evicts the least recently used flow; an error
             // here only costs the flow its stickiness.
-            let _ = FLOWS.insert(&flow_key, &value, 0);
+            let _ = FLOWS.insert(flow_key, value, 0);
             stats::count(GlobalCounter::FlowNew as u32, len);
             found
         }
