@@ -1583,7 +1583,8 @@ mod packaged_example {
     /// The example shipped in packaging/ must stay valid.
     #[test]
     fn packaged_example_config_is_valid() {
-        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/ha.toml"));
+        let path =
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/ha.toml"));
         let config = super::load(path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.vips.len(), 2);
         assert_eq!(config.vips[0].backends[1].weight, 2);

@@ -39,34 +39,45 @@ pub fn binary(name: &str) -> Result<PathBuf> {
 /// A running ha-agent.
 pub struct Agent {
     child: Option<Child>,
+    /// Started with --keep-datapath: its pins outlive it on purpose.
+    keep_datapath: bool,
     pub node: String,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// Where this agent's lines start in a log shared with earlier agents.
+    log_start: usize,
 }
 
 impl Agent {
-    /// Writes `config` to a file and starts the agent on it in `ns`.
-    pub fn start(ns: &Netns, node: &str, config: &str) -> Result<Agent> {
+    /// Writes `config` to a file and starts the agent on it in `ns`; with
+    /// `keep_datapath`, its exit leaves the datapath running.
+    pub fn start(ns: &Netns, node: &str, config: &str, keep_datapath: bool) -> Result<Agent> {
         let dir = std::env::temp_dir().join(format!("ha-lab-{}", ns.name()));
         fs::create_dir_all(&dir)?;
         let config_path = dir.join("ha.toml");
         let log = dir.join("agent.log");
         fs::write(&config_path, config)?;
-        let child = ns
-            .command(binary("ha-agent")?)
-            .arg("--config")
-            .arg(&config_path)
+        let mut command = ns.command(binary("ha-agent")?);
+        command.arg("--config").arg(&config_path);
+        if keep_datapath {
+            command.arg("--keep-datapath");
+        }
+        let log_file = fs::File::options().create(true).append(true).open(&log)?;
+        let log_start = log_file.metadata()?.len() as usize;
+        let child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(fs::File::create(&log)?)
+            .stderr(log_file)
             .spawn()
             .context("start ha-agent")?;
         Ok(Agent {
             child: Some(child),
+            keep_datapath,
             node: node.to_string(),
             config: config_path,
             log,
+            log_start,
         })
     }
 
@@ -74,9 +85,10 @@ impl Agent {
         Path::new(PIN_ROOT).join(&self.node)
     }
 
-    /// What the agent logged so far (for assertion messages).
+    /// What this agent logged so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        let all = fs::read_to_string(&self.log).unwrap_or_default();
+        all.get(self.log_start..).unwrap_or_default().to_string()
     }
 
     /// `hactl maps --json` against this agent's pins.
@@ -90,8 +102,8 @@ impl Agent {
         ])
     }
 
-    /// Waits until the maps show `backends` healthy backends, or fails with
-    /// the agent's log.
+    /// Waits until the agent has attached its program and the maps show
+    /// `backends` healthy backends, or fails with the agent's log.
     pub fn wait_healthy(&mut self, backends: usize, timeout: Duration) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -102,7 +114,8 @@ impl Agent {
             {
                 bail!("ha-agent exited early ({status}):\n{}", self.log());
             }
-            if let Ok(maps) = self.maps() {
+            let attached = self.log().contains("datapath attached");
+            if let Some(maps) = self.maps().ok().filter(|_| attached) {
                 let healthy = maps["backends"].as_array().map_or(0, |b| {
                     b.iter()
                         .filter(|b| b["flags"].to_string().contains("healthy"))
@@ -147,8 +160,11 @@ impl Drop for Agent {
         if self.child.is_some() {
             let _ = self.stop();
         }
-        // A killed agent leaves its pins (by design); the lab does not.
-        let _ = ha_agent::datapath::unpin_dir(&self.pin_dir());
+        // A killed agent leaves its pins (by design); the lab does not,
+        // unless a test hands them to the next agent on purpose.
+        if !self.keep_datapath {
+            let _ = ha_agent::datapath::unpin_dir(&self.pin_dir());
+        }
     }
 }
 

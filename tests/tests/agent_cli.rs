@@ -14,12 +14,25 @@ fn a_bad_config_names_file_line_column_and_field_and_loads_nothing() {
         "[node]\nname = \"{node}\"\ninterface = \"lo\"\n\n[[vip]]\naddress = \"198.18.0.300\"\nport = 80\nprotocol = \"tcp\"\n  [[vip.backend]]\n  address = \"198.18.0.11\"\n"
     );
     fs::write(&path, text).unwrap();
-    let out = Command::new(binary("ha-agent").unwrap()).arg("--config").arg(&path).output().unwrap();
+    let out = Command::new(binary("ha-agent").unwrap())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "ha-agent accepted a bad config: {stderr}");
+    assert!(
+        !out.status.success(),
+        "ha-agent accepted a bad config: {stderr}"
+    );
     let location = format!("{}:6:11: vip[0].address", path.display());
-    assert!(stderr.contains(&location), "error does not name {location}: {stderr}");
-    assert!(!Path::new(PIN_ROOT).join(&node).exists(), "a bad config must load nothing");
+    assert!(
+        stderr.contains(&location),
+        "error does not name {location}: {stderr}"
+    );
+    assert!(
+        !Path::new(PIN_ROOT).join(&node).exists(),
+        "a bad config must load nothing"
+    );
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -32,5 +45,8 @@ fn hactl_maps_without_a_datapath_fails_clearly() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("no datapath pinned at") && stderr.contains(&missing), "{stderr}");
+    assert!(
+        stderr.contains("no datapath pinned at") && stderr.contains(&missing),
+        "{stderr}"
+    );
 }

@@ -36,55 +36,93 @@ fn counter(maps: &serde_json::Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("counter {name} missing in {maps}"))
 }
 
-fn balanced_connections(vip: IpAddr) {
-    let mut hosts = vec!["client", "lb"];
-    hosts.extend(BACKENDS);
-    let lab = Lab::new(&hosts).expect("build the lab");
-    lab.disable_tx_checksum_offload("client").unwrap();
-    // The lb's switch port must run XDP itself for XDP_TX frames to pass.
-    let lb_port = lab.host("lb").switch_port().to_string();
-    let _pass = lab.switch().run(move || {
-        let mut pass = PassProgram::load().expect("load pass program");
-        pass.attach(&lb_port).expect("attach pass program");
-        pass
-    });
-    let target = SocketAddr::new(vip, PORT);
-    let mut servers = Vec::new();
-    for name in BACKENDS {
-        lab.make_dsr_backend(name, &[vip]).unwrap();
-        servers.push(NameServer::start(&lab.host(name).ns, target, name).unwrap());
+/// The lab of this file: client, lb, three backends serving the VIP, and
+/// the agent's configuration for the lb.
+struct DsrLab {
+    lab: Lab,
+    servers: Vec<NameServer>,
+    _pass: PassProgram,
+    target: SocketAddr,
+    node: String,
+    config: String,
+}
+
+impl DsrLab {
+    fn new(vip: IpAddr) -> DsrLab {
+        let mut hosts = vec!["client", "lb"];
+        hosts.extend(BACKENDS);
+        let lab = Lab::new(&hosts).expect("build the lab");
+        lab.disable_tx_checksum_offload("client").unwrap();
+        // The lb's switch port must run XDP itself for XDP_TX frames to pass.
+        let lb_port = lab.host("lb").switch_port().to_string();
+        let pass = lab.switch().run(move || {
+            let mut pass = PassProgram::load().expect("load pass program");
+            pass.attach(&lb_port).expect("attach pass program");
+            pass
+        });
+        let target = SocketAddr::new(vip, PORT);
+        let mut servers = Vec::new();
+        for name in BACKENDS {
+            lab.make_dsr_backend(name, &[vip]).unwrap();
+            servers.push(NameServer::start(&lab.host(name).ns, target, name).unwrap());
+        }
+        let node = lab.host("lb").ns.name().to_string();
+        let backends: String = BACKENDS
+            .iter()
+            .map(|b| {
+                let host = lab.host(b);
+                let addr = if vip.is_ipv4() {
+                    IpAddr::V4(host.ipv4)
+                } else {
+                    IpAddr::V6(host.ipv6)
+                };
+                format!("  [[vip.backend]]\n  address = \"{addr}\"\n")
+            })
+            .collect();
+        let config = format!(
+            "[node]\nname = \"{node}\"\ninterface = \"eth0\"\n\n\
+             [[vip]]\naddress = \"{vip}\"\nport = {PORT}\nprotocol = \"tcp\"\n{backends}"
+        );
+        DsrLab {
+            lab,
+            servers,
+            _pass: pass,
+            target,
+            node,
+            config,
+        }
     }
 
-    let lb = lab.host("lb");
-    let node = lb.ns.name().to_string();
-    let backends: String = BACKENDS
-        .iter()
-        .map(|b| {
-            let host = lab.host(b);
-            let addr = if vip.is_ipv4() {
-                IpAddr::V4(host.ipv4)
-            } else {
-                IpAddr::V6(host.ipv6)
-            };
-            format!("  [[vip.backend]]\n  address = \"{addr}\"\n")
-        })
-        .collect();
-    let config = format!(
-        "[node]\nname = \"{node}\"\ninterface = \"eth0\"\n\n\
-         [[vip]]\naddress = \"{vip}\"\nport = {PORT}\nprotocol = \"tcp\"\n{backends}"
-    );
-    let mut agent = Agent::start(&lb.ns, &node, &config).unwrap();
-    agent
-        .wait_healthy(BACKENDS.len(), Duration::from_secs(15))
+    fn start_agent(&self, keep_datapath: bool) -> Agent {
+        let mut agent = Agent::start(
+            &self.lab.host("lb").ns,
+            &self.node,
+            &self.config,
+            keep_datapath,
+        )
         .unwrap();
-    let lb_rx_before = rx_packets(&lab, "lb");
+        agent
+            .wait_healthy(BACKENDS.len(), Duration::from_secs(15))
+            .unwrap();
+        agent
+    }
 
-    let tally = connect_many(
-        &lab.host("client").ns,
-        target,
-        CONNECTIONS,
-        Duration::from_secs(2),
-    );
+    fn connect(&self, count: u32) -> ha_tests::Tally {
+        connect_many(
+            &self.lab.host("client").ns,
+            self.target,
+            count,
+            Duration::from_secs(2),
+        )
+    }
+}
+
+fn balanced_connections(vip: IpAddr) {
+    let dsr = DsrLab::new(vip);
+    let mut agent = dsr.start_agent(false);
+    let lb_rx_before = rx_packets(&dsr.lab, "lb");
+
+    let tally = dsr.connect(CONNECTIONS);
     assert_eq!(
         tally.failures,
         0,
@@ -101,7 +139,7 @@ fn balanced_connections(vip: IpAddr) {
             tally.by_name
         );
     }
-    let accepted: u64 = servers.iter().map(NameServer::accepted).sum();
+    let accepted: u64 = dsr.servers.iter().map(NameServer::accepted).sum();
     assert_eq!(
         accepted,
         u64::from(CONNECTIONS),
@@ -113,7 +151,7 @@ fn balanced_connections(vip: IpAddr) {
     // received beyond the forwarded packets is a handful of ARP/NDP frames.
     let maps = agent.maps().unwrap();
     let tx = counter(&maps, "tx");
-    let lb_rx = rx_packets(&lab, "lb") - lb_rx_before;
+    let lb_rx = rx_packets(&dsr.lab, "lb") - lb_rx_before;
     assert!(
         tx >= u64::from(CONNECTIONS) * 3,
         "at least SYN, ACK, FIN per connection went through XDP_TX: {tx}"
@@ -167,4 +205,58 @@ fn ipv4_vip_balances_real_tcp_connections_by_direct_server_return() {
 #[test]
 fn ipv6_vip_balances_real_tcp_connections_by_direct_server_return() {
     balanced_connections(IpAddr::V6(VIP6));
+}
+
+/// Removes a node's pins when the test ends, however it ends: an agent
+/// started with --keep-datapath leaves them behind on purpose.
+struct UnpinOnDrop(std::path::PathBuf);
+
+impl Drop for UnpinOnDrop {
+    fn drop(&mut self) {
+        let _ = ha_agent::datapath::unpin_dir(&self.0);
+    }
+}
+
+#[test]
+fn keep_datapath_leaves_traffic_flowing_and_the_next_agent_adopts_it() {
+    let dsr = DsrLab::new(IpAddr::V4(VIP4));
+    let mut first = dsr.start_agent(true);
+    let _cleanup = UnpinOnDrop(first.pin_dir());
+    assert_eq!(dsr.connect(300).failures, 0, "{}", first.log());
+
+    let status = first.stop().unwrap();
+    assert!(status.success(), "{status}\n{}", first.log());
+    assert!(
+        first.pin_dir().join("link").exists(),
+        "--keep-datapath leaves the link pinned"
+    );
+    // No agent now: the program keeps forwarding (the client still has the
+    // VIP's MAC cached), and hactl reads the maps without one.
+    let tally = dsr.connect(300);
+    assert_eq!(
+        tally.failures, 0,
+        "without the agent: {:?}",
+        tally.first_errors
+    );
+    let maps = first.maps().unwrap();
+    assert!(counter(&maps, "tx") >= 300 * 3 * 2, "{maps}");
+
+    // The next agent adopts the pinned maps and switches the pinned link
+    // over to its own program.
+    let mut second = dsr.start_agent(false);
+    assert!(second.log().contains("Replaced"), "{}", second.log());
+    let tally = dsr.connect(300);
+    assert_eq!(
+        tally.failures,
+        0,
+        "after adoption: {:?}\n{}",
+        tally.first_errors,
+        second.log()
+    );
+    let status = second.stop().unwrap();
+    assert!(status.success(), "{status}\n{}", second.log());
+    assert!(
+        !second.pin_dir().exists(),
+        "the second agent unpins on SIGTERM"
+    );
 }

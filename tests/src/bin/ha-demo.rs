@@ -70,7 +70,7 @@ fn main() -> Result<()> {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let mut agent = Agent::start(&lb.ns, &node, &config)?;
+    let mut agent = Agent::start(&lb.ns, &node, &config, false)?;
     agent.wait_healthy(BACKENDS.len(), Duration::from_secs(15))?;
     println!("    XDP program attached to lb/eth0, backend MACs learned");
 
