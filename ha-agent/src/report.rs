@@ -14,7 +14,7 @@ use ha_common::{
 use serde::Serialize;
 
 use crate::{
-    datapath::{Maps, monotonic_ns},
+    datapath::{Maps, monotonic_coarse_ns, monotonic_ns},
     netlink::format_mac,
 };
 
@@ -58,7 +58,8 @@ pub struct FlowRow {
     pub destination: String,
     pub protocol: String,
     pub backend: u32,
-    pub idle_ms: u64,
+    /// Time since the flow was placed.
+    pub age_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -148,6 +149,7 @@ impl MapsReport {
             })
             .collect();
         let (flow_count, sample) = maps.flows(flow_limit)?;
+        let now_coarse = monotonic_coarse_ns();
         let flows = sample
             .into_iter()
             .map(|(k, v)| FlowRow {
@@ -155,7 +157,7 @@ impl MapsReport {
                 destination: endpoint(&k.dst, k.dport_be),
                 protocol: protocol(k.proto),
                 backend: v.backend_id,
-                idle_ms: now.saturating_sub(v.last_seen_ns) / 1_000_000,
+                age_ms: now_coarse.saturating_sub(v.created_ns) / 1_000_000,
             })
             .collect();
         let counters = GlobalCounter::ALL
@@ -234,7 +236,7 @@ impl MapsReport {
                     f.destination.clone(),
                     f.protocol.clone(),
                     f.backend.to_string(),
-                    format!("{}ms", f.idle_ms),
+                    format!("{}ms", f.age_ms),
                 ]
             })
             .collect();
@@ -246,7 +248,7 @@ impl MapsReport {
         section(
             &mut out,
             &title,
-            &["SOURCE", "DESTINATION", "PROTO", "BACKEND", "IDLE"],
+            &["SOURCE", "DESTINATION", "PROTO", "BACKEND", "AGE"],
             &flows,
         );
         let counters: Vec<Vec<String>> = self

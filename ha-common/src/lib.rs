@@ -134,8 +134,8 @@ pub struct FlowKey {
 pub struct FlowValue {
     pub backend_id: u32,
     pub vip_id: u32,
-    /// bpf_ktime_get_ns() of the last packet.
-    pub last_seen_ns: u64,
+    /// When the flow was placed (bpf_ktime_get_coarse_ns, CLOCK_MONOTONIC_COARSE).
+    pub created_ns: u64,
 }
 
 /// OWNED value, keyed by VIP address: this node answers ARP/NDP for the
