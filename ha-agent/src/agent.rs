@@ -1,25 +1,39 @@
 //! The daemon's main loop: load the config, load (or adopt) the datapath,
-//! keep the maps equal to the desired state as backend MACs are learned,
-//! renew the ownership leases, and leave cleanly on SIGTERM/SIGINT.
+//! keep the maps equal to the desired state as backend MACs are learned and
+//! health checks and operators change backends, renew the ownership leases,
+//! answer the control socket, and leave cleanly on SIGTERM/SIGINT.
 //!
-//! Until clustering exists this node owns every configured VIP.
+//! Every backend change is a two-phase switchover: phase 1 writes the one
+//! BACKENDS entry (the datapath's re-probe moves that backend's flows at
+//! once), phase 2 rebuilds the VIP's Maglev table into the inactive ring
+//! generation and flips it. Until clustering exists this node owns every
+//! configured VIP.
 
 use std::{
     collections::{BTreeSet, HashMap},
     net::IpAddr,
-    path::PathBuf,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
-use ha_common::{Addr, OwnedLease};
-use tokio::signal::unix::{SignalKind, signal};
+use ha_common::{Addr, BACKEND_F_DRAINING, BACKEND_F_HEALTHY, OwnedLease};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, oneshot},
+};
 
 use crate::{
     config::{self, Config},
+    control::{self, BackendStatus, Request, Response, Status, VipStatus},
     datapath::{Datapath, LoadOptions, monotonic_ns},
-    desired::{Applied, Desired, addr_bytes},
+    desired::{Applied, Desired, Knowledge, addr_bytes, backend_id, backend_keys},
+    health::{self, BackendKey, Transition},
     netlink::{Netlink, format_mac, solicit},
+    switchover,
 };
 
 /// How long an ownership lease lasts in the datapath without renewal.
@@ -30,6 +44,9 @@ const LEASE_RENEW: Duration = Duration::from_millis(200);
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
 /// How long start-up waits for backend MACs before going on without them.
 const INITIAL_RESOLVE: Duration = Duration::from_secs(3);
+/// Backends count as up until their checks say otherwise, so a restarted
+/// agent does not take healthy backends out of service for rise x interval.
+const BACKENDS_START_UP: bool = true;
 
 pub struct Options {
     pub config: PathBuf,
@@ -37,11 +54,14 @@ pub struct Options {
     pub keep_datapath: bool,
 }
 
+/// A control request with the way back to its connection.
+type ControlCall = (Request, oneshot::Sender<Response>);
+
 struct Agent {
     config: Config,
     datapath: Datapath,
     applied: Applied,
-    macs: HashMap<IpAddr, [u8; 6]>,
+    knowledge: Knowledge,
     owned: BTreeSet<Addr>,
 }
 
@@ -63,24 +83,32 @@ pub async fn run(options: Options) -> Result<()> {
         config,
         datapath,
         applied,
-        macs: HashMap::new(),
+        knowledge: Knowledge::default(),
         owned: stale_owned,
     };
 
     let backends = agent.backend_addresses();
-    agent.macs = netlink.resolve(&backends, INITIAL_RESOLVE).await?;
-    for addr in backends.iter().filter(|a| !agent.macs.contains_key(a)) {
+    agent.knowledge.macs = netlink.resolve(&backends, INITIAL_RESOLVE).await?;
+    for addr in backends
+        .iter()
+        .filter(|a| !agent.knowledge.macs.contains_key(a))
+    {
         tracing::warn!(backend = %addr, "no MAC yet: backend gets no traffic until it answers ARP/NDP");
     }
     agent.reconcile("start")?;
     agent.renew_leases()?;
     let mode = agent.datapath.attach(&agent.config.node.interface)?;
+    let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(16);
+    let _control = serve_control(&agent.config.node.control_socket, control_tx)?;
+    let (health_tx, mut health_rx) = mpsc::unbounded_channel();
+    let _checks = health::spawn_checks(&agent.config, BACKENDS_START_UP, health_tx);
     tracing::info!(
         node = %agent.config.node.name,
         interface = %agent.config.node.interface,
         mac = %format_mac(&node_mac),
         ?mode,
         pins = %pin_dir.display(),
+        control = %agent.config.node.control_socket.display(),
         vips = agent.config.vips.len(),
         "datapath attached"
     );
@@ -91,6 +119,10 @@ pub async fn run(options: Options) -> Result<()> {
     let mut neighbour_tick = tokio::time::interval(NEIGHBOUR_REFRESH);
     loop {
         tokio::select! {
+            Some(transition) = health_rx.recv() => agent.on_health(transition)?,
+            Some((request, reply)) = control_rx.recv() => {
+                let _ = reply.send(agent.on_control(request));
+            }
             _ = lease_tick.tick() => agent.renew_leases()?,
             _ = neighbour_tick.tick() => agent.refresh_neighbours(&netlink).await?,
             _ = terminate.recv() => break,
@@ -98,12 +130,67 @@ pub async fn run(options: Options) -> Result<()> {
         }
     }
 
+    let _ = std::fs::remove_file(&agent.config.node.control_socket);
     if options.keep_datapath {
         tracing::info!(pins = %pin_dir.display(), "exiting, datapath left running");
     } else {
         agent.datapath.detach_and_unpin()?;
         tracing::info!("exiting, datapath detached and unpinned");
     }
+    Ok(())
+}
+
+/// Listens on the control socket (mode 0600: root only) and hands each
+/// request to the main loop, which owns all state.
+fn serve_control(path: &Path, calls: mpsc::Sender<ControlCall>) -> Result<ControlServer> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create control socket directory {}", dir.display()))?;
+    }
+    // A socket left by a killed agent would make bind fail.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("bind control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let calls = calls.clone();
+            tokio::spawn(async move {
+                if let Err(e) = answer(stream, calls).await {
+                    tracing::debug!(error = %e, "control connection");
+                }
+            });
+        }
+    });
+    Ok(ControlServer(task))
+}
+
+/// Aborts the control listener with the agent.
+struct ControlServer(tokio::task::JoinHandle<()>);
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn answer(stream: UnixStream, calls: mpsc::Sender<ControlCall>) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let response = match control::decode::<Request>(&line) {
+        Ok(request) => {
+            let (tx, rx) = oneshot::channel();
+            calls.send((request, tx)).await?;
+            rx.await?
+        }
+        Err(e) => Response::Error {
+            message: format!("{e:#}"),
+        },
+    };
+    write
+        .write_all(control::encode(&response).as_bytes())
+        .await?;
     Ok(())
 }
 
@@ -120,20 +207,10 @@ impl Agent {
         addrs
     }
 
-    /// Static MACs from the config win over learned ones.
-    fn known_macs(&self) -> HashMap<IpAddr, [u8; 6]> {
-        let mut macs = self.macs.clone();
-        for backend in self.config.vips.iter().flat_map(|v| &v.backends) {
-            if let Some(mac) = backend.mac {
-                macs.insert(backend.address, mac);
-            }
-        }
-        macs
-    }
-
+    /// Brings every map to the desired state (phase 2 of a switchover).
     fn reconcile(&mut self, cause: &str) -> Result<()> {
         let started = Instant::now();
-        let desired = Desired::compute(&self.config, &self.known_macs());
+        let desired = Desired::compute(&self.config, &self.knowledge);
         let (writes, next) = self.applied.plan(&desired);
         if writes.is_empty() {
             return Ok(());
@@ -147,6 +224,145 @@ impl Agent {
             "maps reconciled"
         );
         Ok(())
+    }
+
+    /// A backend's knowledge changed: switch it over in two phases and log
+    /// the cause with the time from the decision to each phase done.
+    fn switch_backend(&mut self, key: BackendKey, cause: &str, decided: Instant) -> Result<()> {
+        let (entry, timings) = switchover::switch_backend(
+            &mut self.datapath,
+            &mut self.applied,
+            &self.config,
+            &self.knowledge,
+            key,
+            decided,
+        )?;
+        let vip = &self.config.vips[key.vip];
+        tracing::info!(
+            vip = %vip.name,
+            backend = %vip.backends[key.backend].address,
+            healthy = entry.flags & BACKEND_F_HEALTHY != 0,
+            draining = entry.flags & BACKEND_F_DRAINING != 0,
+            cause,
+            phase1_us = timings.phase1.as_micros() as u64,
+            phase2_us = timings.phase2.as_micros() as u64,
+            table_us = timings.compute.as_micros() as u64,
+            "backend switched"
+        );
+        Ok(())
+    }
+
+    fn on_health(&mut self, transition: Transition) -> Result<()> {
+        let changed = if transition.up {
+            self.knowledge.down.remove(&transition.key)
+        } else {
+            self.knowledge.down.insert(transition.key)
+        };
+        if !changed {
+            return Ok(());
+        }
+        let cause = format!(
+            "health check {}: {}",
+            if transition.up { "up" } else { "down" },
+            transition.cause
+        );
+        self.switch_backend(transition.key, &cause, transition.at)
+    }
+
+    fn on_control(&mut self, request: Request) -> Response {
+        let result = match request {
+            Request::Status => return Response::Status(self.status()),
+            Request::Drain { vip, backend } => self.set_drained(&vip, backend, true),
+            Request::Undrain { vip, backend } => self.set_drained(&vip, backend, false),
+        };
+        match result {
+            Ok(message) => Response::Done { message },
+            Err(e) => Response::Error {
+                message: format!("{e:#}"),
+            },
+        }
+    }
+
+    fn set_drained(&mut self, vip: &str, backend: IpAddr, drained: bool) -> Result<String> {
+        let key = self.find_backend(vip, backend)?;
+        let decided = Instant::now();
+        let changed = if drained {
+            self.knowledge.drained.insert(key)
+        } else {
+            self.knowledge.drained.remove(&key)
+        };
+        let verb = if drained { "drained" } else { "undrained" };
+        if !changed {
+            return Ok(format!("{backend} of {vip} was already {verb}"));
+        }
+        self.switch_backend(key, &format!("operator {verb}"), decided)?;
+        Ok(format!("{backend} of {vip} {verb}"))
+    }
+
+    /// A VIP by name or address (when only one VIP has it), then one of its
+    /// backends by address.
+    fn find_backend(&self, vip: &str, backend: IpAddr) -> Result<BackendKey> {
+        let by_name = self.config.vips.iter().position(|v| v.name == vip);
+        let index = match by_name {
+            Some(index) => index,
+            None => {
+                let address: IpAddr = vip
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("no VIP named {vip}"))?;
+                let matching: Vec<usize> = (0..self.config.vips.len())
+                    .filter(|&i| self.config.vips[i].address == address)
+                    .collect();
+                match matching.as_slice() {
+                    [one] => *one,
+                    [] => anyhow::bail!("no VIP with address {vip}"),
+                    _ => anyhow::bail!("several VIPs have address {vip}: name one"),
+                }
+            }
+        };
+        let vip = &self.config.vips[index];
+        let position = vip
+            .backends
+            .iter()
+            .position(|b| b.address == backend)
+            .with_context(|| format!("{backend} is not a backend of {}", vip.name))?;
+        Ok(BackendKey {
+            vip: index,
+            backend: position,
+        })
+    }
+
+    fn status(&self) -> Status {
+        let vips = self
+            .config
+            .vips
+            .iter()
+            .enumerate()
+            .map(|(index, vip)| VipStatus {
+                name: vip.name.clone(),
+                address: vip.address,
+                port: vip.port,
+                protocol: vip.protocol.to_string(),
+                backends: backend_keys(&self.config)
+                    .filter(|k| k.vip == index)
+                    .map(|key| {
+                        let backend = &vip.backends[key.backend];
+                        let entry = self.knowledge.backend_entry(&self.config, key);
+                        BackendStatus {
+                            id: backend_id(&self.config, key),
+                            address: backend.address,
+                            up: !self.knowledge.down.contains(&key),
+                            draining: entry.flags & BACKEND_F_DRAINING != 0,
+                            resolved: self.knowledge.mac(&self.config, key).is_some(),
+                            weight: backend.weight,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Status {
+            node: self.config.node.name.clone(),
+            vips,
+        }
     }
 
     /// Every configured VIP address gets a fresh lease; addresses no
@@ -182,13 +398,13 @@ impl Agent {
         for addr in backends.iter().filter(|a| !macs.contains_key(a)) {
             solicit(*addr).await;
         }
-        if macs != self.macs {
+        if macs != self.knowledge.macs {
             for (addr, mac) in &macs {
-                if self.macs.get(addr) != Some(mac) {
+                if self.knowledge.macs.get(addr) != Some(mac) {
                     tracing::info!(backend = %addr, mac = %format_mac(mac), "backend MAC learned");
                 }
             }
-            self.macs = macs;
+            self.knowledge.macs = macs;
             self.reconcile("neighbour table changed")?;
         }
         Ok(())

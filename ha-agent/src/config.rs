@@ -19,6 +19,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ha_common::{
     DEFAULT_MAX_FLOWS, DEFAULT_RING_SIZE, MAX_BACKENDS, MAX_RING_SIZE, MAX_VIPS, PROTO_TCP,
@@ -32,6 +33,34 @@ use crate::maglev::is_prime;
 /// Default root of the pinned maps and link; the agent pins under
 /// `<pin_dir>/<node.name>/`.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ha";
+/// Directory of the default control socket `<dir>/<node.name>.sock`.
+pub const DEFAULT_CONTROL_DIR: &str = "/run/ha";
+/// Default time between two checks of a backend.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Default time one check may take.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default number of consecutive successes that bring a backend up.
+pub const DEFAULT_CHECK_RISE: u32 = 2;
+/// Default number of consecutive failures that take a backend down.
+pub const DEFAULT_CHECK_FALL: u32 = 3;
+/// Default path of an http check.
+pub const DEFAULT_HTTP_PATH: &str = "/";
+/// Default expected status of an http check.
+pub const DEFAULT_HTTP_STATUS: u16 = 200;
+/// How much of an http response a check reads (status line, headers and
+/// body); `expect_body` must be found within it.
+pub const MAX_HTTP_RESPONSE: usize = 64 * 1024;
+/// Shortest and longest check interval or timeout.
+const MIN_CHECK_DURATION: Duration = Duration::from_millis(1);
+const MAX_CHECK_DURATION: Duration = Duration::from_secs(3600);
+/// Largest rise or fall.
+const MAX_RISE_FALL: u32 = 100;
+/// Longest `expect_body` or `expect` substring.
+const MAX_EXPECT: usize = 1024;
+/// Largest udp check payload (an IPv4 UDP datagram's maximum).
+const MAX_UDP_PAYLOAD: usize = 65_507;
+/// Longest Unix socket path: `sun_path` minus the NUL.
+const MAX_SOCKET_PATH: usize = 107;
 /// Smallest accepted Maglev table size.
 const MIN_RING_SIZE: u32 = 7;
 /// Largest accepted connection-table capacity.
@@ -67,6 +96,9 @@ pub struct NodeConfig {
     /// MAC the node answers ARP/NDP with; `None`: the interface's own.
     #[serde(serialize_with = "serialize_mac")]
     pub mac: Option<[u8; 6]>,
+    /// The control socket `hactl` talks to (absolute); default
+    /// `/run/ha/<name>.sock`.
+    pub control_socket: PathBuf,
 }
 
 /// `[datapath]`: sizes of the BPF maps and where they are pinned.
@@ -101,6 +133,85 @@ pub struct VipConfig {
     pub protocol: Protocol,
     /// In file order; at least one.
     pub backends: Vec<BackendConfig>,
+    /// What happens to traffic for the VIP when no backend can take it.
+    pub on_no_backend: NoBackend,
+    /// The health check of every backend of this VIP: `[health]` merged
+    /// with `[vip.check]`, validated.
+    pub check: CheckConfig,
+}
+
+/// `on_no_backend`: the fate of a VIP's packets when none of its backends
+/// is healthy (counted either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoBackend {
+    /// Drop them (default).
+    Drop,
+    /// Hand them to the local network stack (XDP_PASS).
+    Pass,
+}
+
+/// The health check of a VIP's backends. Checks go to each backend's own
+/// address and `port`, never to the VIP.
+///
+/// Serialized like the config file: the kind's fields flattened next to a
+/// `type` tag, and durations as strings (`"500ms"`, `"1s"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckConfig {
+    #[serde(flatten)]
+    pub kind: CheckKind,
+    /// Port on the backend; default the VIP's port.
+    pub port: u16,
+    /// Time between the starts of two checks (1ms..=1h).
+    #[serde(serialize_with = "serialize_duration")]
+    pub interval: Duration,
+    /// Time one check may take; at most `interval`.
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down backend up (1..=100).
+    pub rise: u32,
+    /// Consecutive failures that take an up backend down (1..=100).
+    pub fall: u32,
+}
+
+/// What a check does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CheckKind {
+    /// No check: the backend always counts as up.
+    None,
+    /// A TCP connection is accepted.
+    Tcp,
+    /// `GET path` answers with `expect_status` (and a body containing
+    /// `expect_body`, if set).
+    Http {
+        /// Starts with `/`.
+        path: String,
+        /// The Host header; `None`: the backend's address (and port).
+        host: Option<String>,
+        expect_status: u16,
+        expect_body: Option<String>,
+    },
+    /// `send` gets a reply datagram (containing `expect`, if set).
+    Udp {
+        send: String,
+        expect: Option<String>,
+    },
+    /// The command (absolute path, then arguments) exits with status 0.
+    Exec { command: Vec<String> },
+}
+
+impl CheckKind {
+    /// The `type` this kind is written as.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::None => "none",
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http { .. } => "http",
+            CheckKind::Udp { .. } => "udp",
+            CheckKind::Exec { .. } => "exec",
+        }
+    }
 }
 
 /// Transport protocol of a VIP.
@@ -191,6 +302,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
 struct RawConfig {
     node: RawNode,
     datapath: Option<RawDatapath>,
+    health: Option<RawCheck>,
     #[serde(default)]
     vip: Vec<Spanned<RawVip>>,
 }
@@ -201,6 +313,7 @@ struct RawNode {
     name: Spanned<String>,
     interface: Spanned<String>,
     mac: Option<Spanned<String>>,
+    control_socket: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +333,126 @@ struct RawVip {
     protocol: Protocol,
     #[serde(default)]
     backend: Vec<RawBackend>,
+    on_no_backend: Option<NoBackend>,
+    check: Option<RawCheck>,
+}
+
+/// `[health]` and `[vip.check]`: the same shape.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    #[serde(rename = "type")]
+    kind: Option<Spanned<CheckType>>,
+    port: Option<Spanned<u16>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
+    path: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    expect_status: Option<Spanned<u16>>,
+    expect_body: Option<Spanned<String>>,
+    send: Option<Spanned<String>>,
+    expect: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A check's `type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CheckType {
+    Tcp,
+    Http,
+    Udp,
+    Exec,
+    None,
+}
+
+impl CheckType {
+    fn name(self) -> &'static str {
+        match self {
+            CheckType::Tcp => "tcp",
+            CheckType::Http => "http",
+            CheckType::Udp => "udp",
+            CheckType::Exec => "exec",
+            CheckType::None => "none",
+        }
+    }
+}
+
+/// A value of a check table after its own validation, with where it was
+/// written: its offset and dotted field name.
+#[derive(Clone)]
+struct Written<T> {
+    value: T,
+    offset: usize,
+    field: String,
+}
+
+/// A check table's fields, each validated on its own; `None` where not
+/// written.
+#[derive(Clone, Default)]
+struct CheckFields {
+    kind: Option<Written<CheckType>>,
+    port: Option<Written<u16>>,
+    interval: Option<Written<Duration>>,
+    timeout: Option<Written<Duration>>,
+    rise: Option<Written<u32>>,
+    fall: Option<Written<u32>>,
+    path: Option<Written<String>>,
+    host: Option<Written<String>>,
+    expect_status: Option<Written<u16>>,
+    expect_body: Option<Written<String>>,
+    send: Option<Written<String>>,
+    expect: Option<Written<String>>,
+    command: Option<Written<Vec<String>>>,
+}
+
+impl CheckFields {
+    /// The type, `tcp` when not written.
+    fn check_type(&self) -> CheckType {
+        self.kind.as_ref().map_or(CheckType::Tcp, |k| k.value)
+    }
+
+    /// These fields as defaults, overridden field by field by `local`.
+    /// Type-specific fields (`path`, `send`, `command`, ...) are only
+    /// inherited when the result has the type they were written for.
+    fn merged(&self, local: CheckFields) -> CheckFields {
+        fn or<T: Clone>(
+            local: Option<Written<T>>,
+            global: &Option<Written<T>>,
+        ) -> Option<Written<T>> {
+            local.or_else(|| global.clone())
+        }
+        let kind = or(local.kind, &self.kind);
+        let same_type = kind.as_ref().map_or(CheckType::Tcp, |k| k.value) == self.check_type();
+        let specific = |local: Option<Written<String>>, global: &Option<Written<String>>| {
+            if same_type { or(local, global) } else { local }
+        };
+        CheckFields {
+            kind,
+            port: or(local.port, &self.port),
+            interval: or(local.interval, &self.interval),
+            timeout: or(local.timeout, &self.timeout),
+            rise: or(local.rise, &self.rise),
+            fall: or(local.fall, &self.fall),
+            path: specific(local.path, &self.path),
+            host: specific(local.host, &self.host),
+            expect_status: if same_type {
+                or(local.expect_status, &self.expect_status)
+            } else {
+                local.expect_status
+            },
+            expect_body: specific(local.expect_body, &self.expect_body),
+            send: specific(local.send, &self.send),
+            expect: specific(local.expect, &self.expect),
+            command: if same_type {
+                or(local.command, &self.command)
+            } else {
+                local.command
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -269,6 +502,17 @@ impl Source<'_> {
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let node = self.node(raw.node)?;
         let (datapath, explicit_ring_size) = self.datapath(raw.datapath)?;
+        // [health] is validated on its own (values, and fields that belong
+        // to its type); what depends on the merge with [vip.check] is
+        // validated per VIP.
+        let health = match &raw.health {
+            Some(health) => {
+                let fields = self.check_fields(health, "health")?;
+                self.check_applies(&fields)?;
+                fields
+            }
+            None => CheckFields::default(),
+        };
         if raw.vip.is_empty() {
             return Err(self.error(0, "vip", "at least one [[vip]] is required"));
         }
@@ -287,7 +531,7 @@ impl Source<'_> {
                     format!("at most {} VIPs are supported", MAX_VIPS - 1),
                 ));
             }
-            let vip = self.vip(raw_vip, &path, &mut total_backends)?;
+            let vip = self.vip(raw_vip, &path, &health, &mut total_backends)?;
             let raw_vip = raw_vip.get_ref();
             if let Some(first) = services.insert((vip.address, vip.port, vip.protocol), v) {
                 return Err(self.at(
@@ -335,12 +579,13 @@ impl Source<'_> {
         })
     }
 
-    /// One `[[vip]]` on its own; `total_backends` counts backends over all
-    /// VIPs so far.
+    /// One `[[vip]]` on its own, with the check defaults of `[health]`;
+    /// `total_backends` counts backends over all VIPs so far.
     fn vip(
         &self,
         spanned: &Spanned<RawVip>,
         path: &str,
+        health: &CheckFields,
         total_backends: &mut usize,
     ) -> Result<VipConfig, ConfigError> {
         let raw = spanned.get_ref();
@@ -406,13 +651,332 @@ impl Source<'_> {
             }
             backends.push(backend);
         }
+        let local = match &raw.check {
+            Some(check) => self.check_fields(check, &format!("{path}.check"))?,
+            None => CheckFields::default(),
+        };
+        let check = self.check(health.merged(local), port, path)?;
         Ok(VipConfig {
             name,
             address,
             port,
             protocol: raw.protocol,
             backends,
+            on_no_backend: raw.on_no_backend.unwrap_or(NoBackend::Drop),
+            check,
         })
+    }
+
+    /// The fields of a `[health]` or `[vip.check]` table (`section`), each
+    /// validated on its own.
+    fn check_fields(&self, raw: &RawCheck, section: &str) -> Result<CheckFields, ConfigError> {
+        let field = |name: &str| format!("{section}.{name}");
+        let written = |at: Range<usize>, name: &str| (at.start, field(name));
+        let mut fields = CheckFields::default();
+        if let Some(kind) = &raw.kind {
+            fields.kind = Some(Written::new(*kind.get_ref(), written(kind.span(), "type")));
+        }
+        if let Some(port) = &raw.port {
+            if *port.get_ref() == 0 {
+                return Err(self.at(port, field("port"), "must be 1..=65535"));
+            }
+            fields.port = Some(Written::new(*port.get_ref(), written(port.span(), "port")));
+        }
+        for (raw, name, out) in [
+            (&raw.interval, "interval", &mut fields.interval),
+            (&raw.timeout, "timeout", &mut fields.timeout),
+        ] {
+            if let Some(raw) = raw {
+                let value = self.duration(raw, &field(name))?;
+                *out = Some(Written::new(value, written(raw.span(), name)));
+            }
+        }
+        for (raw, name, out) in [
+            (&raw.rise, "rise", &mut fields.rise),
+            (&raw.fall, "fall", &mut fields.fall),
+        ] {
+            if let Some(raw) = raw {
+                if !(1..=MAX_RISE_FALL).contains(raw.get_ref()) {
+                    return Err(self.at(raw, field(name), format!("must be 1..={MAX_RISE_FALL}")));
+                }
+                *out = Some(Written::new(*raw.get_ref(), written(raw.span(), name)));
+            }
+        }
+        if let Some(path) = &raw.path {
+            let text = path.get_ref();
+            if !text.starts_with('/') || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.at(
+                    path,
+                    field("path"),
+                    "must start with `/` and have no whitespace or control characters (percent-encode them)",
+                ));
+            }
+            fields.path = Some(Written::new(text.clone(), written(path.span(), "path")));
+        }
+        if let Some(host) = &raw.host {
+            let text = host.get_ref();
+            if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.at(
+                    host,
+                    field("host"),
+                    "must be a host name or address without whitespace or control characters",
+                ));
+            }
+            fields.host = Some(Written::new(text.clone(), written(host.span(), "host")));
+        }
+        if let Some(status) = &raw.expect_status {
+            if !(100..=599).contains(status.get_ref()) {
+                return Err(self.at(status, field("expect_status"), "must be 100..=599"));
+            }
+            fields.expect_status = Some(Written::new(
+                *status.get_ref(),
+                written(status.span(), "expect_status"),
+            ));
+        }
+        // An empty substring would match anything: leave it out instead.
+        for (raw, name, out) in [
+            (&raw.expect_body, "expect_body", &mut fields.expect_body),
+            (&raw.expect, "expect", &mut fields.expect),
+        ] {
+            if let Some(raw) = raw {
+                let text = raw.get_ref();
+                if text.is_empty() || text.len() > MAX_EXPECT {
+                    return Err(self.at(
+                        raw,
+                        field(name),
+                        format!(
+                            "must be 1..={MAX_EXPECT} bytes (leave it out to accept any answer)"
+                        ),
+                    ));
+                }
+                *out = Some(Written::new(text.clone(), written(raw.span(), name)));
+            }
+        }
+        if let Some(send) = &raw.send {
+            if send.get_ref().len() > MAX_UDP_PAYLOAD {
+                return Err(self.at(
+                    send,
+                    field("send"),
+                    format!("must be at most {MAX_UDP_PAYLOAD} bytes (one datagram)"),
+                ));
+            }
+            fields.send = Some(Written::new(
+                send.get_ref().clone(),
+                written(send.span(), "send"),
+            ));
+        }
+        if let Some(command) = &raw.command {
+            let words = command.get_ref();
+            let Some(program) = words.first() else {
+                return Err(self.at(
+                    command,
+                    field("command"),
+                    "must name a program (an absolute path) and its arguments",
+                ));
+            };
+            if !Path::new(program.get_ref()).is_absolute() {
+                return Err(self.at(
+                    program,
+                    field("command[0]"),
+                    format!(
+                        "`{}` must be an absolute path (commands run without a shell or PATH)",
+                        program.get_ref()
+                    ),
+                ));
+            }
+            if let Some((i, word)) = words
+                .iter()
+                .enumerate()
+                .find(|(_, w)| w.get_ref().contains('\0'))
+            {
+                return Err(self.at(
+                    word,
+                    field(&format!("command[{i}]")),
+                    "must not contain NUL",
+                ));
+            }
+            fields.command = Some(Written::new(
+                words.iter().map(|w| w.get_ref().clone()).collect(),
+                written(command.span(), "command"),
+            ));
+        }
+        Ok(fields)
+    }
+
+    /// Rejects fields that do not belong to the check's type.
+    fn check_applies(&self, fields: &CheckFields) -> Result<(), ConfigError> {
+        fn at<T>(w: &Option<Written<T>>) -> Option<(usize, &str)> {
+            w.as_ref().map(|w| (w.offset, w.field.as_str()))
+        }
+        let check_type = fields.check_type();
+        let specific = [
+            ("path", CheckType::Http, at(&fields.path)),
+            ("host", CheckType::Http, at(&fields.host)),
+            ("expect_status", CheckType::Http, at(&fields.expect_status)),
+            ("expect_body", CheckType::Http, at(&fields.expect_body)),
+            ("send", CheckType::Udp, at(&fields.send)),
+            ("expect", CheckType::Udp, at(&fields.expect)),
+            ("command", CheckType::Exec, at(&fields.command)),
+        ];
+        for (name, owner, written) in specific {
+            if let (Some((offset, field)), true) = (written, owner != check_type) {
+                let of = match &fields.kind {
+                    Some(kind) => format!("{} ({})", kind.value.name(), kind.field),
+                    None => "tcp (the default)".to_owned(),
+                };
+                return Err(self.error(
+                    offset,
+                    field,
+                    format!(
+                        "`{name}` only applies to {} checks; this check's type is {of}",
+                        owner.name()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The check of the VIP at `vip_path` from its merged fields.
+    fn check(
+        &self,
+        fields: CheckFields,
+        vip_port: u16,
+        vip_path: &str,
+    ) -> Result<CheckConfig, ConfigError> {
+        self.check_applies(&fields)?;
+        // Where the problem is not written in this VIP, say which VIP has it.
+        let for_vip = |field: &str| {
+            if field.starts_with(&format!("{vip_path}.")) {
+                String::new()
+            } else {
+                format!(" (for {vip_path})")
+            }
+        };
+        let interval = fields
+            .interval
+            .as_ref()
+            .map_or(DEFAULT_CHECK_INTERVAL, |w| w.value);
+        let timeout = fields
+            .timeout
+            .as_ref()
+            .map_or(DEFAULT_CHECK_TIMEOUT, |w| w.value);
+        if timeout > interval {
+            // Point at the more specific of the two; the defaults alone
+            // are consistent, so at least one of them was written.
+            let section =
+                |w: &Written<Duration>| w.field.rsplit_once('.').map(|(s, _)| s.to_owned());
+            let origin = |other: &Option<Written<Duration>>, this: &Written<Duration>| match other {
+                None => " (default)".to_owned(),
+                Some(o) if section(o) == section(this) => String::new(),
+                Some(o) => format!(" ({})", o.field),
+            };
+            let rank = |w: &Written<Duration>| if for_vip(&w.field).is_empty() { 2 } else { 1 };
+            return Err(match (&fields.timeout, &fields.interval) {
+                (Some(t), Some(i)) if rank(i) > rank(t) => self.error(
+                    i.offset,
+                    &i.field,
+                    format!(
+                        "interval {} is shorter than the timeout {}{}, which must not exceed it{}",
+                        format_duration(interval),
+                        format_duration(timeout),
+                        origin(&fields.timeout, i),
+                        for_vip(&i.field),
+                    ),
+                ),
+                (Some(t), _) => self.error(
+                    t.offset,
+                    &t.field,
+                    format!(
+                        "timeout {} must not exceed the interval {}{}{}",
+                        format_duration(timeout),
+                        format_duration(interval),
+                        origin(&fields.interval, t),
+                        for_vip(&t.field),
+                    ),
+                ),
+                (None, Some(i)) => self.error(
+                    i.offset,
+                    &i.field,
+                    format!(
+                        "interval {} is shorter than the timeout {} (default), which must not exceed it{}",
+                        format_duration(interval),
+                        format_duration(timeout),
+                        for_vip(&i.field),
+                    ),
+                ),
+                (None, None) => unreachable!("the default timeout fits the default interval"),
+            });
+        }
+        let kind = match fields.check_type() {
+            CheckType::None => CheckKind::None,
+            CheckType::Tcp => CheckKind::Tcp,
+            CheckType::Http => CheckKind::Http {
+                path: fields
+                    .path
+                    .map_or_else(|| DEFAULT_HTTP_PATH.to_owned(), |w| w.value),
+                host: fields.host.map(|w| w.value),
+                expect_status: fields
+                    .expect_status
+                    .map_or(DEFAULT_HTTP_STATUS, |w| w.value),
+                expect_body: fields.expect_body.map(|w| w.value),
+            },
+            CheckType::Udp => CheckKind::Udp {
+                send: fields.send.map(|w| w.value).unwrap_or_default(),
+                expect: fields.expect.map(|w| w.value),
+            },
+            CheckType::Exec => match (fields.command, &fields.kind) {
+                (Some(command), _) => CheckKind::Exec {
+                    command: command.value,
+                },
+                (None, kind) => {
+                    // `exec` was written somewhere: the default is tcp.
+                    let (offset, field) = kind
+                        .as_ref()
+                        .map_or((0, "(document)"), |k| (k.offset, k.field.as_str()));
+                    return Err(self.error(
+                        offset,
+                        field,
+                        format!(
+                            "an exec check needs `command`, e.g. command = [\"/usr/local/bin/check\", \"--quick\"]{}",
+                            for_vip(field)
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok(CheckConfig {
+            kind,
+            port: fields.port.map_or(vip_port, |w| w.value),
+            interval,
+            timeout,
+            rise: fields.rise.map_or(DEFAULT_CHECK_RISE, |w| w.value),
+            fall: fields.fall.map_or(DEFAULT_CHECK_FALL, |w| w.value),
+        })
+    }
+
+    /// A check interval or timeout: `<n>ms` or `<n>s`, 1ms..=1h.
+    fn duration(&self, raw: &Spanned<String>, field: &str) -> Result<Duration, ConfigError> {
+        let text = raw.get_ref();
+        let duration = parse_duration(text).ok_or_else(|| {
+            self.at(
+                raw,
+                field,
+                format!("`{text}` is not a duration; write e.g. \"500ms\" or \"2s\""),
+            )
+        })?;
+        if !(MIN_CHECK_DURATION..=MAX_CHECK_DURATION).contains(&duration) {
+            return Err(self.at(
+                raw,
+                field,
+                format!(
+                    "must be {}..={}",
+                    format_duration(MIN_CHECK_DURATION),
+                    format_duration(MAX_CHECK_DURATION)
+                ),
+            ));
+        }
+        Ok(duration)
     }
 
     fn node(&self, raw: RawNode) -> Result<NodeConfig, ConfigError> {
@@ -449,10 +1013,31 @@ impl Source<'_> {
                 ),
             ));
         }
+        let mac = self.mac(raw.mac.as_ref(), "node.mac")?;
+        let control_socket = match &raw.control_socket {
+            Some(socket) => {
+                let text = socket.get_ref();
+                if !Path::new(text).is_absolute()
+                    || text.len() > MAX_SOCKET_PATH
+                    || text.contains('\0')
+                {
+                    return Err(self.at(
+                        socket,
+                        "node.control_socket",
+                        format!(
+                            "must be an absolute path of at most {MAX_SOCKET_PATH} bytes (a Unix socket)"
+                        ),
+                    ));
+                }
+                PathBuf::from(text)
+            }
+            None => PathBuf::from(format!("{DEFAULT_CONTROL_DIR}/{name}.sock")),
+        };
         Ok(NodeConfig {
             name: name.clone(),
             interface: interface.clone(),
-            mac: self.mac(raw.mac.as_ref(), "node.mac")?,
+            mac,
+            control_socket,
         })
     }
 
@@ -613,6 +1198,47 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
         *byte = u8::from_str_radix(part, 16).ok()?;
     }
     parts.next().is_none().then_some(mac)
+}
+
+impl<T> Written<T> {
+    fn new(value: T, (offset, field): (usize, String)) -> Written<T> {
+        Written {
+            value,
+            offset,
+            field,
+        }
+    }
+}
+
+/// Parses a check duration, `<n>ms` or `<n>s` (`n` decimal digits).
+fn parse_duration(text: &str) -> Option<Duration> {
+    let (digits, unit_ms) = match text.strip_suffix("ms") {
+        Some(digits) => (digits, 1),
+        None => (text.strip_suffix('s')?, 1000),
+    };
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(Duration::from_millis(n.checked_mul(unit_ms)?))
+}
+
+/// Writes a duration the way it is configured: `2s`, or `1500ms` when not
+/// whole seconds (sub-millisecond parts are dropped).
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(1000) && ms > 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+fn serialize_duration<S: Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_duration(*duration))
 }
 
 /// Writes a MAC the way it is configured, `02:00:00:00:00:01`.
@@ -883,28 +1509,47 @@ address = "198.18.0.11"
 name = "lb1"
 interface = "eth0"
 mac = "02:00:00:00:00:0A"
+control_socket = "/run/ha-lb1/control.sock"
 
 [datapath]
 ring_size = 251
 max_flows = 1024
 pin_dir = "/run/ha/bpf"
 
+[health]
+type = "http"
+interval = "2s"
+timeout = "1500ms"
+rise = 1
+fall = 5
+path = "/healthz"
+expect_body = "ok"
+
 [[vip]]
 name = "web"
 address = "198.18.0.100"
 port = 80
 protocol = "tcp"
+on_no_backend = "pass"
   [[vip.backend]]
   address = "198.18.0.11"
   [[vip.backend]]
   address = "198.18.0.12"
   weight = 3
   mac = "02:00:00:00:00:12"
+  [vip.check]
+  port = 8080
+  host = "www.example.org"
+  expect_status = 204
 
 [[vip]]
 address = "2001:2::100"
 port = 53
 protocol = "udp"
+  [vip.check]
+  type = "udp"
+  send = "ping"
+  expect = "pong"
   [[vip.backend]]
   address = "2001:2::11"
   weight = 0
@@ -914,6 +1559,7 @@ protocol = "udp"
                 name: "lb1".into(),
                 interface: "eth0".into(),
                 mac: Some([2, 0, 0, 0, 0, 0x0a]),
+                control_socket: PathBuf::from("/run/ha-lb1/control.sock"),
             },
             datapath: DatapathConfig {
                 ring_size: 251,
@@ -938,6 +1584,20 @@ protocol = "udp"
                             mac: Some([2, 0, 0, 0, 0, 0x12]),
                         },
                     ],
+                    on_no_backend: NoBackend::Pass,
+                    check: CheckConfig {
+                        kind: CheckKind::Http {
+                            path: "/healthz".into(),
+                            host: Some("www.example.org".into()),
+                            expect_status: 204,
+                            expect_body: Some("ok".into()),
+                        },
+                        port: 8080,
+                        interval: Duration::from_secs(2),
+                        timeout: Duration::from_millis(1500),
+                        rise: 1,
+                        fall: 5,
+                    },
                 },
                 VipConfig {
                     name: "[2001:2::100]:53/udp".into(),
@@ -949,6 +1609,19 @@ protocol = "udp"
                         weight: 0,
                         mac: None,
                     }],
+                    on_no_backend: NoBackend::Drop,
+                    // http options of [health] do not apply to a udp check.
+                    check: CheckConfig {
+                        kind: CheckKind::Udp {
+                            send: "ping".into(),
+                            expect: Some("pong".into()),
+                        },
+                        port: 53,
+                        interval: Duration::from_secs(2),
+                        timeout: Duration::from_millis(1500),
+                        rise: 1,
+                        fall: 5,
+                    },
                 },
             ],
         };
@@ -1560,6 +2233,642 @@ vip = [{ address = "198.18.0.100", port = 80, protocol = "tcp", backend = [{ add
         assert_eq!(line_column("ab", 99), (1, 3));
     }
 
+    /// BASE plus a `[vip.check]` of the VIP; its first line is line 12.
+    fn with_check(lines: &str) -> String {
+        format!("{BASE}[vip.check]\n{lines}")
+    }
+
+    /// BASE plus a `[health]` table; its first line is line 12.
+    fn with_health(lines: &str) -> String {
+        format!("{BASE}[health]\n{lines}")
+    }
+
+    #[test]
+    fn config_check_defaults() {
+        let config = ok(BASE);
+        let vip = &config.vips[0];
+        assert_eq!(
+            vip.check,
+            CheckConfig {
+                kind: CheckKind::Tcp,
+                port: 80,
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_millis(500),
+                rise: 2,
+                fall: 3,
+            }
+        );
+        assert_eq!(vip.on_no_backend, NoBackend::Drop);
+        assert_eq!(config.node.control_socket, Path::new("/run/ha/lb1.sock"));
+        // Empty tables change nothing.
+        assert_eq!(ok(&with_check("")).vips[0].check, vip.check);
+        assert_eq!(ok(&with_health("")).vips[0].check, vip.check);
+        // The defaults of each kind's fields.
+        let http = ok(&with_check("type = \"http\"\n")).vips[0]
+            .check
+            .kind
+            .clone();
+        assert_eq!(
+            http,
+            CheckKind::Http {
+                path: "/".into(),
+                host: None,
+                expect_status: 200,
+                expect_body: None,
+            }
+        );
+        let udp = ok(&with_check("type = \"udp\"\n")).vips[0]
+            .check
+            .kind
+            .clone();
+        assert_eq!(
+            udp,
+            CheckKind::Udp {
+                send: String::new(),
+                expect: None,
+            }
+        );
+        let none = ok(&with_check("type = \"none\"\n")).vips[0].check.clone();
+        assert_eq!(
+            none,
+            CheckConfig {
+                kind: CheckKind::None,
+                ..vip.check.clone()
+            }
+        );
+        // The port follows the VIP's.
+        let config = ok(&base_with("port = 80", "port = 443"));
+        assert_eq!(config.vips[0].check.port, 443);
+    }
+
+    #[test]
+    fn config_check_merges_health_with_vip_check() {
+        let health = "[health]\ntype = \"http\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\nfall = 2\npath = \"/healthz\"\nhost = \"www.example.org\"\n";
+        // vip[0] overrides some fields; vip[1] takes [health] as it is;
+        // vip[2] switches to tcp, which leaves [health]'s http fields out.
+        let text = format!(
+            "{health}{}[vip.check]\nport = 8080\nexpect_status = 204\nexpect_body = \"ok\"\nrise = 1\n{}{}[vip.check]\ntype = \"tcp\"\n",
+            BASE,
+            second_vip("198.18.0.101", 80, "tcp", "").trim_start_matches(BASE),
+            second_vip("198.18.0.102", 80, "tcp", "").trim_start_matches(BASE),
+        );
+        let config = ok(&text);
+        let http = |expect_status, expect_body: Option<&str>| CheckKind::Http {
+            path: "/healthz".into(),
+            host: Some("www.example.org".into()),
+            expect_status,
+            expect_body: expect_body.map(str::to_owned),
+        };
+        let merged = |kind, port, rise| CheckConfig {
+            kind,
+            port,
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(100),
+            rise,
+            fall: 2,
+        };
+        assert_eq!(config.vips[0].check, merged(http(204, Some("ok")), 8080, 1));
+        assert_eq!(config.vips[1].check, merged(http(200, None), 80, 2));
+        assert_eq!(config.vips[2].check, merged(CheckKind::Tcp, 80, 2));
+
+        // [vip.check] may come before the backends, and the same type
+        // keeps [health]'s type-specific fields.
+        let text = format!(
+            "{health}{}",
+            base_with(
+                "[[vip.backend]]",
+                "[vip.check]\ntype = \"http\"\nexpect_status = 503\n[[vip.backend]]"
+            )
+        );
+        assert_eq!(ok(&text).vips[0].check, merged(http(503, None), 80, 2));
+    }
+
+    #[test]
+    fn config_check_timeout_exceeds_interval() {
+        check(
+            &with_check("interval = \"200ms\"\ntimeout = \"300ms\"\n"),
+            13,
+            11,
+            "vip[0].check.timeout",
+            "timeout 300ms must not exceed the interval 200ms",
+        );
+        // The interval's default.
+        check(
+            &with_check("timeout = \"2s\"\n"),
+            12,
+            11,
+            "vip[0].check.timeout",
+            "timeout 2s must not exceed the interval 1s (default)",
+        );
+        // The timeout's default.
+        check(
+            &with_check("interval = \"200ms\"\n"),
+            12,
+            12,
+            "vip[0].check.interval",
+            "interval 200ms is shorter than the timeout 500ms (default)",
+        );
+        // A VIP's interval against [health]'s timeout: the VIP's value is
+        // the one to blame.
+        let text = format!(
+            "{}[health]\ntimeout = \"800ms\"\n",
+            with_check("interval = \"500ms\"\n")
+        );
+        check(
+            &text,
+            12,
+            12,
+            "vip[0].check.interval",
+            "shorter than the timeout 800ms (health.timeout)",
+        );
+        let text = format!(
+            "{}[health]\ninterval = \"500ms\"\n",
+            with_check("timeout = \"800ms\"\n")
+        );
+        check(
+            &text,
+            12,
+            11,
+            "vip[0].check.timeout",
+            "timeout 800ms must not exceed the interval 500ms (health.interval)",
+        );
+        // [health] alone: the VIP that inherits it is named.
+        check(
+            &with_health("timeout = \"3s\"\ninterval = \"2s\"\n"),
+            12,
+            11,
+            "health.timeout",
+            "timeout 3s must not exceed the interval 2s (for vip[0])",
+        );
+        // Equal is fine, and a VIP may repair [health]'s defaults.
+        let config = ok(&with_check("interval = \"200ms\"\ntimeout = \"200ms\"\n"));
+        assert_eq!(config.vips[0].check.timeout, Duration::from_millis(200));
+        let text = format!(
+            "{}[health]\ntimeout = \"3s\"\n",
+            with_check("interval = \"5s\"\n")
+        );
+        assert_eq!(ok(&text).vips[0].check.timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn config_check_rise_fall() {
+        for (line, field) in [
+            ("rise = 0", "rise"),
+            ("fall = 0", "fall"),
+            ("rise = 101", "rise"),
+            ("fall = 101", "fall"),
+        ] {
+            check(
+                &with_check(&format!("{line}\n")),
+                12,
+                8,
+                &format!("vip[0].check.{field}"),
+                "must be 1..=100",
+            );
+            check(
+                &with_health(&format!("{line}\n")),
+                12,
+                8,
+                &format!("health.{field}"),
+                "must be 1..=100",
+            );
+        }
+        check(&with_check("rise = -1\n"), 12, 8, "vip[0].check.rise", "-1");
+        let check = ok(&with_check("rise = 100\nfall = 1\n")).vips[0]
+            .check
+            .clone();
+        assert_eq!((check.rise, check.fall), (100, 1));
+    }
+
+    #[test]
+    fn config_check_unknown_type() {
+        check(
+            &with_check("type = \"grpc\"\n"),
+            12,
+            8,
+            "vip[0].check.type",
+            "unknown variant `grpc`",
+        );
+        check(
+            &with_health("type = \"ping\"\n"),
+            12,
+            8,
+            "health.type",
+            "unknown variant `ping`",
+        );
+        check(
+            &with_check("kind = \"tcp\"\n"),
+            12,
+            1,
+            "vip[0].check.kind",
+            "unknown field `kind`",
+        );
+    }
+
+    #[test]
+    fn config_check_field_of_another_type() {
+        check(
+            &with_check("path = \"/healthz\"\n"),
+            12,
+            8,
+            "vip[0].check.path",
+            "`path` only applies to http checks; this check's type is tcp (the default)",
+        );
+        check(
+            &with_check("type = \"tcp\"\nhost = \"a\"\n"),
+            13,
+            8,
+            "vip[0].check.host",
+            "`host` only applies to http checks; this check's type is tcp (vip[0].check.type)",
+        );
+        check(
+            &with_check("type = \"http\"\nsend = \"x\"\n"),
+            13,
+            8,
+            "vip[0].check.send",
+            "`send` only applies to udp checks",
+        );
+        check(
+            &with_check("type = \"udp\"\ncommand = [\"/bin/true\"]\n"),
+            13,
+            11,
+            "vip[0].check.command",
+            "`command` only applies to exec checks",
+        );
+        check(
+            &with_check("type = \"none\"\nexpect = \"x\"\n"),
+            13,
+            10,
+            "vip[0].check.expect",
+            "`expect` only applies to udp checks",
+        );
+        // In [health], against its own type.
+        check(
+            &with_health("expect_status = 200\n"),
+            12,
+            17,
+            "health.expect_status",
+            "`expect_status` only applies to http checks",
+        );
+        // A VIP that inherits [health]'s type may set that type's fields.
+        let text = format!("{}[health]\ntype = \"udp\"\n", with_check("path = \"/\"\n"));
+        check(
+            &text,
+            12,
+            8,
+            "vip[0].check.path",
+            "this check's type is udp (health.type)",
+        );
+        let text = format!("{}[health]\ntype = \"udp\"\n", with_check("send = \"x\"\n"));
+        assert_eq!(
+            ok(&text).vips[0].check.kind,
+            CheckKind::Udp {
+                send: "x".into(),
+                expect: None
+            }
+        );
+    }
+
+    #[test]
+    fn config_check_exec() {
+        let config = ok(&with_check(
+            "type = \"exec\"\ncommand = [\"/usr/local/bin/check-db\", \"--quick\"]\n",
+        ));
+        assert_eq!(
+            config.vips[0].check.kind,
+            CheckKind::Exec {
+                command: vec!["/usr/local/bin/check-db".into(), "--quick".into()]
+            }
+        );
+        check(
+            &with_check("type = \"exec\"\n"),
+            12,
+            8,
+            "vip[0].check.type",
+            "an exec check needs `command`",
+        );
+        // From [health]: its type is the place, the VIP is named.
+        check(
+            &with_health("type = \"exec\"\n"),
+            12,
+            8,
+            "health.type",
+            "an exec check needs `command`, e.g. command = [\"/usr/local/bin/check\", \"--quick\"] (for vip[0])",
+        );
+        // ... unless the VIP gives one.
+        let text = format!(
+            "{}[health]\ntype = \"exec\"\n",
+            with_check("command = [\"/bin/true\"]\n")
+        );
+        assert_eq!(
+            ok(&text).vips[0].check.kind,
+            CheckKind::Exec {
+                command: vec!["/bin/true".into()]
+            }
+        );
+        check(
+            &with_check("type = \"exec\"\ncommand = [\"check-db\", \"--quick\"]\n"),
+            13,
+            12,
+            "vip[0].check.command[0]",
+            "`check-db` must be an absolute path",
+        );
+        check(
+            &with_check("type = \"exec\"\ncommand = [\"\"]\n"),
+            13,
+            12,
+            "vip[0].check.command[0]",
+            "must be an absolute path",
+        );
+        check(
+            &with_check("type = \"exec\"\ncommand = []\n"),
+            13,
+            11,
+            "vip[0].check.command",
+            "must name a program",
+        );
+        check(
+            &with_check("type = \"exec\"\ncommand = [\"/bin/x\", \"a\\u0000b\"]\n"),
+            13,
+            22,
+            "vip[0].check.command[1]",
+            "NUL",
+        );
+        check(
+            &with_check("type = \"exec\"\ncommand = \"/bin/true\"\n"),
+            13,
+            11,
+            "vip[0].check.command",
+            "invalid type",
+        );
+    }
+
+    #[test]
+    fn config_check_durations() {
+        for bad in [
+            "1",
+            "1 s",
+            "1m",
+            "1h",
+            "s",
+            "ms",
+            "-1s",
+            "+1s",
+            "1.5s",
+            "",
+            "1S",
+            "99999999999999999999ms",
+            "18446744073709551615s",
+        ] {
+            check(
+                &with_check(&format!("interval = \"{bad}\"\n")),
+                12,
+                12,
+                "vip[0].check.interval",
+                "is not a duration; write e.g. \"500ms\" or \"2s\"",
+            );
+            check(
+                &with_health(&format!("timeout = \"{bad}\"\n")),
+                12,
+                11,
+                "health.timeout",
+                "is not a duration",
+            );
+        }
+        for out_of_range in ["0ms", "0s", "3601s", "3600001ms"] {
+            check(
+                &with_check(&format!("interval = \"{out_of_range}\"\n")),
+                12,
+                12,
+                "vip[0].check.interval",
+                "must be 1ms..=3600s",
+            );
+        }
+        check(
+            &with_check("interval = 5\n"),
+            12,
+            12,
+            "vip[0].check.interval",
+            "invalid type",
+        );
+        let check = ok(&with_check("interval = \"3600s\"\ntimeout = \"1ms\"\n")).vips[0]
+            .check
+            .clone();
+        assert_eq!(check.interval, Duration::from_secs(3600));
+        assert_eq!(check.timeout, Duration::from_millis(1));
+        let check = ok(&with_check("interval = \"0250ms\"\ntimeout = \"10ms\"\n"));
+        assert_eq!(check.vips[0].check.interval, Duration::from_millis(250));
+
+        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(format_duration(Duration::ZERO), "0ms");
+    }
+
+    #[test]
+    fn config_check_values() {
+        check(
+            &with_check("port = 0\n"),
+            12,
+            8,
+            "vip[0].check.port",
+            "must be 1..=65535",
+        );
+        check(
+            &with_health("port = 0\n"),
+            12,
+            8,
+            "health.port",
+            "must be 1..=65535",
+        );
+        check(
+            &with_check("port = 65536\n"),
+            12,
+            8,
+            "vip[0].check.port",
+            "65536",
+        );
+        let http = |line: &str| with_check(&format!("type = \"http\"\n{line}\n"));
+        for bad in ["healthz", "", "/a b", "/a\\r\\nX: y"] {
+            check(
+                &http(&format!("path = \"{bad}\"")),
+                13,
+                8,
+                "vip[0].check.path",
+                "must start with `/`",
+            );
+        }
+        for bad in ["", "a b", "a\\r\\nX-Injected: 1"] {
+            check(
+                &http(&format!("host = \"{bad}\"")),
+                13,
+                8,
+                "vip[0].check.host",
+                "host name",
+            );
+        }
+        for bad in [99, 600, 0] {
+            check(
+                &http(&format!("expect_status = {bad}")),
+                13,
+                17,
+                "vip[0].check.expect_status",
+                "must be 100..=599",
+            );
+        }
+        check(
+            &http("expect_body = \"\""),
+            13,
+            15,
+            "vip[0].check.expect_body",
+            "must be 1..=1024 bytes",
+        );
+        let long = "x".repeat(1025);
+        check(
+            &http(&format!("expect_body = \"{long}\"")),
+            13,
+            15,
+            "vip[0].check.expect_body",
+            "1..=1024",
+        );
+        let udp = |line: &str| with_check(&format!("type = \"udp\"\n{line}\n"));
+        check(
+            &udp("expect = \"\""),
+            13,
+            10,
+            "vip[0].check.expect",
+            "must be 1..=1024 bytes",
+        );
+        let long = "x".repeat(65_508);
+        check(
+            &udp(&format!("send = \"{long}\"")),
+            13,
+            8,
+            "vip[0].check.send",
+            "at most 65507 bytes",
+        );
+        // Good values.
+        let config = ok(&http(
+            "path = \"/health?full=1\"\nhost = \"[2001:db8::1]:8080\"\nexpect_status = 599",
+        ));
+        assert_eq!(
+            config.vips[0].check.kind,
+            CheckKind::Http {
+                path: "/health?full=1".into(),
+                host: Some("[2001:db8::1]:8080".into()),
+                expect_status: 599,
+                expect_body: None,
+            }
+        );
+        assert_eq!(
+            ok(&udp("send = \"\"")).vips[0].check.kind,
+            CheckKind::Udp {
+                send: String::new(),
+                expect: None
+            }
+        );
+    }
+
+    #[test]
+    fn config_on_no_backend() {
+        let with =
+            |value: &str| base_with("port = 80", &format!("port = 80\non_no_backend = {value}"));
+        assert_eq!(ok(&with("\"pass\"")).vips[0].on_no_backend, NoBackend::Pass);
+        assert_eq!(ok(&with("\"drop\"")).vips[0].on_no_backend, NoBackend::Drop);
+        check(
+            &with("\"reject\""),
+            8,
+            17,
+            "vip[0].on_no_backend",
+            "unknown variant `reject`",
+        );
+        check(
+            &with("\"Drop\""),
+            8,
+            17,
+            "vip[0].on_no_backend",
+            "unknown variant `Drop`",
+        );
+        check(
+            &with("true"),
+            8,
+            17,
+            "vip[0].on_no_backend",
+            "wanted string",
+        );
+    }
+
+    #[test]
+    fn config_control_socket() {
+        let with = |value: &str| {
+            base_with(
+                "\"eth0\"",
+                &format!("\"eth0\"\ncontrol_socket = \"{value}\""),
+            )
+        };
+        assert_eq!(
+            ok(&with("/run/ha.sock")).node.control_socket,
+            Path::new("/run/ha.sock")
+        );
+        let longest = format!("/{}", "s".repeat(106));
+        assert_eq!(ok(&with(&longest)).node.control_socket, Path::new(&longest));
+        for bad in [
+            "run/ha.sock",
+            "",
+            "./ha.sock",
+            &format!("/{}", "s".repeat(107)),
+        ] {
+            check(
+                &with(bad),
+                4,
+                18,
+                "node.control_socket",
+                "must be an absolute path",
+            );
+        }
+        // The default follows the node's name.
+        let config = ok(&base_with("\"lb1\"", "\"lb-2\""));
+        assert_eq!(config.node.control_socket, Path::new("/run/ha/lb-2.sock"));
+    }
+
+    #[test]
+    fn config_check_serializes_to_json() {
+        let config = ok(&with_check(
+            "type = \"http\"\ninterval = \"1500ms\"\nexpect_body = \"ok\"\n",
+        ));
+        let json = serde_json::to_value(&config).unwrap();
+        let vip = &json["vips"][0];
+        assert_eq!(vip["on_no_backend"], "drop");
+        assert_eq!(
+            vip["check"],
+            serde_json::json!({
+                "type": "http",
+                "path": "/",
+                "host": null,
+                "expect_status": 200,
+                "expect_body": "ok",
+                "port": 80,
+                "interval": "1500ms",
+                "timeout": "500ms",
+                "rise": 2,
+                "fall": 3,
+            })
+        );
+        assert_eq!(json["node"]["control_socket"], "/run/ha/lb1.sock");
+        let json = serde_json::to_value(ok(&with_check("type = \"none\"\n"))).unwrap();
+        assert_eq!(json["vips"][0]["check"]["type"], "none");
+        let json = serde_json::to_value(ok(&with_check(
+            "type = \"exec\"\ncommand = [\"/bin/true\"]\n",
+        )))
+        .unwrap();
+        assert_eq!(
+            json["vips"][0]["check"]["command"],
+            serde_json::json!(["/bin/true"])
+        );
+        assert_eq!(CheckKind::Tcp.name(), "tcp");
+    }
+
     #[test]
     fn config_load() {
         let missing = Path::new("/nonexistent/ha.toml");
@@ -1588,5 +2897,12 @@ mod packaged_example {
         let config = super::load(path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.vips.len(), 2);
         assert_eq!(config.vips[0].backends[1].weight, 2);
+        let (web, web6) = (&config.vips[0].check, &config.vips[1].check);
+        assert_eq!(
+            (web.kind.name(), web.port, web.rise, web.fall),
+            ("http", 8080, 2, 3)
+        );
+        assert_eq!(web.interval, std::time::Duration::from_millis(200));
+        assert_eq!((web6.kind.name(), web6.port), ("tcp", 80));
     }
 }

@@ -74,7 +74,7 @@ pub struct Maps {
 }
 
 impl Maps {
-    fn take(ebpf: &mut Ebpf) -> Result<(Maps, MapData)> {
+    fn take(ebpf: &mut Ebpf) -> Result<(Maps, Map)> {
         let mut take = |name: &str| {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from the XDP object"))
@@ -86,10 +86,7 @@ impl Maps {
             stats: PerCpuArray::try_from(take(map::STATS)?)?,
             owned: HashMap::try_from(take(map::OWNED)?)?,
         };
-        let Map::Array(rings) = take(map::RINGS)? else {
-            bail!("map {} is not an array", map::RINGS);
-        };
-        Ok((maps, rings))
+        Ok((maps, take(map::RINGS)?))
     }
 
     /// Opens the maps a running (or crashed) agent pinned under `dir`.
@@ -169,7 +166,7 @@ struct RingMemory {
     base: NonNull<u32>,
     len_bytes: usize,
     slots: usize,
-    _map: MapData,
+    map: Map,
 }
 
 // SAFETY: the mapping is owned by this struct and only written through
@@ -177,7 +174,10 @@ struct RingMemory {
 unsafe impl Send for RingMemory {}
 
 impl RingMemory {
-    fn map(data: MapData, slots: usize) -> Result<RingMemory> {
+    fn map(map: Map, slots: usize) -> Result<RingMemory> {
+        let Map::Array(data) = &map else {
+            bail!("map {} is not an array", map::RINGS);
+        };
         let page = page_size();
         let len_bytes = (slots * ARRAY_STRIDE_U32S * 4).div_ceil(page) * page;
         // SAFETY: a shared mapping of a BPF_F_MMAPABLE array of `slots`
@@ -199,7 +199,7 @@ impl RingMemory {
             base: NonNull::new(ptr.cast()).context("mmap RINGS returned null")?,
             len_bytes,
             slots,
-            _map: data,
+            map,
         })
     }
 
@@ -418,6 +418,20 @@ impl Datapath {
         self.rings
             .write(ring_index(vip_id, generation, self.ring_size, 0), table);
         Ok(())
+    }
+
+    /// The benchmark's baseline: writes generation 1 of `vip_id`'s ring with
+    /// one bpf() syscall per slot, as a writer without the mmap would, and
+    /// returns how long that took.
+    pub fn time_ring_by_syscalls(&mut self, vip_id: u32) -> Result<Duration> {
+        let table = self.read_ring(vip_id, 0);
+        let first = ring_index(vip_id, 1, self.ring_size, 0);
+        let mut rings: Array<&mut MapData, u32> = Array::try_from(&mut self.rings.map)?;
+        let started = std::time::Instant::now();
+        for (i, backend_id) in table.iter().enumerate() {
+            rings.set(first + i as u32, backend_id, 0)?;
+        }
+        Ok(started.elapsed())
     }
 
     /// Reads one generation of a VIP's ring back (hactl, tests).

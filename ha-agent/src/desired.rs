@@ -4,16 +4,18 @@
 //! same maps, and a ring is only rewritten when its table changes.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
 };
 
 use ha_common::{
-    Addr, BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, VipKey, VipValue, v4_mapped,
+    Addr, BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, VIP_F_NO_BACKEND_PASS, VipKey, VipValue,
+    v4_mapped,
 };
 
 use crate::{
-    config::Config,
+    config::{Config, NoBackend, VipConfig},
+    health::BackendKey,
     maglev::{MaglevBackend, build_table},
 };
 
@@ -42,64 +44,113 @@ pub struct Desired {
     pub backends: BTreeMap<u32, Backend>,
 }
 
+/// What the agent knows about backends beyond the config: learned MACs,
+/// health check verdicts and operator drains.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Knowledge {
+    pub macs: HashMap<IpAddr, [u8; 6]>,
+    /// Backends whose checks failed; all others count as up.
+    pub down: BTreeSet<BackendKey>,
+    /// Backends an operator drained (hactl drain).
+    pub drained: BTreeSet<BackendKey>,
+}
+
+/// Backend ids are 1.. over every (VIP, backend) pair in config order, so
+/// each pair has its own health, drain state and counters.
+pub fn backend_id(config: &Config, key: BackendKey) -> u32 {
+    let before: usize = config.vips[..key.vip]
+        .iter()
+        .map(|v| v.backends.len())
+        .sum();
+    (before + key.backend + 1) as u32
+}
+
+/// Every backend of every VIP, in id order.
+pub fn backend_keys(config: &Config) -> impl Iterator<Item = BackendKey> + '_ {
+    config
+        .vips
+        .iter()
+        .enumerate()
+        .flat_map(|(vip, v)| (0..v.backends.len()).map(move |backend| BackendKey { vip, backend }))
+}
+
+impl Knowledge {
+    /// A configured MAC wins over a learned one.
+    pub fn mac(&self, config: &Config, key: BackendKey) -> Option<[u8; 6]> {
+        let backend = &config.vips[key.vip].backends[key.backend];
+        backend
+            .mac
+            .or_else(|| self.macs.get(&backend.address).copied())
+    }
+
+    /// The BACKENDS entry of one backend: HEALTHY when its MAC is known and
+    /// its checks pass, DRAINING when its weight is 0 or it was drained.
+    pub fn backend_entry(&self, config: &Config, key: BackendKey) -> Backend {
+        let backend = &config.vips[key.vip].backends[key.backend];
+        let mac = self.mac(config, key);
+        let mut flags = 0;
+        if mac.is_some() && !self.down.contains(&key) {
+            flags |= BACKEND_F_HEALTHY;
+        }
+        if backend.weight == 0 || self.drained.contains(&key) {
+            flags |= BACKEND_F_DRAINING;
+        }
+        Backend {
+            addr: addr_bytes(backend.address),
+            mac: mac.unwrap_or_default(),
+            flags,
+            weight: backend.weight,
+        }
+    }
+}
+
+/// The VIPS key of a configured VIP.
+pub fn vip_key(vip: &VipConfig) -> VipKey {
+    VipKey {
+        addr: addr_bytes(vip.address),
+        port_be: vip.port.to_be(),
+        proto: vip.protocol.number(),
+        _pad: 0,
+    }
+}
+
 impl Desired {
-    /// VIP ids are 1.. in config order; backend ids are 1.. over every
-    /// (VIP, backend) pair in config order, so each pair has its own
-    /// health, drain state and counters. A backend takes new flows only
-    /// with a known MAC and weight > 0.
-    pub fn compute(config: &Config, macs: &HashMap<IpAddr, [u8; 6]>) -> Desired {
+    /// VIP ids are 1.. in config order. A backend is in its VIP's Maglev
+    /// table when it is HEALTHY and not DRAINING.
+    pub fn compute(config: &Config, knowledge: &Knowledge) -> Desired {
         let ring_size = config.datapath.ring_size;
         let mut desired = Desired::default();
-        let mut next_backend_id = 1;
         for (index, vip) in config.vips.iter().enumerate() {
-            let mut ring_members = Vec::new();
-            let mut keys = Vec::new();
-            for backend in &vip.backends {
-                let id = next_backend_id;
-                next_backend_id += 1;
-                let mac = macs.get(&backend.address).copied();
-                let mut flags = 0;
-                if mac.is_some() {
-                    flags |= BACKEND_F_HEALTHY;
-                }
-                if backend.weight == 0 {
-                    flags |= BACKEND_F_DRAINING;
-                }
-                let addr = addr_bytes(backend.address);
-                desired.backends.insert(
-                    id,
-                    Backend {
-                        addr,
-                        mac: mac.unwrap_or_default(),
-                        flags,
-                        weight: backend.weight,
-                    },
-                );
-                if flags == BACKEND_F_HEALTHY {
-                    ring_members.push((id, backend.weight));
-                    keys.push(addr);
+            let mut members = Vec::new();
+            for key in backend_keys(config).filter(|k| k.vip == index) {
+                let id = backend_id(config, key);
+                let entry = knowledge.backend_entry(config, key);
+                desired.backends.insert(id, entry);
+                if entry.flags == BACKEND_F_HEALTHY {
+                    members.push((id, entry));
                 }
             }
-            let maglev: Vec<MaglevBackend<'_>> = keys
+            let maglev: Vec<MaglevBackend<'_>> = members
                 .iter()
-                .zip(&ring_members)
-                .map(|(key, &(_, weight))| MaglevBackend { key, weight })
+                .map(|(_, entry)| MaglevBackend {
+                    key: &entry.addr,
+                    weight: entry.weight,
+                })
                 .collect();
             let slots = build_table(&maglev, ring_size);
             let table = if slots.is_empty() {
                 vec![0; ring_size as usize]
             } else {
-                slots.iter().map(|&i| ring_members[i as usize].0).collect()
+                slots.iter().map(|&i| members[i as usize].0).collect()
+            };
+            let flags = match vip.on_no_backend {
+                NoBackend::Drop => 0,
+                NoBackend::Pass => VIP_F_NO_BACKEND_PASS,
             };
             desired.vips.push(DesiredVip {
-                key: VipKey {
-                    addr: addr_bytes(vip.address),
-                    port_be: vip.port.to_be(),
-                    proto: vip.protocol.number(),
-                    _pad: 0,
-                },
+                key: vip_key(vip),
                 vip_id: index as u32 + 1,
-                flags: 0,
+                flags,
                 table,
             });
         }
@@ -156,6 +207,12 @@ impl Applied {
                 .collect(),
             backends: backends.iter().copied().collect(),
         }
+    }
+
+    /// Records one backend entry ahead of a full plan (the instant phase of
+    /// a switchover) and returns the write, if the entry changed.
+    pub fn set_backend(&mut self, id: u32, backend: Backend) -> Option<Write> {
+        (self.backends.insert(id, backend) != Some(backend)).then_some(Write::Backend(id, backend))
     }
 
     /// The writes that turn the maps into `desired`, and the state after
@@ -258,12 +315,15 @@ protocol = "udp"
         config::parse(Path::new("test.toml"), CONFIG).expect("valid config")
     }
 
-    fn macs(addrs: &[&str]) -> HashMap<IpAddr, [u8; 6]> {
-        addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.parse().unwrap(), [2, 0, 0, 0, 0, i as u8 + 1]))
-            .collect()
+    fn macs(addrs: &[&str]) -> Knowledge {
+        Knowledge {
+            macs: addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.parse().unwrap(), [2, 0, 0, 0, 0, i as u8 + 1]))
+                .collect(),
+            ..Knowledge::default()
+        }
     }
 
     #[test]
@@ -390,5 +450,68 @@ protocol = "udp"
         }));
         assert!(writes.contains(&Write::RemoveVip(stale_key)));
         assert!(!writes.iter().any(|w| matches!(w, Write::Backend(..))));
+    }
+
+    #[test]
+    fn failed_checks_and_drains_take_backends_out_of_the_ring() {
+        let config = config();
+        let mut known = macs(&["198.18.0.11", "198.18.0.12", "198.18.0.13"]);
+        known.down.insert(BackendKey { vip: 0, backend: 0 });
+        let d = Desired::compute(&config, &known);
+        assert_eq!(d.backends[&1].flags, 0, "down: not HEALTHY");
+        assert!(d.vips[0].table.iter().all(|&id| id == 2));
+        known.down.clear();
+        known.drained.insert(BackendKey { vip: 0, backend: 1 });
+        let d = Desired::compute(&config, &known);
+        assert_eq!(d.backends[&2].flags, BACKEND_F_HEALTHY | BACKEND_F_DRAINING);
+        assert!(d.vips[0].table.iter().all(|&id| id == 1));
+    }
+
+    #[test]
+    fn ids_number_every_vip_backend_pair_in_config_order() {
+        let config = config();
+        let keys: Vec<BackendKey> = backend_keys(&config).collect();
+        assert_eq!(keys.len(), 4);
+        let ids: Vec<u32> = keys.iter().map(|k| backend_id(&config, *k)).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        assert_eq!(keys[3], BackendKey { vip: 1, backend: 0 });
+    }
+
+    #[test]
+    fn the_instant_phase_writes_one_backend_and_the_plan_then_only_rings() {
+        let config = config();
+        let mut known = macs(&["198.18.0.11", "198.18.0.12"]);
+        let (_, mut applied) = Applied::default().plan(&Desired::compute(&config, &known));
+        let key = BackendKey { vip: 0, backend: 1 };
+        known.down.insert(key);
+        let entry = known.backend_entry(&config, key);
+        assert_eq!(
+            applied.set_backend(2, entry),
+            Some(Write::Backend(2, entry))
+        );
+        assert_eq!(applied.set_backend(2, entry), None, "recorded");
+        let (writes, _) = applied.plan(&Desired::compute(&config, &known));
+        assert!(matches!(
+            &writes[0],
+            Write::Ring {
+                vip_id: 1,
+                generation: 1,
+                ..
+            }
+        ));
+        assert_eq!(writes.len(), 2, "{writes:?}");
+    }
+
+    #[test]
+    fn on_no_backend_pass_sets_the_vip_flag() {
+        let text = CONFIG.replacen(
+            "protocol = \"udp\"",
+            "protocol = \"udp\"\non_no_backend = \"pass\"",
+            1,
+        );
+        let config = config::parse(Path::new("test.toml"), &text).expect("valid config");
+        let d = Desired::compute(&config, &Knowledge::default());
+        assert_eq!(d.vips[0].flags, 0);
+        assert_eq!(d.vips[1].flags, VIP_F_NO_BACKEND_PASS);
     }
 }

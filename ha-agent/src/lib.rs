@@ -3,8 +3,11 @@
 //! with the daemon.
 pub mod agent;
 pub mod config;
+pub mod control;
 pub mod datapath;
 pub mod desired;
+pub mod health;
 pub mod maglev;
 pub mod netlink;
 pub mod report;
+pub mod switchover;

@@ -81,6 +81,11 @@ impl Agent {
         })
     }
 
+    /// The agent's default control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        Path::new("/run/ha").join(format!("{}.sock", self.node))
+    }
+
     pub fn pin_dir(&self) -> PathBuf {
         Path::new(PIN_ROOT).join(&self.node)
     }

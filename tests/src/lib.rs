@@ -4,6 +4,7 @@
 
 pub mod agent;
 mod cmd;
+pub mod dsr;
 pub mod lab;
 pub mod netns;
 pub mod packet;
@@ -11,4 +12,6 @@ pub mod traffic;
 
 pub use lab::{Host, Lab};
 pub use netns::Netns;
-pub use traffic::{NameServer, Tally, connect_many};
+pub use traffic::{
+    LongLived, NameServer, RateRun, ServerProcess, Tally, connect_many, start_rate_client,
+};

@@ -11,7 +11,7 @@ use std::{
 use ha_agent::{
     config,
     datapath::{Datapath, LoadOptions},
-    desired::{Applied, Desired, Write, addr_bytes},
+    desired::{Applied, Desired, Knowledge, Write, addr_bytes},
 };
 use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, GlobalCounter, OwnedLease};
 use ha_tests::packet::*;
@@ -107,7 +107,11 @@ impl Table {
             pin_dir: None,
         })
         .expect("load the XDP program (run as root, after cargo xtask build-ebpf)");
-        let desired = Desired::compute(&config, &backend_macs());
+        let known = Knowledge {
+            macs: backend_macs(),
+            ..Knowledge::default()
+        };
+        let desired = Desired::compute(&config, &known);
         let (writes, applied) = Applied::default().plan(&desired);
         datapath.apply(&writes).expect("fill maps");
         let forever = OwnedLease {

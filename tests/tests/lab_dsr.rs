@@ -3,17 +3,12 @@
 //! VIP are balanced by the XDP program and answered by the backends
 //! directly (L2 direct server return).
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    time::Duration,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ha_agent::datapath::PassProgram;
-use ha_tests::{Lab, NameServer, agent::Agent, connect_many};
+use ha_tests::{Lab, agent::Agent, dsr::DsrLab};
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
-const PORT: u16 = 80;
 const BACKENDS: [&str; 3] = ["b1", "b2", "b3"];
 const CONNECTIONS: u32 = 3000;
 
@@ -36,90 +31,17 @@ fn counter(maps: &serde_json::Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("counter {name} missing in {maps}"))
 }
 
-/// The lab of this file: client, lb, three backends serving the VIP, and
-/// the agent's configuration for the lb.
-struct DsrLab {
-    lab: Lab,
-    servers: Vec<NameServer>,
-    _pass: PassProgram,
-    target: SocketAddr,
-    node: String,
-    config: String,
+fn dsr_lab(vip: IpAddr) -> DsrLab {
+    DsrLab::new(vip, &BACKENDS, "").expect("build the lab")
 }
 
-impl DsrLab {
-    fn new(vip: IpAddr) -> DsrLab {
-        let mut hosts = vec!["client", "lb"];
-        hosts.extend(BACKENDS);
-        let lab = Lab::new(&hosts).expect("build the lab");
-        lab.disable_tx_checksum_offload("client").unwrap();
-        // The lb's switch port must run XDP itself for XDP_TX frames to pass.
-        let lb_port = lab.host("lb").switch_port().to_string();
-        let pass = lab.switch().run(move || {
-            let mut pass = PassProgram::load().expect("load pass program");
-            pass.attach(&lb_port).expect("attach pass program");
-            pass
-        });
-        let target = SocketAddr::new(vip, PORT);
-        let mut servers = Vec::new();
-        for name in BACKENDS {
-            lab.make_dsr_backend(name, &[vip]).unwrap();
-            servers.push(NameServer::start(&lab.host(name).ns, target, name).unwrap());
-        }
-        let node = lab.host("lb").ns.name().to_string();
-        let backends: String = BACKENDS
-            .iter()
-            .map(|b| {
-                let host = lab.host(b);
-                let addr = if vip.is_ipv4() {
-                    IpAddr::V4(host.ipv4)
-                } else {
-                    IpAddr::V6(host.ipv6)
-                };
-                format!("  [[vip.backend]]\n  address = \"{addr}\"\n")
-            })
-            .collect();
-        let config = format!(
-            "[node]\nname = \"{node}\"\ninterface = \"eth0\"\n\n\
-             [[vip]]\naddress = \"{vip}\"\nport = {PORT}\nprotocol = \"tcp\"\n{backends}"
-        );
-        DsrLab {
-            lab,
-            servers,
-            _pass: pass,
-            target,
-            node,
-            config,
-        }
-    }
-
-    fn start_agent(&self, keep_datapath: bool) -> Agent {
-        let mut agent = Agent::start(
-            &self.lab.host("lb").ns,
-            &self.node,
-            &self.config,
-            keep_datapath,
-        )
-        .unwrap();
-        agent
-            .wait_healthy(BACKENDS.len(), Duration::from_secs(15))
-            .unwrap();
-        agent
-    }
-
-    fn connect(&self, count: u32) -> ha_tests::Tally {
-        connect_many(
-            &self.lab.host("client").ns,
-            self.target,
-            count,
-            Duration::from_secs(2),
-        )
-    }
+fn start_agent(dsr: &DsrLab, keep_datapath: bool) -> Agent {
+    dsr.start_agent(keep_datapath).expect("start the agent")
 }
 
 fn balanced_connections(vip: IpAddr) {
-    let dsr = DsrLab::new(vip);
-    let mut agent = dsr.start_agent(false);
+    let dsr = dsr_lab(vip);
+    let mut agent = start_agent(&dsr, false);
     let lb_rx_before = rx_packets(&dsr.lab, "lb");
 
     let tally = dsr.connect(CONNECTIONS);
@@ -139,13 +61,6 @@ fn balanced_connections(vip: IpAddr) {
             tally.by_name
         );
     }
-    let accepted: u64 = dsr.servers.iter().map(NameServer::accepted).sum();
-    assert_eq!(
-        accepted,
-        u64::from(CONNECTIONS),
-        "backends accepted every connection"
-    );
-
     // Every client packet went out again by XDP_TX; the lb received none
     // of the replies (they go backend -> client directly): what the lb
     // received beyond the forwarded packets is a handful of ARP/NDP frames.
@@ -219,8 +134,8 @@ impl Drop for UnpinOnDrop {
 
 #[test]
 fn keep_datapath_leaves_traffic_flowing_and_the_next_agent_adopts_it() {
-    let dsr = DsrLab::new(IpAddr::V4(VIP4));
-    let mut first = dsr.start_agent(true);
+    let dsr = dsr_lab(IpAddr::V4(VIP4));
+    let mut first = start_agent(&dsr, true);
     let _cleanup = UnpinOnDrop(first.pin_dir());
     assert_eq!(dsr.connect(300).failures, 0, "{}", first.log());
 
@@ -243,7 +158,7 @@ fn keep_datapath_leaves_traffic_flowing_and_the_next_agent_adopts_it() {
 
     // The next agent adopts the pinned maps and switches the pinned link
     // over to its own program.
-    let mut second = dsr.start_agent(false);
+    let mut second = start_agent(&dsr, false);
     assert!(second.log().contains("Replaced"), "{}", second.log());
     let tally = dsr.connect(300);
     assert_eq!(

@@ -1,21 +1,33 @@
 //! hactl: the operator's CLI. `hactl maps` reads the pinned maps directly,
-//! so it works while the agent is down.
+//! so it works while the agent is down; the other commands ask the running
+//! agent over its control socket.
+//!
+//! Exit codes: 0 done, 1 the agent (or the maps) said no, 2 no agent or no
+//! datapath to talk to.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use ha_agent::{config, datapath::Maps, report::MapsReport};
+use ha_agent::{
+    config,
+    control::{self, Request, Response},
+    datapath::Maps,
+    report::{MapsReport, table},
+};
 
 #[derive(Parser)]
 #[command(version, about = "Inspect and drive an ha node")]
 struct Cli {
-    /// Configuration file (for the node name and pin directory).
+    /// Configuration file (for the node name, pin directory and socket).
     #[arg(short, long, default_value = "/etc/ha/ha.toml", global = true)]
     config: PathBuf,
     /// Read the maps pinned in this directory instead of the config's.
     #[arg(long, global = true)]
     pin_dir: Option<PathBuf>,
+    /// Talk to the agent on this control socket instead of the config's.
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
@@ -31,42 +43,149 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         flows: usize,
     },
+    /// Show the agent's view: backends with health and drain state.
+    Status,
+    /// Send no new flows to a backend; its open flows stay.
+    Drain {
+        /// VIP name, or address when only one VIP has it.
+        vip: String,
+        backend: IpAddr,
+    },
+    /// Give a drained backend new flows again.
+    Undrain { vip: String, backend: IpAddr },
+}
+
+/// A failure with the exit code it deserves.
+enum Failure {
+    Refused(anyhow::Error),
+    Unreachable(anyhow::Error),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failure::Refused(e)) => {
             eprintln!("hactl: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(1)
+        }
+        Err(Failure::Unreachable(e)) => {
+            eprintln!("hactl: {e:#}");
+            ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: &Cli) -> Result<()> {
+fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
-        Command::Maps { flows } => {
-            let dir = match &cli.pin_dir {
-                Some(dir) => dir.clone(),
-                None => {
-                    let config = config::load(&cli.config)?;
-                    config.datapath.pin_dir.join(&config.node.name)
-                }
-            };
-            let maps = Maps::open_pinned(&dir).with_context(|| {
-                format!(
-                    "no datapath pinned at {} (is the agent running?)",
-                    dir.display()
-                )
-            })?;
-            let report = MapsReport::read(&maps, *flows)?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.render());
+        Command::Maps { flows } => maps(cli, *flows),
+        Command::Status => ask(cli, Request::Status),
+        Command::Drain { vip, backend } => ask(
+            cli,
+            Request::Drain {
+                vip: vip.clone(),
+                backend: *backend,
+            },
+        ),
+        Command::Undrain { vip, backend } => ask(
+            cli,
+            Request::Undrain {
+                vip: vip.clone(),
+                backend: *backend,
+            },
+        ),
+    }
+}
+
+fn maps(cli: &Cli, flows: usize) -> Result<(), Failure> {
+    let dir = match &cli.pin_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let config = config::load(&cli.config).map_err(|e| Failure::Unreachable(e.into()))?;
+            config.datapath.pin_dir.join(&config.node.name)
+        }
+    };
+    let maps = Maps::open_pinned(&dir)
+        .with_context(|| {
+            format!(
+                "no datapath pinned at {} (is the agent running?)",
+                dir.display()
+            )
+        })
+        .map_err(Failure::Unreachable)?;
+    let report = MapsReport::read(&maps, flows).map_err(Failure::Refused)?;
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serialisable")
+        );
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+fn ask(cli: &Cli, request: Request) -> Result<(), Failure> {
+    let socket = match &cli.socket {
+        Some(socket) => socket.clone(),
+        None => {
+            config::load(&cli.config)
+                .map_err(|e| Failure::Unreachable(e.into()))?
+                .node
+                .control_socket
+        }
+    };
+    let response = control::call(&socket, &request).map_err(Failure::Unreachable)?;
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&response).expect("serialisable")
+        );
+    }
+    match response {
+        Response::Done { message } => {
+            if !cli.json {
+                println!("{message}");
             }
             Ok(())
         }
+        Response::Error { message } => Err(Failure::Refused(anyhow::anyhow!(message))),
+        Response::Status(status) => {
+            if !cli.json {
+                print_status(&status);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_status(status: &control::Status) {
+    println!("node {}", status.node);
+    for vip in &status.vips {
+        println!(
+            "\nVIP {} ({}:{}/{})",
+            vip.name, vip.address, vip.port, vip.protocol
+        );
+        let rows: Vec<Vec<String>> = vip
+            .backends
+            .iter()
+            .map(|b| {
+                vec![
+                    b.id.to_string(),
+                    b.address.to_string(),
+                    if b.up { "up" } else { "down" }.into(),
+                    if b.draining { "draining" } else { "-" }.into(),
+                    if b.resolved { "yes" } else { "no" }.into(),
+                    b.weight.to_string(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(
+                &["ID", "BACKEND", "HEALTH", "DRAIN", "MAC", "WEIGHT"],
+                &rows
+            )
+        );
     }
 }

@@ -4,7 +4,6 @@
 
 use std::{
     collections::HashMap,
-    fs,
     net::{IpAddr, Ipv4Addr},
     path::Path,
     time::Duration,
@@ -14,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use ha_agent::{
     config,
     datapath::{Datapath, LoadOptions, PassProgram},
-    desired::{Applied, Desired, addr_bytes},
+    desired::{Applied, Desired, Knowledge, addr_bytes},
 };
 use ha_common::OwnedLease;
 use ha_tests::packet::{TCP, TCP_ACK, TCP_SYN, arp_request, l4_frame};
@@ -28,13 +27,6 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const BACKENDS: u8 = 10;
-
-fn main() -> Result<()> {
-    match std::env::args().nth(1).as_deref() {
-        Some("datapath") => datapath(),
-        other => bail!("unknown benchmark {other:?}; known: datapath"),
-    }
-}
 
 const XDP_TX: u32 = 3;
 /// Interleaved rounds; SINGLE_RUNS are spread over them.
@@ -122,12 +114,7 @@ struct Row {
     repeat_max_ns: Option<f64>,
 }
 
-fn median(mut samples: Vec<Duration>) -> f64 {
-    samples.sort();
-    samples[samples.len() / 2].as_nanos() as f64
-}
-
-fn datapath() -> Result<()> {
+pub fn run() -> Result<()> {
     let backends: String = (0..BACKENDS)
         .map(|i| format!("  [[vip.backend]]\n  address = \"198.18.0.{}\"\n", 20 + i))
         .collect();
@@ -150,7 +137,11 @@ fn datapath() -> Result<()> {
         pin_dir: None,
     })
     .context("load the XDP program (root needed)")?;
-    let (writes, _) = Applied::default().plan(&Desired::compute(&config, &macs));
+    let known = Knowledge {
+        macs,
+        ..Knowledge::default()
+    };
+    let (writes, _) = Applied::default().plan(&Desired::compute(&config, &known));
     datapath.apply(&writes)?;
     datapath.set_owned(
         &addr_bytes(VIP.into()),
@@ -188,16 +179,16 @@ fn datapath() -> Result<()> {
     let rows: Vec<Row> = Case::ALL
         .iter()
         .zip(singles.into_iter().zip(repeats))
-        .map(|(case, (single, repeat))| Row {
+        .map(|(case, (mut single, repeat))| Row {
             case: case.name(),
-            median_ns: median(single),
+            median_ns: crate::median(&mut single).as_nanos() as f64,
             repeat_ns: repeat.iter().copied().reduce(f64::min),
             repeat_max_ns: repeat.iter().copied().reduce(f64::max),
         })
         .collect();
     let report = render(&rows);
     print!("{report}");
-    record("datapath", &report)
+    crate::record("datapath", &report)
 }
 
 fn render(rows: &[Row]) -> String {
@@ -231,25 +222,4 @@ fn render(rows: &[Row]) -> String {
     out += "\nARP has no repeat figure: with repeat > 1 the kernel runs the program again on \
             its own output, which after the first run is a reply, not a request.\n";
     out
-}
-
-/// Replaces this benchmark's section of docs/benchmarks.md (between its
-/// markers), keeping the other benchmarks' sections.
-fn record(name: &str, body: &str) -> Result<()> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
-    let begin = format!("<!-- bench:{name} -->");
-    let end = format!("<!-- /bench:{name} -->");
-    let section = format!("{begin}\n## {name}\n\n{body}{end}\n");
-    let current = fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
-    let updated = match (current.find(&begin), current.find(&end)) {
-        (Some(b), Some(e)) => format!(
-            "{}{section}{}",
-            &current[..b],
-            current[e + end.len()..].trim_start_matches('\n')
-        ),
-        _ => format!("{current}\n{section}"),
-    };
-    fs::write(&path, updated).with_context(|| format!("write {}", path.display()))?;
-    println!("recorded in {}", path.display());
-    Ok(())
 }

@@ -1,0 +1,149 @@
+//! The control socket: how `hactl` talks to a running agent.
+//!
+//! A Unix stream socket, root only, one JSON request line answered by one
+//! JSON response line. Every message carries `version`, so an hactl and an
+//! agent of different releases refuse each other clearly instead of
+//! misreading. This module holds the protocol and the client; the agent
+//! serves it from its main loop.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::IpAddr,
+    os::unix::net::UnixStream,
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change of `Request` or `Response`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// How long hactl waits for the agent's answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What hactl asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    /// Members' view of backends: health, drain, weight.
+    Status,
+    /// No new flows to the backend; its open flows stay.
+    Drain { vip: String, backend: IpAddr },
+    /// Undo a drain.
+    Undrain { vip: String, backend: IpAddr },
+}
+
+/// What the agent answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Done { message: String },
+    Error { message: String },
+    Status(Status),
+}
+
+/// The agent's view of its VIPs and backends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub node: String,
+    pub vips: Vec<VipStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipStatus {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: String,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub id: u32,
+    pub address: IpAddr,
+    /// Passing its health checks.
+    pub up: bool,
+    /// Drained by an operator (hactl drain) or by weight 0.
+    pub draining: bool,
+    /// MAC known from the neighbour table (or configured).
+    pub resolved: bool,
+    pub weight: u32,
+}
+
+/// A message on the wire: the version beside the payload.
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    version: u32,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// Encodes one message as a line.
+pub fn encode<T: Serialize>(body: &T) -> String {
+    let mut line = serde_json::to_string(&Envelope {
+        version: PROTOCOL_VERSION,
+        body,
+    })
+    .expect("control messages always serialise");
+    line.push('\n');
+    line
+}
+
+/// Decodes one line, refusing other protocol versions.
+pub fn decode<T: for<'de> Deserialize<'de>>(line: &str) -> Result<T> {
+    let envelope: Envelope<serde_json::Value> =
+        serde_json::from_str(line).context("malformed control message")?;
+    if envelope.version != PROTOCOL_VERSION {
+        bail!(
+            "control protocol version {} not supported (this side speaks {PROTOCOL_VERSION})",
+            envelope.version
+        );
+    }
+    serde_json::from_value(envelope.body).context("unknown control message")
+}
+
+/// Sends `request` to the agent listening on `socket` and returns its answer.
+pub fn call(socket: &Path, request: &Request) -> Result<Response> {
+    let mut stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "connect to the agent at {} (is it running?)",
+            socket.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.write_all(encode(request).as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .context("read the agent's answer")?;
+    decode(&line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_with_their_version() {
+        let request = Request::Drain {
+            vip: "web".into(),
+            backend: "198.18.0.11".parse().unwrap(),
+        };
+        let line = encode(&request);
+        assert_eq!(
+            line,
+            "{\"version\":1,\"command\":\"drain\",\"vip\":\"web\",\"backend\":\"198.18.0.11\"}\n"
+        );
+        assert_eq!(decode::<Request>(&line).unwrap(), request);
+    }
+
+    #[test]
+    fn other_versions_and_garbage_are_refused() {
+        let err = decode::<Request>("{\"version\":2,\"command\":\"status\"}").unwrap_err();
+        assert!(err.to_string().contains("version 2 not supported"), "{err}");
+        assert!(decode::<Request>("{\"version\":1,\"command\":\"reboot\"}").is_err());
+        assert!(decode::<Request>("not json").is_err());
+    }
+}
