@@ -44,7 +44,11 @@ fn hactl_maps_without_a_datapath_fails_clearly() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "exit code 2: nothing to talk to; {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit code 2: nothing to talk to; {stderr}"
+    );
     assert!(
         stderr.contains("no datapath pinned at") && stderr.contains(&missing),
         "{stderr}"
