@@ -30,10 +30,10 @@ use crate::{
     config::{self, Config},
     control::{self, BackendStatus, Request, Response, Status, VipStatus},
     datapath::{Datapath, LoadOptions, monotonic_ns},
-    desired::{Applied, Desired, Knowledge, addr_bytes, backend_id, backend_keys},
+    desired::{Knowledge, addr_bytes, backend_id, backend_keys},
     health::{self, BackendKey, Transition},
     netlink::{Netlink, format_mac, solicit},
-    switchover,
+    writer::Writer,
 };
 
 /// How long an ownership lease lasts in the datapath without renewal.
@@ -59,8 +59,7 @@ type ControlCall = (Request, oneshot::Sender<Response>);
 
 struct Agent {
     config: Config,
-    datapath: Datapath,
-    applied: Applied,
+    writer: Writer,
     knowledge: Knowledge,
     owned: BTreeSet<Addr>,
 }
@@ -76,13 +75,15 @@ pub async fn run(options: Options) -> Result<()> {
         node_mac,
         pin_dir: Some(pin_dir.clone()),
     })?;
-    let maps = datapath.maps();
-    let applied = Applied::adopt(&maps.vips()?, &maps.backends()?);
-    let stale_owned = maps.owned()?.into_iter().map(|(addr, _)| addr).collect();
+    let stale_owned = datapath
+        .maps()
+        .owned()?
+        .into_iter()
+        .map(|(addr, _)| addr)
+        .collect();
     let mut agent = Agent {
         config,
-        datapath,
-        applied,
+        writer: Writer::adopt(datapath)?,
         knowledge: Knowledge::default(),
         owned: stale_owned,
     };
@@ -97,7 +98,7 @@ pub async fn run(options: Options) -> Result<()> {
     }
     agent.reconcile("start")?;
     agent.renew_leases()?;
-    let mode = agent.datapath.attach(&agent.config.node.interface)?;
+    let mode = agent.writer.datapath.attach(&agent.config.node.interface)?;
     let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(16);
     let _control = serve_control(&agent.config.node.control_socket, control_tx)?;
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
@@ -134,7 +135,7 @@ pub async fn run(options: Options) -> Result<()> {
     if options.keep_datapath {
         tracing::info!(pins = %pin_dir.display(), "exiting, datapath left running");
     } else {
-        agent.datapath.detach_and_unpin()?;
+        agent.writer.datapath.detach_and_unpin()?;
         tracing::info!("exiting, datapath detached and unpinned");
     }
     Ok(())
@@ -210,16 +211,13 @@ impl Agent {
     /// Brings every map to the desired state (phase 2 of a switchover).
     fn reconcile(&mut self, cause: &str) -> Result<()> {
         let started = Instant::now();
-        let desired = Desired::compute(&self.config, &self.knowledge);
-        let (writes, next) = self.applied.plan(&desired);
-        if writes.is_empty() {
+        let writes = self.writer.reconcile(&self.config, &self.knowledge)?;
+        if writes == 0 {
             return Ok(());
         }
-        self.datapath.apply(&writes)?;
-        self.applied = next;
         tracing::info!(
             cause,
-            writes = writes.len(),
+            writes,
             latency_us = started.elapsed().as_micros() as u64,
             "maps reconciled"
         );
@@ -229,14 +227,9 @@ impl Agent {
     /// A backend's knowledge changed: switch it over in two phases and log
     /// the cause with the time from the decision to each phase done.
     fn switch_backend(&mut self, key: BackendKey, cause: &str, decided: Instant) -> Result<()> {
-        let (entry, timings) = switchover::switch_backend(
-            &mut self.datapath,
-            &mut self.applied,
-            &self.config,
-            &self.knowledge,
-            key,
-            decided,
-        )?;
+        let (entry, timings) =
+            self.writer
+                .switch_backend(&self.config, &self.knowledge, key, decided)?;
         let vip = &self.config.vips[key.vip];
         tracing::info!(
             vip = %vip.name,
@@ -378,10 +371,10 @@ impl Agent {
             deadline_ns: monotonic_ns() + LEASE.as_nanos() as u64,
         };
         for addr in &wanted {
-            self.datapath.set_owned(addr, &lease)?;
+            self.writer.datapath.set_owned(addr, &lease)?;
         }
         for addr in self.owned.difference(&wanted) {
-            self.datapath.remove_owned(addr)?;
+            self.writer.datapath.remove_owned(addr)?;
         }
         self.owned = wanted;
         Ok(())

@@ -2,6 +2,7 @@
 //! datapath shell around the XDP program, and the pieces `hactl` shares
 //! with the daemon.
 pub mod agent;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod datapath;
@@ -10,4 +11,4 @@ pub mod health;
 pub mod maglev;
 pub mod netlink;
 pub mod report;
-pub mod switchover;
+pub mod writer;

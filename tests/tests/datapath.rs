@@ -11,7 +11,7 @@ use std::{
 use ha_agent::{
     config,
     datapath::{Datapath, LoadOptions},
-    desired::{Applied, Desired, Knowledge, Write, addr_bytes},
+    desired::{Applied, Desired, Knowledge, Tables, Write, addr_bytes},
 };
 use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, GlobalCounter, OwnedLease};
 use ha_tests::packet::*;
@@ -111,7 +111,7 @@ impl Table {
             macs: backend_macs(),
             ..Knowledge::default()
         };
-        let desired = Desired::compute(&config, &known);
+        let desired = Desired::compute(&config, &known, &mut Tables::default());
         let (writes, applied) = Applied::default().plan(&desired);
         datapath.apply(&writes).expect("fill maps");
         let forever = OwnedLease {

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use ha_agent::{
     config,
     datapath::{Datapath, LoadOptions, PassProgram},
-    desired::{Applied, Desired, Knowledge, addr_bytes},
+    desired::{Applied, Desired, Knowledge, Tables, addr_bytes},
 };
 use ha_common::OwnedLease;
 use ha_tests::packet::{TCP, TCP_ACK, TCP_SYN, arp_request, l4_frame};
@@ -141,7 +141,8 @@ pub fn run() -> Result<()> {
         macs,
         ..Knowledge::default()
     };
-    let (writes, _) = Applied::default().plan(&Desired::compute(&config, &known));
+    let (writes, _) =
+        Applied::default().plan(&Desired::compute(&config, &known, &mut Tables::default()));
     datapath.apply(&writes)?;
     datapath.set_owned(
         &addr_bytes(VIP.into()),

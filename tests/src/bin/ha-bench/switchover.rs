@@ -1,5 +1,5 @@
 //! `cargo xtask bench switchover`: from a backend's health decision to the
-//! datapath, through the agent's own two-phase code (ha_agent::switchover),
+//! datapath, through the agent's own two-phase code (ha_agent::writer),
 //! for 2, 10, 100 and 1000 backends behind one VIP with M = 65537.
 //! Baseline in the same run: writing the same ring one bpf() syscall per
 //! slot instead of through the mmap.
@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use ha_agent::{
     config::{self, Config},
     datapath::{Datapath, LoadOptions},
-    desired::{Applied, Desired, Knowledge},
+    desired::Knowledge,
     health::BackendKey,
-    switchover::{Timings, switch_backend},
+    writer::{Timings, Writer},
 };
 use ha_common::DEFAULT_RING_SIZE;
 
@@ -56,7 +56,7 @@ pub fn run() -> Result<()> {
     let mut syscall_ring = Duration::ZERO;
     for backends in BACKEND_COUNTS {
         let config = config(backends)?;
-        let mut datapath = Datapath::load(&LoadOptions {
+        let datapath = Datapath::load(&LoadOptions {
             ring_size: config.datapath.ring_size,
             max_flows: config.datapath.max_flows,
             node_mac: [2, 0xaa, 0, 0, 0, 1],
@@ -69,10 +69,8 @@ pub fn run() -> Result<()> {
                 .collect::<HashMap<_, _>>(),
             ..Knowledge::default()
         };
-        let mut applied = Applied::default();
-        let (writes, next) = applied.plan(&Desired::compute(&config, &knowledge));
-        datapath.apply(&writes)?;
-        applied = next;
+        let mut writer = Writer::adopt(datapath)?;
+        writer.reconcile(&config, &knowledge)?;
 
         let mut row = Row {
             backends,
@@ -101,21 +99,14 @@ pub fn run() -> Result<()> {
                     write,
                     phase2,
                 },
-            ) = switch_backend(
-                &mut datapath,
-                &mut applied,
-                &config,
-                &knowledge,
-                key,
-                decided,
-            )?;
+            ) = writer.switch_backend(&config, &knowledge, key, decided)?;
             row.phase1.push(phase1);
             row.compute.push(compute);
             row.write.push(write);
             row.phase2.push(phase2);
         }
         if backends == BACKEND_COUNTS[0] {
-            syscall_ring = datapath.time_ring_by_syscalls(1)?;
+            syscall_ring = writer.datapath.time_ring_by_syscalls(1)?;
         }
         rows.push(row);
     }

@@ -1,0 +1,1 @@
+//! Membership and election state machine (being written).

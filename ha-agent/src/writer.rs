@@ -1,0 +1,96 @@
+//! The one writer of the maps (DESIGN.md section 1): the datapath handles,
+//! what the maps hold, and the Maglev tables computed so far. The agent and
+//! the switchover benchmark both drive it, so both measure the same code.
+//!
+//! A backend change is a two-phase switchover (DESIGN.md section 2). Phase 1
+//! writes the backend's BACKENDS entry and nothing else: from that write on,
+//! the datapath's bounded re-probe steers the backend's flows away (or lets
+//! a returning backend take new flows in the slots it still has). Phase 2
+//! computes the new Maglev table, writes it into the VIP's inactive ring
+//! generation and flips the generation in one VIPS update.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use ha_common::Backend;
+
+use crate::{
+    config::Config,
+    datapath::Datapath,
+    desired::{Applied, Desired, Knowledge, Tables, backend_id},
+    health::BackendKey,
+};
+
+/// Times from the decision, and what phase 2 spent computing tables.
+#[derive(Clone, Copy, Debug)]
+pub struct Timings {
+    /// Decision -> BACKENDS entry written.
+    pub phase1: Duration,
+    /// Computing the desired state, Maglev tables included.
+    pub compute: Duration,
+    /// Writing the rings and flipping the generations.
+    pub write: Duration,
+    /// Decision -> ring flipped.
+    pub phase2: Duration,
+}
+
+pub struct Writer {
+    pub datapath: Datapath,
+    applied: Applied,
+    tables: Tables,
+}
+
+impl Writer {
+    /// Takes over `datapath`, whose maps may hold an earlier agent's state.
+    pub fn adopt(datapath: Datapath) -> Result<Writer> {
+        let maps = datapath.maps();
+        let applied = Applied::adopt(&maps.vips()?, &maps.backends()?);
+        Ok(Writer {
+            datapath,
+            applied,
+            tables: Tables::default(),
+        })
+    }
+
+    /// Brings every map to the desired state; the number of writes.
+    pub fn reconcile(&mut self, config: &Config, knowledge: &Knowledge) -> Result<usize> {
+        let desired = Desired::compute(config, knowledge, &mut self.tables);
+        let (writes, next) = self.applied.plan(&desired);
+        self.datapath.apply(&writes)?;
+        self.applied = next;
+        Ok(writes.len())
+    }
+
+    /// Applies what `knowledge` now says about `key` in two phases;
+    /// `decided` is when the decision was taken (a check result, an
+    /// operator command).
+    pub fn switch_backend(
+        &mut self,
+        config: &Config,
+        knowledge: &Knowledge,
+        key: BackendKey,
+        decided: Instant,
+    ) -> Result<(Backend, Timings)> {
+        let entry = knowledge.backend_entry(config, key);
+        if let Some(write) = self.applied.set_backend(backend_id(config, key), entry) {
+            self.datapath.apply(&[write])?;
+        }
+        let phase1 = decided.elapsed();
+        let computing = Instant::now();
+        let desired = Desired::compute(config, knowledge, &mut self.tables);
+        let (writes, next) = self.applied.plan(&desired);
+        let compute = computing.elapsed();
+        let writing = Instant::now();
+        self.datapath.apply(&writes)?;
+        self.applied = next;
+        Ok((
+            entry,
+            Timings {
+                phase1,
+                compute,
+                write: writing.elapsed(),
+                phase2: decided.elapsed(),
+            },
+        ))
+    }
+}
