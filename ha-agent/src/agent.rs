@@ -10,7 +10,7 @@
 //! configured VIP.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::HashMap,
     net::IpAddr,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -18,7 +18,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use ha_common::{Addr, BACKEND_F_DRAINING, BACKEND_F_HEALTHY, OwnedLease};
+use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
@@ -27,19 +27,23 @@ use tokio::{
 };
 
 use crate::{
+    cluster::{
+        shell::Shell,
+        state::{Action, Input},
+    },
     config::{self, Config},
-    control::{self, BackendStatus, Request, Response, Status, VipStatus},
-    datapath::{Datapath, LoadOptions, monotonic_ns},
-    desired::{Knowledge, addr_bytes, backend_id, backend_keys},
+    control::{
+        self, BackendStatus, ClusterStatus, PeerStatus, Request, Response, Status, VipStatus,
+    },
+    datapath::{Datapath, LoadOptions},
+    desired::{Knowledge, backend_id, backend_keys},
     health::{self, BackendKey, Transition},
+    hooks::{self, Hook, Outcome},
     netlink::{Netlink, format_mac, solicit},
+    ownership::{Event, Ownership},
     writer::Writer,
 };
 
-/// How long an ownership lease lasts in the datapath without renewal.
-const LEASE: Duration = Duration::from_millis(1000);
-/// How often leases are renewed: several renewals fit in one lease.
-const LEASE_RENEW: Duration = Duration::from_millis(200);
 /// How often the neighbour table is read for new or changed backend MACs.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
 /// How long start-up waits for backend MACs before going on without them.
@@ -61,7 +65,11 @@ struct Agent {
     config: Config,
     writer: Writer,
     knowledge: Knowledge,
-    owned: BTreeSet<Addr>,
+    ownership: Ownership,
+    /// The cluster, when configured; without it this node owns every VIP.
+    cluster: Option<Shell>,
+    /// Where fencing commands report back.
+    fenced: mpsc::UnboundedSender<(String, bool)>,
 }
 
 pub async fn run(options: Options) -> Result<()> {
@@ -81,11 +89,19 @@ pub async fn run(options: Options) -> Result<()> {
         .into_iter()
         .map(|(addr, _)| addr)
         .collect();
+    let ownership = Ownership::new(&config, netlink.ifindex, node_mac, stale_owned);
+    let cluster = match &config.cluster {
+        Some(cluster) => Some(Shell::open(&config, cluster).await?),
+        None => None,
+    };
+    let (fenced_tx, mut fenced_rx) = mpsc::unbounded_channel();
     let mut agent = Agent {
         config,
         writer: Writer::adopt(datapath)?,
         knowledge: Knowledge::default(),
-        owned: stale_owned,
+        ownership,
+        cluster,
+        fenced: fenced_tx,
     };
 
     let backends = agent.backend_addresses();
@@ -99,6 +115,25 @@ pub async fn run(options: Options) -> Result<()> {
     agent.reconcile("start")?;
     agent.renew_leases()?;
     let mode = agent.writer.datapath.attach(&agent.config.node.interface)?;
+    // Standalone nodes never hear a frame; the unused sender keeps that
+    // channel open.
+    let (_no_frames, idle) = mpsc::channel::<Vec<u8>>(1);
+    let mut frames = match &agent.cluster {
+        Some(shell) => shell.spawn_reader(),
+        None => idle,
+    };
+    if agent.cluster.is_some() {
+        let digest = config::digest(&agent.config);
+        agent
+            .cluster_input(|now| Input::Digest { now, digest })
+            .await?;
+        agent
+            .cluster_input(|now| Input::Eligibility {
+                now,
+                eligible: true,
+            })
+            .await?;
+    }
     let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(16);
     let _control = serve_control(&agent.config.node.control_socket, control_tx)?;
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
@@ -116,13 +151,25 @@ pub async fn run(options: Options) -> Result<()> {
 
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut lease_tick = tokio::time::interval(LEASE_RENEW);
+    let mut lease_tick = tokio::time::interval(agent.ownership.renew_period());
     let mut neighbour_tick = tokio::time::interval(NEIGHBOUR_REFRESH);
+    let mut cluster_tick = tokio::time::interval(
+        agent
+            .config
+            .cluster
+            .as_ref()
+            .map_or(Duration::from_secs(1), |c| c.interval),
+    );
     loop {
         tokio::select! {
+            Some(frame) = frames.recv() => agent.on_frame(&frame).await?,
+            _ = cluster_tick.tick() => agent.cluster_input(|now| Input::Tick { now }).await?,
+            Some((node, success)) = fenced_rx.recv() => {
+                agent.cluster_input(|now| Input::FenceDone { now, node, success }).await?;
+            }
             Some(transition) = health_rx.recv() => agent.on_health(transition)?,
             Some((request, reply)) = control_rx.recv() => {
-                let _ = reply.send(agent.on_control(request));
+                let _ = reply.send(agent.on_control(request).await);
             }
             _ = lease_tick.tick() => agent.renew_leases()?,
             _ = neighbour_tick.tick() => agent.refresh_neighbours(&netlink).await?,
@@ -130,6 +177,8 @@ pub async fn run(options: Options) -> Result<()> {
             _ = interrupt.recv() => break,
         }
     }
+    // A graceful stop: say LEAVING so peers take over at once.
+    agent.cluster_input(|now| Input::Leave { now }).await?;
 
     let _ = std::fs::remove_file(&agent.config.node.control_socket);
     if options.keep_datapath {
@@ -262,9 +311,10 @@ impl Agent {
         self.switch_backend(transition.key, &cause, transition.at)
     }
 
-    fn on_control(&mut self, request: Request) -> Response {
+    async fn on_control(&mut self, request: Request) -> Response {
         let result = match request {
             Request::Status => return Response::Status(self.status()),
+            Request::Standby { on } => self.set_standby(on).await,
             Request::Drain { vip, backend } => self.set_drained(&vip, backend, true),
             Request::Undrain { vip, backend } => self.set_drained(&vip, backend, false),
         };
@@ -274,6 +324,18 @@ impl Agent {
                 message: format!("{e:#}"),
             },
         }
+    }
+
+    async fn set_standby(&mut self, on: bool) -> Result<String> {
+        if self.cluster.is_none() {
+            anyhow::bail!("no cluster configured: a single node cannot stand by");
+        }
+        self.cluster_input(|now| Input::Standby { now, on }).await?;
+        Ok(if on {
+            "standing by: every VIP released, none taken until unstandby".into()
+        } else {
+            "standby ended".into()
+        })
     }
 
     fn set_drained(&mut self, vip: &str, backend: IpAddr, drained: bool) -> Result<String> {
@@ -324,6 +386,37 @@ impl Agent {
         })
     }
 
+    fn cluster_status(&self, shell: &Shell) -> ClusterStatus {
+        let now = shell.now();
+        ClusterStatus {
+            quorum: shell.machine.has_quorum(),
+            owned: (0..self.config.groups.len())
+                .filter(|g| self.ownership.owns(*g))
+                .map(|g| self.config.groups[g].clone())
+                .collect(),
+            peers: shell
+                .machine
+                .peers()
+                .into_iter()
+                .map(|p| PeerStatus {
+                    node: p.node,
+                    up: p.up,
+                    last_heard_ms: p
+                        .last_heard
+                        .map(|t| now.saturating_sub(t).as_millis() as u64),
+                    eligible: p.eligible,
+                    priority: p.priority,
+                    digest_matches: p.digest_matches,
+                })
+                .collect(),
+            dropped: shell
+                .rejected()
+                .into_iter()
+                .map(|(reason, count)| (reason.name().to_string(), count))
+                .collect(),
+        }
+    }
+
     fn status(&self) -> Status {
         let vips = self
             .config
@@ -355,29 +448,92 @@ impl Agent {
         Status {
             node: self.config.node.name.clone(),
             vips,
+            cluster: self
+                .cluster
+                .as_ref()
+                .map(|shell| self.cluster_status(shell)),
         }
     }
 
-    /// Every configured VIP address gets a fresh lease; addresses no
-    /// longer configured lose theirs.
+    /// Renews the ARP/NDP leases of the groups this node owns.
     fn renew_leases(&mut self) -> Result<()> {
-        let wanted: BTreeSet<Addr> = self
-            .config
-            .vips
-            .iter()
-            .map(|v| addr_bytes(v.address))
-            .collect();
-        let lease = OwnedLease {
-            deadline_ns: monotonic_ns() + LEASE.as_nanos() as u64,
+        self.ownership
+            .renew(&self.config, &mut self.writer.datapath)
+    }
+
+    /// Feeds the cluster machine (if there is a cluster) and carries out
+    /// what it decides.
+    async fn cluster_input(&mut self, input: impl FnOnce(Duration) -> Input) -> Result<()> {
+        let Some(shell) = self.cluster.as_mut() else {
+            return Ok(());
         };
-        for addr in &wanted {
-            self.writer.datapath.set_owned(addr, &lease)?;
+        let input = input(shell.now());
+        let actions = shell.handle(input).await;
+        for action in actions {
+            self.act(action)?;
         }
-        for addr in self.owned.difference(&wanted) {
-            self.writer.datapath.remove_owned(addr)?;
-        }
-        self.owned = wanted;
         Ok(())
+    }
+
+    async fn on_frame(&mut self, frame: &[u8]) -> Result<()> {
+        let Some(input) = self.cluster.as_mut().and_then(|shell| shell.accept(frame)) else {
+            return Ok(());
+        };
+        self.cluster_input(|_| input).await
+    }
+
+    fn act(&mut self, action: Action) -> Result<()> {
+        let datapath = &mut self.writer.datapath;
+        match action {
+            Action::Take { group, reason } => {
+                tracing::info!(group = %self.config.groups[group], %reason, "VIP group taken");
+                self.ownership
+                    .take(&self.config, datapath, group, &reason.to_string())?;
+            }
+            Action::Release { group, reason } => {
+                tracing::info!(group = %self.config.groups[group], %reason, "VIP group released");
+                self.ownership
+                    .release(&self.config, datapath, group, &reason.to_string())?;
+            }
+            Action::Fault(fault) => {
+                tracing::error!(%fault, "cluster fault: this node takes no VIP until it is resolved");
+                self.ownership
+                    .hook(&self.config, Event::Fault, None, &fault.to_string());
+            }
+            Action::Recovered(fault) => tracing::info!(%fault, "cluster fault resolved"),
+            Action::Fence { node } => self.fence(node),
+            Action::PeerUp { node } => tracing::info!(%node, "peer up"),
+            Action::PeerDown { node, leaving } => tracing::info!(%node, leaving, "peer down"),
+            Action::Send(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Runs the fencing command against `node` in the background; its
+    /// outcome comes back to the main loop.
+    fn fence(&self, node: String) {
+        let Some(cluster) = &self.config.cluster else {
+            return;
+        };
+        let Some(command) = cluster.fence_command.clone() else {
+            let _ = self.fenced.send((node, false));
+            return;
+        };
+        let hook = Hook {
+            command,
+            env: vec![
+                ("HA_EVENT".into(), "fence".into()),
+                ("HA_NODE".into(), self.config.node.name.clone()),
+                ("HA_FENCE_NODE".into(), node.clone()),
+            ],
+            timeout: cluster.fence_timeout,
+        };
+        let fenced = self.fenced.clone();
+        tokio::spawn(async move {
+            let outcome = hooks::run(&hook).await;
+            tracing::info!(%node, ?outcome, "fencing done");
+            let _ = fenced.send((node, outcome == Outcome::Succeeded));
+        });
     }
 
     /// Picks up backends that answered since, and MACs that changed.

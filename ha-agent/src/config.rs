@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use ha_common::{
     PROTO_UDP,
 };
 use serde::{Deserialize, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use crate::maglev::is_prime;
@@ -73,6 +74,38 @@ const MAX_NODE_NAME: usize = 32;
 const MAX_INTERFACE_NAME: usize = 15;
 /// Longest VIP name (a label in status output and metrics).
 const MAX_VIP_NAME: usize = 64;
+/// Default UDP port of the heartbeats.
+pub const DEFAULT_CLUSTER_PORT: u16 = 5405;
+/// Default time between two heartbeats.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
+/// A peer is down after this many heartbeat intervals without a valid
+/// frame, unless `dead_after` says otherwise.
+pub const DEFAULT_DEAD_INTERVALS: u32 = 4;
+/// `dead_after` must be at least this many intervals, so that one lost
+/// heartbeat never takes a peer down.
+pub const MIN_DEAD_INTERVALS: u32 = 2;
+/// Default priority of a node in the election.
+pub const DEFAULT_PRIORITY: u8 = 100;
+/// Default time the fence command may take.
+pub const DEFAULT_FENCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of gratuitous ARPs / unsolicited NAs per VIP taken.
+pub const DEFAULT_ANNOUNCE_COUNT: u32 = 3;
+/// Default time between two announcements of a burst.
+pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
+/// Default time a notify hook may take.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most nodes in a cluster, this one included.
+pub const MAX_CLUSTER_NODES: usize = 16;
+/// Shortest and longest heartbeat interval.
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(5);
+const MAX_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest time between two announcements of a burst.
+const MAX_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(10);
+/// Largest announcement burst.
+const MAX_ANNOUNCE_COUNT: u32 = 50;
+/// Version of the encoding [`digest`] hashes; bump it when the encoding
+/// changes, so that nodes of different versions see that they differ.
+const DIGEST_ENCODING: u32 = 1;
 
 // A default ring is always larger than any VIP's backend count, so only an
 // explicit `ring_size` needs checking against the backends.
@@ -84,6 +117,12 @@ pub struct Config {
     pub node: NodeConfig,
     pub datapath: DatapathConfig,
     pub vips: Vec<VipConfig>,
+    /// `None`: a single node that owns every VIP.
+    pub cluster: Option<ClusterConfig>,
+    /// The VIP groups (the VIPs that move together), named, in order of
+    /// first appearance in the file; [`VipConfig::group`] indexes this, and
+    /// so do the claims in heartbeats.
+    pub groups: Vec<String>,
 }
 
 /// `[node]`: this load-balancer node.
@@ -138,6 +177,9 @@ pub struct VipConfig {
     /// The health check of every backend of this VIP: `[health]` merged
     /// with `[vip.check]`, validated.
     pub check: CheckConfig,
+    /// Index into [`Config::groups`]: the VIPs of a group have one owner
+    /// and move together. Default: a group of its own, named after the VIP.
+    pub group: usize,
 }
 
 /// `on_no_backend`: the fate of a VIP's packets when none of its backends
@@ -253,6 +295,114 @@ pub struct BackendConfig {
     pub mac: Option<[u8; 6]>,
 }
 
+/// `[cluster]`: the load-balancer nodes that share the VIPs, and how this
+/// one takes part (DESIGN §3).
+///
+/// Serialized like the config file, durations as strings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterConfig {
+    /// Identifies the cluster in heartbeats; 1 or more.
+    pub id: u64,
+    /// The shared heartbeat key (absolute; read at start-up).
+    pub key_file: PathBuf,
+    /// UDP port heartbeats are sent to and received on.
+    pub port: u16,
+    /// Time between two heartbeats (5ms..=10s).
+    #[serde(serialize_with = "serialize_duration")]
+    pub interval: Duration,
+    /// A peer is down after this long without a valid heartbeat; at least
+    /// twice `interval`.
+    #[serde(serialize_with = "serialize_duration")]
+    pub dead_after: Duration,
+    /// This node's priority in the election (higher wins).
+    pub priority: u8,
+    /// Take a group back from a lower-priority owner.
+    pub preempt: bool,
+    /// ... only after having been eligible this long.
+    #[serde(serialize_with = "serialize_duration")]
+    pub preempt_delay: Duration,
+    pub quorum: QuorumConfig,
+    /// Two-node clusters only: the lone survivor takes VIPs only while this
+    /// address answers.
+    pub tie_breaker: Option<IpAddr>,
+    pub fencing: FencingConfig,
+    /// Absolute path and arguments; `Some` exactly when fencing is required.
+    pub fence_command: Option<Vec<String>>,
+    /// Time the fence command may take (only meaningful with fencing).
+    #[serde(serialize_with = "serialize_duration")]
+    pub fence_timeout: Duration,
+    /// Gratuitous ARPs / unsolicited NAs sent per VIP when taking it.
+    pub announce_count: u32,
+    /// Time between two announcements of a burst.
+    #[serde(serialize_with = "serialize_duration")]
+    pub announce_interval: Duration,
+    /// Hook run on becoming owner of a group (absolute path, arguments).
+    pub on_owner: Option<Vec<String>>,
+    /// Hook run on losing a group.
+    pub on_standby: Option<Vec<String>>,
+    /// Hook run on a fault.
+    pub on_fault: Option<Vec<String>>,
+    /// Time one hook may take.
+    #[serde(serialize_with = "serialize_duration")]
+    pub hook_timeout: Duration,
+    /// Every node, this one included, in file order; unique names and
+    /// addresses.
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// `[[cluster.node]]`: one node of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterNode {
+    /// Its `[node] name`.
+    pub name: String,
+    /// Where its heartbeats are sent.
+    pub address: IpAddr,
+}
+
+/// `quorum`: when a node may own VIPs, so that a partition never leaves two
+/// owners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuorumConfig {
+    /// While it sees more than half of the configured nodes, itself
+    /// included (default).
+    Majority,
+    /// Two-node clusters: the survivor of the two may own VIPs alone (with
+    /// a `tie_breaker`, only while that answers).
+    TwoNode,
+}
+
+impl QuorumConfig {
+    /// How it is written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuorumConfig::Majority => "majority",
+            QuorumConfig::TwoNode => "two_node",
+        }
+    }
+}
+
+/// `fencing`: whether a peer that vanished without LEAVING must be fenced
+/// before its VIPs are taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FencingConfig {
+    /// No fencing (default).
+    None,
+    /// `fence_command` must succeed first.
+    Required,
+}
+
+impl FencingConfig {
+    /// How it is written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            FencingConfig::None => "none",
+            FencingConfig::Required => "required",
+        }
+    }
+}
+
 /// A configuration error at a position in a file.
 #[derive(Debug, thiserror::Error)]
 #[error("{}:{line}:{column}: {field}: {message}", file.display())]
@@ -294,6 +444,94 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     source.validate(raw)
 }
 
+/// SHA-256 of what every node of a cluster must agree on: the VIPs (name,
+/// address, port, protocol, group, `on_no_backend`, check) with their
+/// backends (address, weight), the groups in order, the ring size, and the
+/// cluster's id and nodes. Node-local settings ([node], `pin_dir`,
+/// `max_flows`, priority, key file, hooks, timing) are left out, so two
+/// nodes' files that differ only there have the same digest. Heartbeats
+/// carry it; nodes whose digests differ take no VIP.
+///
+/// The encoding is the JSON of a dedicated struct whose fields are in a
+/// fixed order; VIPs are sorted by name, backends by address (the Maglev
+/// table does not depend on their order) and nodes by name. The groups
+/// keep their order: heartbeats name groups by their index.
+pub fn digest(config: &Config) -> [u8; 32] {
+    #[derive(Serialize)]
+    struct Shared<'a> {
+        encoding: u32,
+        ring_size: u32,
+        groups: &'a [String],
+        vips: Vec<SharedVip<'a>>,
+        cluster: Option<SharedCluster<'a>>,
+    }
+    #[derive(Serialize)]
+    struct SharedVip<'a> {
+        name: &'a str,
+        address: IpAddr,
+        port: u16,
+        protocol: Protocol,
+        group: &'a str,
+        on_no_backend: NoBackend,
+        check: &'a CheckConfig,
+        backends: Vec<SharedBackend>,
+    }
+    #[derive(Serialize)]
+    struct SharedBackend {
+        address: IpAddr,
+        weight: u32,
+    }
+    #[derive(Serialize)]
+    struct SharedCluster<'a> {
+        id: u64,
+        nodes: Vec<&'a ClusterNode>,
+    }
+
+    let mut vips: Vec<SharedVip<'_>> = config
+        .vips
+        .iter()
+        .map(|vip| {
+            let mut backends: Vec<SharedBackend> = vip
+                .backends
+                .iter()
+                .map(|b| SharedBackend {
+                    address: b.address,
+                    weight: b.weight,
+                })
+                .collect();
+            backends.sort_by_key(|b| b.address);
+            SharedVip {
+                name: &vip.name,
+                address: vip.address,
+                port: vip.port,
+                protocol: vip.protocol,
+                group: &config.groups[vip.group],
+                on_no_backend: vip.on_no_backend,
+                check: &vip.check,
+                backends,
+            }
+        })
+        .collect();
+    vips.sort_by(|a, b| a.name.cmp(b.name));
+    let cluster = config.cluster.as_ref().map(|cluster| {
+        let mut nodes: Vec<&ClusterNode> = cluster.nodes.iter().collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        SharedCluster {
+            id: cluster.id,
+            nodes,
+        }
+    });
+    let shared = Shared {
+        encoding: DIGEST_ENCODING,
+        ring_size: config.datapath.ring_size,
+        groups: &config.groups,
+        vips,
+        cluster,
+    };
+    let encoded = serde_json::to_vec(&shared).expect("the digest's input serializes to JSON");
+    Sha256::digest(encoded).into()
+}
+
 // ---------------------------------------------------------------------------
 // What serde reads. Every value the checks may complain about is Spanned.
 
@@ -305,6 +543,7 @@ struct RawConfig {
     health: Option<RawCheck>,
     #[serde(default)]
     vip: Vec<Spanned<RawVip>>,
+    cluster: Option<Spanned<RawCluster>>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +574,43 @@ struct RawVip {
     backend: Vec<RawBackend>,
     on_no_backend: Option<NoBackend>,
     check: Option<RawCheck>,
+    group: Option<Spanned<String>>,
+}
+
+/// A command: an absolute path, then arguments.
+type RawCommand = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    id: Spanned<u64>,
+    key_file: Spanned<String>,
+    port: Option<Spanned<u16>>,
+    interval: Option<Spanned<String>>,
+    dead_after: Option<Spanned<String>>,
+    priority: Option<u8>,
+    preempt: Option<bool>,
+    preempt_delay: Option<Spanned<String>>,
+    quorum: Option<Spanned<QuorumConfig>>,
+    tie_breaker: Option<Spanned<String>>,
+    fencing: Option<Spanned<FencingConfig>>,
+    fence_command: Option<RawCommand>,
+    fence_timeout: Option<Spanned<String>>,
+    announce_count: Option<Spanned<u32>>,
+    announce_interval: Option<Spanned<String>>,
+    on_owner: Option<RawCommand>,
+    on_standby: Option<RawCommand>,
+    on_fault: Option<RawCommand>,
+    hook_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    node: Vec<Spanned<RawClusterNode>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClusterNode {
+    name: Spanned<String>,
+    address: Spanned<String>,
 }
 
 /// `[health]` and `[vip.check]`: the same shape.
@@ -354,7 +630,7 @@ struct RawCheck {
     expect_body: Option<Spanned<String>>,
     send: Option<Spanned<String>>,
     expect: Option<Spanned<String>>,
-    command: Option<Spanned<Vec<Spanned<String>>>>,
+    command: Option<RawCommand>,
 }
 
 /// A check's `type`.
@@ -521,6 +797,7 @@ impl Source<'_> {
         // (address, port, protocol) and name -> index of the first VIP.
         let mut services: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
         let mut names: HashMap<String, usize> = HashMap::new();
+        let mut groups: Vec<String> = Vec::new();
         let mut total_backends = 0;
         for (v, raw_vip) in raw.vip.iter().enumerate() {
             let path = format!("vip[{v}]");
@@ -531,7 +808,7 @@ impl Source<'_> {
                     format!("at most {} VIPs are supported", MAX_VIPS - 1),
                 ));
             }
-            let vip = self.vip(raw_vip, &path, &health, &mut total_backends)?;
+            let vip = self.vip(raw_vip, &path, &health, &mut total_backends, &mut groups)?;
             let raw_vip = raw_vip.get_ref();
             if let Some(first) = services.insert((vip.address, vip.port, vip.protocol), v) {
                 return Err(self.at(
@@ -572,21 +849,29 @@ impl Source<'_> {
                 ));
             }
         }
+        let cluster = match &raw.cluster {
+            Some(cluster) => Some(self.cluster(cluster, &node, &vips)?),
+            None => None,
+        };
         Ok(Config {
             node,
             datapath,
             vips,
+            cluster,
+            groups,
         })
     }
 
     /// One `[[vip]]` on its own, with the check defaults of `[health]`;
-    /// `total_backends` counts backends over all VIPs so far.
+    /// `total_backends` counts backends over all VIPs so far, and `groups`
+    /// collects the group names in order of first appearance.
     fn vip(
         &self,
         spanned: &Spanned<RawVip>,
         path: &str,
         health: &CheckFields,
         total_backends: &mut usize,
+        groups: &mut Vec<String>,
     ) -> Result<VipConfig, ConfigError> {
         let raw = spanned.get_ref();
         let address = self.address(&raw.address, &format!("{path}.address"))?;
@@ -656,6 +941,21 @@ impl Source<'_> {
             None => CheckFields::default(),
         };
         let check = self.check(health.merged(local), port, path)?;
+        let group_name = match &raw.group {
+            Some(group) => {
+                check_vip_name(group.get_ref())
+                    .map_err(|m| self.at(group, format!("{path}.group"), m))?;
+                group.get_ref()
+            }
+            None => &name,
+        };
+        let group = match groups.iter().position(|g| g == group_name) {
+            Some(group) => group,
+            None => {
+                groups.push(group_name.clone());
+                groups.len() - 1
+            }
+        };
         Ok(VipConfig {
             name,
             address,
@@ -664,6 +964,7 @@ impl Source<'_> {
             backends,
             on_no_backend: raw.on_no_backend.unwrap_or(NoBackend::Drop),
             check,
+            group,
         })
     }
 
@@ -766,41 +1067,42 @@ impl Source<'_> {
             ));
         }
         if let Some(command) = &raw.command {
-            let words = command.get_ref();
-            let Some(program) = words.first() else {
-                return Err(self.at(
-                    command,
-                    field("command"),
-                    "must name a program (an absolute path) and its arguments",
-                ));
-            };
-            if !Path::new(program.get_ref()).is_absolute() {
-                return Err(self.at(
-                    program,
-                    field("command[0]"),
-                    format!(
-                        "`{}` must be an absolute path (commands run without a shell or PATH)",
-                        program.get_ref()
-                    ),
-                ));
-            }
-            if let Some((i, word)) = words
-                .iter()
-                .enumerate()
-                .find(|(_, w)| w.get_ref().contains('\0'))
-            {
-                return Err(self.at(
-                    word,
-                    field(&format!("command[{i}]")),
-                    "must not contain NUL",
-                ));
-            }
             fields.command = Some(Written::new(
-                words.iter().map(|w| w.get_ref().clone()).collect(),
+                self.command(command, &field("command"))?,
                 written(command.span(), "command"),
             ));
         }
         Ok(fields)
+    }
+
+    /// A command to run: an absolute path, then arguments (no shell).
+    fn command(&self, raw: &RawCommand, field: &str) -> Result<Vec<String>, ConfigError> {
+        let words = raw.get_ref();
+        let Some(program) = words.first() else {
+            return Err(self.at(
+                raw,
+                field,
+                "must name a program (an absolute path) and its arguments",
+            ));
+        };
+        if !Path::new(program.get_ref()).is_absolute() {
+            return Err(self.at(
+                program,
+                format!("{field}[0]"),
+                format!(
+                    "`{}` must be an absolute path (commands run without a shell or PATH)",
+                    program.get_ref()
+                ),
+            ));
+        }
+        if let Some((i, word)) = words
+            .iter()
+            .enumerate()
+            .find(|(_, w)| w.get_ref().contains('\0'))
+        {
+            return Err(self.at(word, format!("{field}[{i}]"), "must not contain NUL"));
+        }
+        Ok(words.iter().map(|w| w.get_ref().clone()).collect())
     }
 
     /// Rejects fields that do not belong to the check's type.
@@ -957,6 +1259,16 @@ impl Source<'_> {
 
     /// A check interval or timeout: `<n>ms` or `<n>s`, 1ms..=1h.
     fn duration(&self, raw: &Spanned<String>, field: &str) -> Result<Duration, ConfigError> {
+        self.duration_in(raw, field, MIN_CHECK_DURATION..=MAX_CHECK_DURATION)
+    }
+
+    /// A duration, `<n>ms` or `<n>s`, within `range`.
+    fn duration_in(
+        &self,
+        raw: &Spanned<String>,
+        field: &str,
+        range: RangeInclusive<Duration>,
+    ) -> Result<Duration, ConfigError> {
         let text = raw.get_ref();
         let duration = parse_duration(text).ok_or_else(|| {
             self.at(
@@ -965,14 +1277,14 @@ impl Source<'_> {
                 format!("`{text}` is not a duration; write e.g. \"500ms\" or \"2s\""),
             )
         })?;
-        if !(MIN_CHECK_DURATION..=MAX_CHECK_DURATION).contains(&duration) {
+        if !range.contains(&duration) {
             return Err(self.at(
                 raw,
                 field,
                 format!(
                     "must be {}..={}",
-                    format_duration(MIN_CHECK_DURATION),
-                    format_duration(MAX_CHECK_DURATION)
+                    format_duration(*range.start()),
+                    format_duration(*range.end())
                 ),
             ));
         }
@@ -981,21 +1293,7 @@ impl Source<'_> {
 
     fn node(&self, raw: RawNode) -> Result<NodeConfig, ConfigError> {
         let name = raw.name.get_ref();
-        let name_ok = (1..=MAX_NODE_NAME).contains(&name.len())
-            && name
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
-            && name != "."
-            && name != "..";
-        if !name_ok {
-            return Err(self.at(
-                &raw.name,
-                "node.name",
-                format!(
-                    "must be 1..={MAX_NODE_NAME} characters of A-Z a-z 0-9 _ . - (not `.` or `..`)"
-                ),
-            ));
-        }
+        check_node_name(name).map_err(|m| self.at(&raw.name, "node.name", m))?;
         // The kernel's dev_valid_name().
         let interface = raw.interface.get_ref();
         let interface_ok = (1..=MAX_INTERFACE_NAME).contains(&interface.len())
@@ -1094,6 +1392,321 @@ impl Source<'_> {
         Ok((datapath, raw.ring_size))
     }
 
+    /// `[cluster]`, checked against this node and the VIPs.
+    fn cluster(
+        &self,
+        spanned: &Spanned<RawCluster>,
+        node: &NodeConfig,
+        vips: &[VipConfig],
+    ) -> Result<ClusterConfig, ConfigError> {
+        let raw = spanned.get_ref();
+        if *raw.id.get_ref() == 0 {
+            return Err(self.at(&raw.id, "cluster.id", "must be at least 1"));
+        }
+        let key_file = raw.key_file.get_ref();
+        if !Path::new(key_file).is_absolute() || key_file.contains('\0') {
+            return Err(self.at(
+                &raw.key_file,
+                "cluster.key_file",
+                "must be an absolute path",
+            ));
+        }
+        let port = match &raw.port {
+            Some(port) if *port.get_ref() == 0 => {
+                return Err(self.at(port, "cluster.port", "must be 1..=65535"));
+            }
+            Some(port) => *port.get_ref(),
+            None => DEFAULT_CLUSTER_PORT,
+        };
+        let duration = |raw: &Option<Spanned<String>>,
+                        name: &str,
+                        range: RangeInclusive<Duration>,
+                        default: Duration| match raw {
+            Some(raw) => self.duration_in(raw, &format!("cluster.{name}"), range),
+            None => Ok(default),
+        };
+        let interval = duration(
+            &raw.interval,
+            "interval",
+            MIN_HEARTBEAT_INTERVAL..=MAX_HEARTBEAT_INTERVAL,
+            DEFAULT_HEARTBEAT_INTERVAL,
+        )?;
+        let dead_after = match &raw.dead_after {
+            Some(written) => {
+                let dead_after = self.duration(written, "cluster.dead_after")?;
+                let least = interval * MIN_DEAD_INTERVALS;
+                if dead_after < least {
+                    let of = if raw.interval.is_some() {
+                        ""
+                    } else {
+                        " (default)"
+                    };
+                    return Err(self.at(
+                        written,
+                        "cluster.dead_after",
+                        format!(
+                            "{} must be at least {MIN_DEAD_INTERVALS} x the interval {}{of}, {}, so that one lost heartbeat does not take a peer down",
+                            format_duration(dead_after),
+                            format_duration(interval),
+                            format_duration(least),
+                        ),
+                    ));
+                }
+                dead_after
+            }
+            None => interval * DEFAULT_DEAD_INTERVALS,
+        };
+        let preempt_delay = duration(
+            &raw.preempt_delay,
+            "preempt_delay",
+            Duration::ZERO..=MAX_CHECK_DURATION,
+            Duration::ZERO,
+        )?;
+        let tie_breaker = match &raw.tie_breaker {
+            Some(address) => Some(self.address(address, "cluster.tie_breaker")?),
+            None => None,
+        };
+        let fence_command = match &raw.fence_command {
+            Some(command) => Some(self.command(command, "cluster.fence_command")?),
+            None => None,
+        };
+        let fence_timeout = duration(
+            &raw.fence_timeout,
+            "fence_timeout",
+            MIN_CHECK_DURATION..=MAX_CHECK_DURATION,
+            DEFAULT_FENCE_TIMEOUT,
+        )?;
+        let announce_count = match &raw.announce_count {
+            Some(count) if !(1..=MAX_ANNOUNCE_COUNT).contains(count.get_ref()) => {
+                return Err(self.at(
+                    count,
+                    "cluster.announce_count",
+                    format!("must be 1..={MAX_ANNOUNCE_COUNT}"),
+                ));
+            }
+            Some(count) => *count.get_ref(),
+            None => DEFAULT_ANNOUNCE_COUNT,
+        };
+        let announce_interval = duration(
+            &raw.announce_interval,
+            "announce_interval",
+            Duration::ZERO..=MAX_ANNOUNCE_INTERVAL,
+            DEFAULT_ANNOUNCE_INTERVAL,
+        )?;
+        let mut hooks = [None, None, None];
+        for ((raw, name), out) in [
+            (&raw.on_owner, "on_owner"),
+            (&raw.on_standby, "on_standby"),
+            (&raw.on_fault, "on_fault"),
+        ]
+        .into_iter()
+        .zip(&mut hooks)
+        {
+            if let Some(command) = raw {
+                *out = Some(self.command(command, &format!("cluster.{name}"))?);
+            }
+        }
+        let [on_owner, on_standby, on_fault] = hooks;
+        let hook_timeout = duration(
+            &raw.hook_timeout,
+            "hook_timeout",
+            MIN_CHECK_DURATION..=MAX_CHECK_DURATION,
+            DEFAULT_HOOK_TIMEOUT,
+        )?;
+
+        // The nodes.
+        if raw.node.is_empty() {
+            return Err(self.at(
+                spanned,
+                "cluster.node",
+                "a cluster needs a [[cluster.node]] for every node, this one included",
+            ));
+        }
+        let mut nodes: Vec<ClusterNode> = Vec::with_capacity(raw.node.len());
+        for (i, raw_node) in raw.node.iter().enumerate() {
+            let path = format!("cluster.node[{i}]");
+            if i >= MAX_CLUSTER_NODES {
+                return Err(self.at(
+                    raw_node,
+                    path,
+                    format!("at most {MAX_CLUSTER_NODES} nodes are supported"),
+                ));
+            }
+            let raw_node = raw_node.get_ref();
+            let name = raw_node.name.get_ref();
+            check_node_name(name)
+                .map_err(|m| self.at(&raw_node.name, format!("{path}.name"), m))?;
+            let address_field = format!("{path}.address");
+            let address = self.address(&raw_node.address, &address_field)?;
+            if let Some(first) = nodes.iter().position(|n| n.name == *name) {
+                return Err(self.at(
+                    &raw_node.name,
+                    format!("{path}.name"),
+                    format!("duplicate node name `{name}` (also cluster.node[{first}])"),
+                ));
+            }
+            if let Some(first) = nodes.iter().position(|n| n.address == address) {
+                return Err(self.at(
+                    &raw_node.address,
+                    address_field,
+                    format!("duplicate node address {address} (also cluster.node[{first}])"),
+                ));
+            }
+            if let Some((v, vip)) = vips.iter().enumerate().find(|(_, v)| v.address == address) {
+                return Err(self.at(
+                    &raw_node.address,
+                    address_field,
+                    format!(
+                        "{address} is the address of vip[{v}] `{}`; heartbeats go to a node's own address",
+                        vip.name
+                    ),
+                ));
+            }
+            nodes.push(ClusterNode {
+                name: name.clone(),
+                address,
+            });
+        }
+        if !nodes.iter().any(|n| n.name == node.name) {
+            return Err(self.at(
+                spanned,
+                "cluster.node",
+                format!(
+                    "this node `{}` (node.name) is not one of the cluster's nodes; list every node, this one included",
+                    node.name
+                ),
+            ));
+        }
+
+        // What depends on the number of nodes.
+        let quorum = raw
+            .quorum
+            .as_ref()
+            .map_or(QuorumConfig::Majority, |q| *q.get_ref());
+        match (quorum, &raw.quorum) {
+            (QuorumConfig::TwoNode, Some(written)) if nodes.len() != 2 => {
+                return Err(self.at(
+                    written,
+                    "cluster.quorum",
+                    format!(
+                        "quorum = \"two_node\" needs exactly 2 nodes; this cluster has {} (use \"majority\")",
+                        nodes.len()
+                    ),
+                ));
+            }
+            (QuorumConfig::Majority, written) if nodes.len() == 2 => {
+                let message = "a majority of 2 nodes is both of them, so either one failing would stop the other; set quorum = \"two_node\" (optionally with a tie_breaker)";
+                return Err(match written {
+                    Some(written) => self.at(written, "cluster.quorum", message),
+                    None => self.at(spanned, "cluster.quorum", message),
+                });
+            }
+            _ => {}
+        }
+        if let (Some(address), Some(written)) = (tie_breaker, &raw.tie_breaker) {
+            if quorum != QuorumConfig::TwoNode {
+                let of = if raw.quorum.is_some() {
+                    " (cluster.quorum)"
+                } else {
+                    " (the default)"
+                };
+                return Err(self.at(
+                    written,
+                    "cluster.tie_breaker",
+                    format!(
+                        "only applies to quorum = \"two_node\"; this cluster's quorum is {}{of}",
+                        quorum.name()
+                    ),
+                ));
+            }
+            if let Some(i) = nodes.iter().position(|n| n.address == address) {
+                return Err(self.at(
+                    written,
+                    "cluster.tie_breaker",
+                    format!(
+                        "{address} is the address of cluster.node[{i}]; the tie-breaker must be a third party (e.g. the default gateway)"
+                    ),
+                ));
+            }
+            if let Some((v, _)) = vips.iter().enumerate().find(|(_, v)| v.address == address) {
+                return Err(self.at(
+                    written,
+                    "cluster.tie_breaker",
+                    format!(
+                        "{address} is the address of vip[{v}]; the tie-breaker must be a third party (e.g. the default gateway)"
+                    ),
+                ));
+            }
+        }
+
+        // Fencing.
+        let fencing = raw
+            .fencing
+            .as_ref()
+            .map_or(FencingConfig::None, |f| *f.get_ref());
+        match (fencing, &raw.fencing) {
+            (FencingConfig::Required, Some(written)) if fence_command.is_none() => {
+                return Err(self.at(
+                    written,
+                    "cluster.fencing",
+                    "fencing = \"required\" needs `fence_command`, e.g. fence_command = [\"/usr/local/sbin/fence-node\"]",
+                ));
+            }
+            (FencingConfig::None, written) => {
+                let of = if written.is_some() {
+                    " (cluster.fencing)"
+                } else {
+                    " (the default)"
+                };
+                let fence_fields = [
+                    (
+                        "fence_command",
+                        raw.fence_command.as_ref().map(|c| c.span().start),
+                    ),
+                    (
+                        "fence_timeout",
+                        raw.fence_timeout.as_ref().map(|t| t.span().start),
+                    ),
+                ];
+                if let Some((name, Some(offset))) =
+                    fence_fields.into_iter().find(|(_, o)| o.is_some())
+                {
+                    return Err(self.error(
+                        offset,
+                        format!("cluster.{name}"),
+                        format!(
+                            "`{name}` only applies with fencing = \"required\"; fencing is none{of}"
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+
+        Ok(ClusterConfig {
+            id: *raw.id.get_ref(),
+            key_file: PathBuf::from(key_file),
+            port,
+            interval,
+            dead_after,
+            priority: raw.priority.unwrap_or(DEFAULT_PRIORITY),
+            preempt: raw.preempt.unwrap_or(true),
+            preempt_delay,
+            quorum,
+            tie_breaker,
+            fencing,
+            fence_command,
+            fence_timeout,
+            announce_count,
+            announce_interval,
+            on_owner,
+            on_standby,
+            on_fault,
+            hook_timeout,
+            nodes,
+        })
+    }
+
     fn backend(&self, raw: &RawBackend, path: &str) -> Result<BackendConfig, ConfigError> {
         let address = self.address(&raw.address, &format!("{path}.address"))?;
         let weight = match &raw.weight {
@@ -1166,6 +1779,23 @@ impl Source<'_> {
             return Err(self.at(raw, field, "must be a unicast MAC address, not zero"));
         }
         Ok(Some(mac))
+    }
+}
+
+/// Checks a node name: it names the pin directory and goes in heartbeats.
+fn check_node_name(name: &str) -> Result<(), String> {
+    let ok = (1..=MAX_NODE_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be 1..={MAX_NODE_NAME} characters of A-Z a-z 0-9 _ . - (not `.` or `..`)"
+        ))
     }
 }
 
@@ -1598,6 +2228,7 @@ protocol = "udp"
                         rise: 1,
                         fall: 5,
                     },
+                    group: 0,
                 },
                 VipConfig {
                     name: "[2001:2::100]:53/udp".into(),
@@ -1622,8 +2253,11 @@ protocol = "udp"
                         rise: 1,
                         fall: 5,
                     },
+                    group: 1,
                 },
             ],
+            cluster: None,
+            groups: vec!["web".into(), "[2001:2::100]:53/udp".into()],
         };
         assert_eq!(ok(text), want);
     }
@@ -1751,11 +2385,18 @@ vip = [{ address = "198.18.0.100", port = 80, protocol = "tcp", backend = [{ add
             "unknown field",
         );
         check(
-            &format!("[cluster]\npeers = []\n{BASE}"),
+            &format!("[clusters]\npeers = []\n{BASE}"),
             1,
             2,
-            "cluster",
-            "unknown field `cluster`",
+            "clusters",
+            "unknown field `clusters`",
+        );
+        check(
+            &format!("[cluster]\npeers = []\n{BASE}"),
+            2,
+            1,
+            "cluster.peers",
+            "unknown field `peers`",
         );
     }
 
@@ -2885,6 +3526,736 @@ vip = [{ address = "198.18.0.100", port = 80, protocol = "tcp", backend = [{ add
         std::fs::remove_file(&path).unwrap();
         assert_eq!(loaded.unwrap(), ok(BASE));
     }
+
+    /// BASE plus a `[cluster]` of `nodes` nodes lb1, lb2, ... at
+    /// 198.18.1.1, 198.18.1.2, ...: `[cluster]` is line 11, `id` line 12,
+    /// `key_file` line 13; `lines` start on line 14 and the nodes follow
+    /// them, three lines each.
+    fn with_cluster(lines: &str, nodes: usize) -> String {
+        let mut text =
+            format!("{BASE}[cluster]\nid = 42\nkey_file = \"/etc/ha/cluster.key\"\n{lines}");
+        for i in 1..=nodes {
+            text += &format!("[[cluster.node]]\nname = \"lb{i}\"\naddress = \"198.18.1.{i}\"\n");
+        }
+        text
+    }
+
+    /// The line of the first `[[cluster.node]]` of `with_cluster(lines, _)`.
+    fn first_node_line(lines: &str) -> usize {
+        14 + lines.matches('\n').count()
+    }
+
+    /// A three-node cluster with every default.
+    fn default_cluster() -> ClusterConfig {
+        ClusterConfig {
+            id: 42,
+            key_file: PathBuf::from("/etc/ha/cluster.key"),
+            port: 5405,
+            interval: Duration::from_millis(50),
+            dead_after: Duration::from_millis(200),
+            priority: 100,
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            quorum: QuorumConfig::Majority,
+            tie_breaker: None,
+            fencing: FencingConfig::None,
+            fence_command: None,
+            fence_timeout: Duration::from_secs(10),
+            announce_count: 3,
+            announce_interval: Duration::from_millis(100),
+            on_owner: None,
+            on_standby: None,
+            on_fault: None,
+            hook_timeout: Duration::from_secs(5),
+            nodes: (1..=3)
+                .map(|i| ClusterNode {
+                    name: format!("lb{i}"),
+                    address: IpAddr::V4(Ipv4Addr::new(198, 18, 1, i)),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn config_cluster_absent() {
+        let config = ok(BASE);
+        assert_eq!(config.cluster, None);
+        assert_eq!(config.groups, ["198.18.0.100:80/tcp"]);
+        assert_eq!(config.vips[0].group, 0);
+    }
+
+    #[test]
+    fn config_cluster_defaults() {
+        assert_eq!(ok(&with_cluster("", 3)).cluster, Some(default_cluster()));
+        // One node alone is a cluster too (a majority of one).
+        let one = ok(&with_cluster("", 1)).cluster.unwrap();
+        assert_eq!(one.nodes.len(), 1);
+        assert_eq!(one.quorum, QuorumConfig::Majority);
+    }
+
+    #[test]
+    fn config_cluster_every_field() {
+        let lines = r#"port = 5406
+interval = "20ms"
+dead_after = "100ms"
+priority = 200
+preempt = false
+preempt_delay = "30s"
+quorum = "two_node"
+tie_breaker = "198.18.0.1"
+fencing = "required"
+fence_command = ["/usr/local/sbin/fence-node", "--hard"]
+fence_timeout = "20s"
+announce_count = 5
+announce_interval = "0ms"
+on_owner = ["/usr/local/sbin/ha-notify", "owner"]
+on_standby = ["/usr/local/sbin/ha-notify", "standby"]
+on_fault = ["/usr/local/sbin/ha-notify"]
+hook_timeout = "1s"
+"#;
+        let command = |words: &[&str]| Some(words.iter().map(|w| w.to_string()).collect());
+        let want = ClusterConfig {
+            port: 5406,
+            interval: Duration::from_millis(20),
+            dead_after: Duration::from_millis(100),
+            priority: 200,
+            preempt: false,
+            preempt_delay: Duration::from_secs(30),
+            quorum: QuorumConfig::TwoNode,
+            tie_breaker: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
+            fencing: FencingConfig::Required,
+            fence_command: command(&["/usr/local/sbin/fence-node", "--hard"]),
+            fence_timeout: Duration::from_secs(20),
+            announce_count: 5,
+            announce_interval: Duration::ZERO,
+            on_owner: command(&["/usr/local/sbin/ha-notify", "owner"]),
+            on_standby: command(&["/usr/local/sbin/ha-notify", "standby"]),
+            on_fault: command(&["/usr/local/sbin/ha-notify"]),
+            hook_timeout: Duration::from_secs(1),
+            nodes: default_cluster().nodes[..2].to_vec(),
+            ..default_cluster()
+        };
+        assert_eq!(ok(&with_cluster(lines, 2)).cluster, Some(want));
+        // IPv6 node addresses, and an inline array of tables.
+        let text = format!(
+            "{BASE}[cluster]\nid = 1\nkey_file = \"/k\"\nnode = [{{ name = \"lb1\", address = \"2001:2::1\" }}]\n"
+        );
+        assert_eq!(
+            ok(&text).cluster.unwrap().nodes,
+            [ClusterNode {
+                name: "lb1".into(),
+                address: "2001:2::1".parse().unwrap(),
+            }]
+        );
+    }
+
+    #[test]
+    fn config_cluster_missing_and_unknown_fields() {
+        let text = with_cluster("", 3).replace("id = 42\n", "");
+        check(&text, 11, 1, "cluster.id", "missing field `id`");
+        let text = with_cluster("", 3).replace("key_file = \"/etc/ha/cluster.key\"\n", "");
+        check(&text, 11, 1, "cluster.key_file", "missing field `key_file`");
+        check(
+            &with_cluster("peers = []\n", 3),
+            14,
+            1,
+            "cluster.peers",
+            "unknown field `peers`",
+        );
+        let text = with_cluster("", 3).replacen("name = \"lb2\"\n", "", 1);
+        check(&text, 17, 1, "cluster.node[1].name", "missing field `name`");
+        let text = with_cluster("", 3).replacen(
+            "address = \"198.18.1.1\"\n",
+            "address = \"198.18.1.1\"\nport = 1\n",
+            1,
+        );
+        check(&text, 17, 1, "cluster.node[0].port", "unknown field `port`");
+    }
+
+    #[test]
+    fn config_cluster_id_key_file_port() {
+        let text = with_cluster("", 3).replace("id = 42", "id = 0");
+        check(&text, 12, 6, "cluster.id", "must be at least 1");
+        let text = with_cluster("", 3).replace("id = 42", "id = -1");
+        check(&text, 12, 6, "cluster.id", "-1");
+        let text = with_cluster("", 3).replace("id = 42", "id = \"42\"");
+        check(&text, 12, 6, "cluster.id", "invalid type");
+        for relative in ["cluster.key", "./cluster.key", "", "etc/ha/cluster.key"] {
+            let text =
+                with_cluster("", 3).replace("\"/etc/ha/cluster.key\"", &format!("\"{relative}\""));
+            check(
+                &text,
+                13,
+                12,
+                "cluster.key_file",
+                "must be an absolute path",
+            );
+        }
+        check(
+            &with_cluster("port = 0\n", 3),
+            14,
+            8,
+            "cluster.port",
+            "must be 1..=65535",
+        );
+        check(
+            &with_cluster("port = 65536\n", 3),
+            14,
+            8,
+            "cluster.port",
+            "65536",
+        );
+        let max_id = with_cluster("", 3).replace("id = 42", &format!("id = {}", i64::MAX));
+        assert_eq!(ok(&max_id).cluster.unwrap().id, i64::MAX as u64);
+    }
+
+    #[test]
+    fn config_cluster_interval() {
+        for bad in ["4ms", "0s", "11s", "10001ms"] {
+            check(
+                &with_cluster(&format!("interval = \"{bad}\"\n"), 3),
+                14,
+                12,
+                "cluster.interval",
+                "must be 5ms..=10s",
+            );
+        }
+        check(
+            &with_cluster("interval = \"50\"\n", 3),
+            14,
+            12,
+            "cluster.interval",
+            "is not a duration",
+        );
+        for (good, ms) in [("5ms", 5), ("10s", 10_000), ("1s", 1000)] {
+            let cluster = ok(&with_cluster(&format!("interval = \"{good}\"\n"), 3))
+                .cluster
+                .unwrap();
+            assert_eq!(cluster.interval, Duration::from_millis(ms));
+        }
+    }
+
+    #[test]
+    fn config_cluster_dead_after() {
+        // Default: 4 x interval, whatever the interval.
+        let cluster = ok(&with_cluster("interval = \"10ms\"\n", 3))
+            .cluster
+            .unwrap();
+        assert_eq!(cluster.dead_after, Duration::from_millis(40));
+        let cluster = ok(&with_cluster("interval = \"10s\"\n", 3))
+            .cluster
+            .unwrap();
+        assert_eq!(cluster.dead_after, Duration::from_secs(40));
+        // At least 2 x interval.
+        check(
+            &with_cluster("dead_after = \"99ms\"\n", 3),
+            14,
+            14,
+            "cluster.dead_after",
+            "99ms must be at least 2 x the interval 50ms (default), 100ms",
+        );
+        check(
+            &with_cluster("interval = \"1s\"\ndead_after = \"1500ms\"\n", 3),
+            15,
+            14,
+            "cluster.dead_after",
+            "1500ms must be at least 2 x the interval 1s, 2s, so that one lost heartbeat",
+        );
+        let cluster = ok(&with_cluster("dead_after = \"100ms\"\n", 3))
+            .cluster
+            .unwrap();
+        assert_eq!(cluster.dead_after, Duration::from_millis(100));
+        let cluster = ok(&with_cluster("dead_after = \"3s\"\n", 3))
+            .cluster
+            .unwrap();
+        assert_eq!(cluster.dead_after, Duration::from_secs(3));
+        check(
+            &with_cluster("dead_after = \"3601s\"\n", 3),
+            14,
+            14,
+            "cluster.dead_after",
+            "must be 1ms..=3600s",
+        );
+    }
+
+    #[test]
+    fn config_cluster_priority_preempt() {
+        let cluster = ok(&with_cluster(
+            "priority = 0\npreempt = false\npreempt_delay = \"5s\"\n",
+            3,
+        ))
+        .cluster
+        .unwrap();
+        assert_eq!((cluster.priority, cluster.preempt), (0, false));
+        assert_eq!(cluster.preempt_delay, Duration::from_secs(5));
+        let cluster = ok(&with_cluster("priority = 255\n", 3)).cluster.unwrap();
+        assert_eq!(cluster.priority, 255);
+        check(
+            &with_cluster("priority = 256\n", 3),
+            14,
+            12,
+            "cluster.priority",
+            "256",
+        );
+        check(
+            &with_cluster("priority = -1\n", 3),
+            14,
+            12,
+            "cluster.priority",
+            "-1",
+        );
+        check(
+            &with_cluster("preempt = \"yes\"\n", 3),
+            14,
+            11,
+            "cluster.preempt",
+            "invalid type",
+        );
+        check(
+            &with_cluster("preempt_delay = \"3601s\"\n", 3),
+            14,
+            17,
+            "cluster.preempt_delay",
+            "must be 0ms..=3600s",
+        );
+    }
+
+    #[test]
+    fn config_cluster_quorum() {
+        // two_node: exactly two nodes.
+        let cluster = ok(&with_cluster("quorum = \"two_node\"\n", 2))
+            .cluster
+            .unwrap();
+        assert_eq!(cluster.quorum, QuorumConfig::TwoNode);
+        for nodes in [1, 3] {
+            check(
+                &with_cluster("quorum = \"two_node\"\n", nodes),
+                14,
+                10,
+                "cluster.quorum",
+                &format!("quorum = \"two_node\" needs exactly 2 nodes; this cluster has {nodes}"),
+            );
+        }
+        // A majority of two is both: an error that suggests two_node,
+        // written or by default.
+        check(
+            &with_cluster("quorum = \"majority\"\n", 2),
+            14,
+            10,
+            "cluster.quorum",
+            "set quorum = \"two_node\"",
+        );
+        check(
+            &with_cluster("", 2),
+            11,
+            1,
+            "cluster.quorum",
+            "a majority of 2 nodes is both of them",
+        );
+        let cluster = ok(&with_cluster("quorum = \"majority\"\n", 3))
+            .cluster
+            .unwrap();
+        assert_eq!(cluster.quorum, QuorumConfig::Majority);
+        check(
+            &with_cluster("quorum = \"twonode\"\n", 2),
+            14,
+            10,
+            "cluster.quorum",
+            "unknown variant `twonode`",
+        );
+        assert_eq!(QuorumConfig::TwoNode.name(), "two_node");
+    }
+
+    #[test]
+    fn config_cluster_tie_breaker() {
+        let two = "quorum = \"two_node\"\n";
+        let cluster = ok(&with_cluster(
+            &format!("{two}tie_breaker = \"2001:2::1\"\n"),
+            2,
+        ))
+        .cluster
+        .unwrap();
+        assert_eq!(cluster.tie_breaker, Some("2001:2::1".parse().unwrap()));
+        check(
+            &with_cluster("tie_breaker = \"198.18.0.1\"\n", 3),
+            14,
+            15,
+            "cluster.tie_breaker",
+            "only applies to quorum = \"two_node\"; this cluster's quorum is majority (the default)",
+        );
+        check(
+            &with_cluster("quorum = \"majority\"\ntie_breaker = \"198.18.0.1\"\n", 3),
+            15,
+            15,
+            "cluster.tie_breaker",
+            "this cluster's quorum is majority (cluster.quorum)",
+        );
+        for (bad, needle) in [
+            ("198.18.0", "is not an IPv4 or IPv6 address"),
+            ("127.0.0.1", "loopback"),
+            ("0.0.0.0", "unspecified"),
+            (
+                "198.18.1.2",
+                "is the address of cluster.node[1]; the tie-breaker must be a third party",
+            ),
+            ("198.18.0.100", "is the address of vip[0]"),
+        ] {
+            check(
+                &with_cluster(&format!("{two}tie_breaker = \"{bad}\"\n"), 2),
+                15,
+                15,
+                "cluster.tie_breaker",
+                needle,
+            );
+        }
+    }
+
+    #[test]
+    fn config_cluster_fencing() {
+        let cluster = ok(&with_cluster(
+            "fencing = \"required\"\nfence_command = [\"/usr/local/sbin/fence-node\"]\n",
+            3,
+        ))
+        .cluster
+        .unwrap();
+        assert_eq!(cluster.fencing, FencingConfig::Required);
+        assert_eq!(
+            cluster.fence_command,
+            Some(vec!["/usr/local/sbin/fence-node".into()])
+        );
+        assert_eq!(cluster.fence_timeout, Duration::from_secs(10));
+        check(
+            &with_cluster("fencing = \"required\"\n", 3),
+            14,
+            11,
+            "cluster.fencing",
+            "fencing = \"required\" needs `fence_command`, e.g. fence_command = [\"/usr/local/sbin/fence-node\"]",
+        );
+        check(
+            &with_cluster("fence_command = [\"/usr/local/sbin/fence-node\"]\n", 3),
+            14,
+            17,
+            "cluster.fence_command",
+            "`fence_command` only applies with fencing = \"required\"; fencing is none (the default)",
+        );
+        check(
+            &with_cluster("fencing = \"none\"\nfence_timeout = \"1s\"\n", 3),
+            15,
+            17,
+            "cluster.fence_timeout",
+            "`fence_timeout` only applies with fencing = \"required\"; fencing is none (cluster.fencing)",
+        );
+        let required = "fencing = \"required\"\n";
+        check(
+            &with_cluster(&format!("{required}fence_command = [\"fence-node\"]\n"), 3),
+            15,
+            18,
+            "cluster.fence_command[0]",
+            "`fence-node` must be an absolute path",
+        );
+        check(
+            &with_cluster(&format!("{required}fence_command = []\n"), 3),
+            15,
+            17,
+            "cluster.fence_command",
+            "must name a program",
+        );
+        check(
+            &with_cluster(
+                &format!("{required}fence_command = [\"/f\"]\nfence_timeout = \"0s\"\n"),
+                3,
+            ),
+            16,
+            17,
+            "cluster.fence_timeout",
+            "must be 1ms..=3600s",
+        );
+        check(
+            &with_cluster("fencing = \"always\"\n", 3),
+            14,
+            11,
+            "cluster.fencing",
+            "unknown variant `always`",
+        );
+        assert_eq!(FencingConfig::Required.name(), "required");
+    }
+
+    #[test]
+    fn config_cluster_announce() {
+        for bad in [0, 51] {
+            check(
+                &with_cluster(&format!("announce_count = {bad}\n"), 3),
+                14,
+                18,
+                "cluster.announce_count",
+                "must be 1..=50",
+            );
+        }
+        check(
+            &with_cluster("announce_interval = \"10001ms\"\n", 3),
+            14,
+            21,
+            "cluster.announce_interval",
+            "must be 0ms..=10s",
+        );
+        let cluster = ok(&with_cluster(
+            "announce_count = 50\nannounce_interval = \"10s\"\n",
+            3,
+        ))
+        .cluster
+        .unwrap();
+        assert_eq!(cluster.announce_count, 50);
+        assert_eq!(cluster.announce_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn config_cluster_hooks() {
+        for hook in ["on_owner", "on_standby", "on_fault"] {
+            let column = hook.len() + 5;
+            check(
+                &with_cluster(&format!("{hook} = [\"ha-notify\"]\n"), 3),
+                14,
+                column,
+                &format!("cluster.{hook}[0]"),
+                "`ha-notify` must be an absolute path",
+            );
+            check(
+                &with_cluster(&format!("{hook} = []\n"), 3),
+                14,
+                column - 1,
+                &format!("cluster.{hook}"),
+                "must name a program",
+            );
+            check(
+                &with_cluster(&format!("{hook} = \"/bin/true\"\n"), 3),
+                14,
+                column - 1,
+                &format!("cluster.{hook}"),
+                "invalid type",
+            );
+        }
+        check(
+            &with_cluster("hook_timeout = \"0ms\"\n", 3),
+            14,
+            16,
+            "cluster.hook_timeout",
+            "must be 1ms..=3600s",
+        );
+    }
+
+    #[test]
+    fn config_cluster_nodes() {
+        // This node must be among them.
+        let text =
+            with_cluster("", 3).replace("name = \"lb1\"\naddress", "name = \"lb9\"\naddress");
+        check(
+            &text,
+            11,
+            1,
+            "cluster.node",
+            "this node `lb1` (node.name) is not one of the cluster's nodes",
+        );
+        check(
+            &with_cluster("", 0),
+            11,
+            1,
+            "cluster.node",
+            "a cluster needs a [[cluster.node]]",
+        );
+        // Unique names and addresses.
+        let line = first_node_line("");
+        let text = with_cluster("", 3).replace("\"lb3\"", "\"lb2\"");
+        check(
+            &text,
+            line + 7,
+            8,
+            "cluster.node[2].name",
+            "duplicate node name `lb2` (also cluster.node[1])",
+        );
+        let text = with_cluster("", 3).replace("198.18.1.3", "198.18.1.1");
+        check(
+            &text,
+            line + 8,
+            11,
+            "cluster.node[2].address",
+            "duplicate node address 198.18.1.1 (also cluster.node[0])",
+        );
+        // Names like [node].name; unicast addresses other than a VIP's.
+        let text = with_cluster("", 3).replace("\"lb2\"", "\"lb 2\"");
+        check(
+            &text,
+            line + 4,
+            8,
+            "cluster.node[1].name",
+            "must be 1..=32 characters",
+        );
+        for (bad, needle) in [
+            ("lb2.example.org", "is not an IPv4 or IPv6 address"),
+            ("ff02::1", "multicast"),
+            ("127.0.0.2", "loopback"),
+            (
+                "198.18.0.100",
+                "is the address of vip[0] `198.18.0.100:80/tcp`",
+            ),
+        ] {
+            let text = with_cluster("", 3).replace("198.18.1.2", bad);
+            check(&text, line + 5, 11, "cluster.node[1].address", needle);
+        }
+        // At most 16.
+        let cluster = ok(&with_cluster("", 16)).cluster.unwrap();
+        assert_eq!(cluster.nodes.len(), 16);
+        check(
+            &with_cluster("", 17),
+            line + 3 * 16,
+            1,
+            "cluster.node[16]",
+            "at most 16 nodes",
+        );
+    }
+
+    #[test]
+    fn config_cluster_serializes_to_json() {
+        let json = serde_json::to_value(ok(&with_cluster("", 3))).unwrap();
+        let cluster = &json["cluster"];
+        assert_eq!(cluster["interval"], "50ms");
+        assert_eq!(cluster["dead_after"], "200ms");
+        assert_eq!(cluster["preempt_delay"], "0ms");
+        assert_eq!(cluster["quorum"], "majority");
+        assert_eq!(cluster["fencing"], "none");
+        assert_eq!(cluster["key_file"], "/etc/ha/cluster.key");
+        assert_eq!(
+            cluster["nodes"][1],
+            serde_json::json!({ "name": "lb2", "address": "198.18.1.2" })
+        );
+        assert_eq!(json["groups"], serde_json::json!(["198.18.0.100:80/tcp"]));
+        assert_eq!(json["vips"][0]["group"], 0);
+        let json = serde_json::to_value(ok(&with_cluster("quorum = \"two_node\"\n", 2))).unwrap();
+        assert_eq!(json["cluster"]["quorum"], "two_node");
+    }
+
+    /// BASE plus VIPs 1 to 3 (lines 11, 17 and 23) with `extra` lines
+    /// each (after `[[vip]]`).
+    fn with_vips(extra: [&str; 3]) -> String {
+        let mut text = BASE.to_owned();
+        for (i, extra) in extra.iter().enumerate() {
+            text += &second_vip(&format!("198.18.0.{}", 101 + i), 80, "tcp", extra)[BASE.len()..];
+        }
+        text
+    }
+
+    #[test]
+    fn config_vip_groups() {
+        // Same group: same index; no group: a group of its own, named after
+        // the VIP; indices in order of first appearance.
+        let text = with_vips(["group = \"web\"\n", "name = \"api\"\n", "group = \"web\"\n"]);
+        let config = ok(&text);
+        assert_eq!(config.groups, ["198.18.0.100:80/tcp", "web", "api"]);
+        let groups: Vec<usize> = config.vips.iter().map(|v| v.group).collect();
+        assert_eq!(groups, [0, 1, 2, 1]);
+        // A group may be named after a VIP: it joins that VIP's group.
+        let text = with_vips(["group = \"198.18.0.100:80/tcp\"\n", "", ""]);
+        let config = ok(&text);
+        assert_eq!(config.vips[1].group, 0);
+        assert_eq!(config.groups.len(), 3);
+        // Named like VIPs.
+        for bad in ["", "a b", "tab\\t", &"g".repeat(65)] {
+            check(
+                &with_vips([&format!("group = \"{bad}\"\n"), "", ""]),
+                12,
+                9,
+                "vip[1].group",
+                "must be 1..=64 bytes without whitespace or control characters",
+            );
+        }
+        ok(&with_vips([
+            &format!("group = \"{}\"\n", "g".repeat(64)),
+            "",
+            "",
+        ]));
+        check(
+            &with_vips(["group = 1\n", "", ""]),
+            12,
+            9,
+            "vip[1].group",
+            "invalid type",
+        );
+    }
+
+    /// A cluster's file as one of its nodes has it: `[node]` and `[datapath]`
+    /// from `local`, `[cluster]` settings from `cluster`, the nodes in the
+    /// order of `nodes` (names of lb1..lb3), backends in the order given.
+    fn node_file(local: &str, cluster: &str, nodes: [usize; 3], backends: [&str; 2]) -> String {
+        let mut text =
+            format!("{local}[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\n");
+        for backend in backends {
+            text += &format!("[[vip.backend]]\n{backend}\n");
+        }
+        text += &format!("[cluster]\nid = 42\n{cluster}");
+        for i in nodes {
+            text += &format!("[[cluster.node]]\nname = \"lb{i}\"\naddress = \"198.18.1.{i}\"\n");
+        }
+        text
+    }
+
+    #[test]
+    fn config_digest() {
+        let lb1_local = "[node]\nname = \"lb1\"\ninterface = \"eth0\"\n";
+        let lb1_cluster = "key_file = \"/etc/ha/cluster.key\"\n";
+        let backends = ["address = \"198.18.0.11\"", "address = \"198.18.0.12\""];
+        let lb1 = ok(&node_file(lb1_local, lb1_cluster, [1, 2, 3], backends));
+        // The same cluster as lb2 has it: every node-local setting differs,
+        // and nodes and backends are listed in another order.
+        let lb2 = ok(&node_file(
+            "[node]\nname = \"lb2\"\ninterface = \"ens1\"\nmac = \"02:00:00:00:00:02\"\ncontrol_socket = \"/run/x.sock\"\n[datapath]\nmax_flows = 99\npin_dir = \"/run/bpf\"\n",
+            "key_file = \"/var/lib/ha/key\"\npriority = 50\npreempt = false\npreempt_delay = \"1s\"\ninterval = \"20ms\"\ndead_after = \"1s\"\nport = 6000\nannounce_count = 1\nannounce_interval = \"1ms\"\non_owner = [\"/bin/true\"]\non_standby = [\"/bin/true\"]\non_fault = [\"/bin/true\"]\nhook_timeout = \"1s\"\nfencing = \"required\"\nfence_command = [\"/bin/fence\"]\nfence_timeout = \"1s\"\n",
+            [3, 2, 1],
+            [
+                backends[1],
+                "address = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"",
+            ],
+        ));
+        assert_ne!(lb1.node, lb2.node);
+        assert_ne!(lb1.cluster, lb2.cluster);
+        assert_eq!(digest(&lb1), digest(&lb2));
+        assert_eq!(digest(&lb1), digest(&lb1.clone()));
+
+        // What the nodes must agree on changes it.
+        let changed = |from: &str, to: &str| {
+            let text = node_file(lb1_local, lb1_cluster, [1, 2, 3], backends);
+            assert!(text.contains(from), "{from}");
+            let other = ok(&text.replacen(from, to, 1));
+            assert_ne!(digest(&lb1), digest(&other), "{from} -> {to}");
+        };
+        changed("\"198.18.0.12\"", "\"198.18.0.12\"\nweight = 2");
+        changed("\"198.18.0.12\"", "\"198.18.0.13\"");
+        changed("\"198.18.0.100\"", "\"198.18.0.101\"");
+        changed("port = 80", "port = 81");
+        changed("protocol = \"tcp\"", "protocol = \"udp\"");
+        changed("[[vip]]\n", "[[vip]]\nname = \"web\"\n");
+        changed("[[vip]]\n", "[[vip]]\ngroup = \"g\"\n");
+        changed("[[vip]]\n", "[[vip]]\non_no_backend = \"pass\"\n");
+        changed("[cluster]\n", "[vip.check]\nrise = 1\n[cluster]\n");
+        changed("[[vip]]\n", "[health]\ntype = \"none\"\n[[vip]]\n");
+        changed("[[vip]]\n", "[datapath]\nring_size = 251\n[[vip]]\n");
+        changed("id = 42", "id = 43");
+        changed("198.18.1.3", "198.18.1.4");
+        changed("\"lb3\"", "\"lb4\"");
+        // Another VIP.
+        let text = node_file(lb1_local, lb1_cluster, [1, 2, 3], backends);
+        let vip = "[[vip]]\naddress = \"198.18.0.101\"\nport = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"198.18.0.11\"\n";
+        let more = ok(&text.replace("[cluster]", &format!("{vip}[cluster]")));
+        assert_ne!(digest(&lb1), digest(&more));
+        // The order of the groups (heartbeats name them by index).
+        let a = ok(&with_vips(["group = \"a\"\n", "group = \"b\"\n", ""]));
+        let b = ok(&with_vips(["group = \"b\"\n", "group = \"a\"\n", ""]));
+        assert_ne!(digest(&a), digest(&b));
+        // Without [cluster]: a digest of the VIPs alone.
+        assert_ne!(digest(&ok(BASE)), digest(&lb1));
+        assert_eq!(
+            digest(&ok(BASE)),
+            digest(&ok(&base_with("\"eth0\"", "\"eth1\"")))
+        );
+    }
 }
 
 #[cfg(test)]
@@ -2904,5 +4275,48 @@ mod packaged_example {
         );
         assert_eq!(web.interval, std::time::Duration::from_millis(200));
         assert_eq!((web6.kind.name(), web6.port), ("tcp", 80));
+    }
+
+    /// The commented-out [cluster] example, uncommented, is valid too.
+    #[test]
+    fn packaged_example_cluster_is_valid() {
+        use super::*;
+        let path =
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/ha.toml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("\n# [cluster]\n").expect("a [cluster] example") + 1;
+        let mut uncommented = text.clone();
+        for line in text[start..].lines() {
+            let line = match line {
+                "#" => "",
+                line => line.strip_prefix("# ").expect("a commented line"),
+            };
+            uncommented += line;
+            uncommented += "\n";
+        }
+        let config = super::parse(path, &uncommented).unwrap_or_else(|e| panic!("{e}"));
+        let cluster = config.cluster.expect("a cluster");
+        assert_eq!(cluster.id, 42);
+        assert_eq!(cluster.quorum, super::QuorumConfig::TwoNode);
+        assert_eq!(cluster.nodes.len(), 2);
+        assert_eq!(cluster.nodes[0].name, config.node.name);
+        assert!(cluster.on_owner.is_some() && cluster.on_fault.is_some());
+        // The values written in the example are the defaults, but for the
+        // choices an example has to make.
+        assert_eq!(cluster.port, DEFAULT_CLUSTER_PORT);
+        assert_eq!(cluster.interval, DEFAULT_HEARTBEAT_INTERVAL);
+        assert_eq!(
+            cluster.dead_after,
+            DEFAULT_HEARTBEAT_INTERVAL * DEFAULT_DEAD_INTERVALS
+        );
+        assert_eq!(
+            (cluster.priority, cluster.preempt),
+            (DEFAULT_PRIORITY, true)
+        );
+        assert_eq!(cluster.preempt_delay, Duration::ZERO);
+        assert_eq!(cluster.fencing, FencingConfig::None);
+        assert_eq!(cluster.announce_count, DEFAULT_ANNOUNCE_COUNT);
+        assert_eq!(cluster.announce_interval, DEFAULT_ANNOUNCE_INTERVAL);
+        assert_eq!(cluster.hook_timeout, DEFAULT_HOOK_TIMEOUT);
     }
 }

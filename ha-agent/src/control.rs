@@ -32,6 +32,8 @@ pub enum Request {
     Drain { vip: String, backend: IpAddr },
     /// Undo a drain.
     Undrain { vip: String, backend: IpAddr },
+    /// Release every VIP and take none (`on`), or end that (maintenance).
+    Standby { on: bool },
 }
 
 /// What the agent answers.
@@ -48,6 +50,30 @@ pub enum Response {
 pub struct Status {
     pub node: String,
     pub vips: Vec<VipStatus>,
+    /// None without a `[cluster]`.
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// This node's view of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub quorum: bool,
+    /// VIP groups this node owns.
+    pub owned: Vec<String>,
+    pub peers: Vec<PeerStatus>,
+    /// Heartbeats dropped, by reason (unauthenticated, replayed, ...).
+    pub dropped: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub node: String,
+    pub up: bool,
+    pub last_heard_ms: Option<u64>,
+    pub eligible: bool,
+    pub priority: u8,
+    /// Agrees with this node on configuration and operator state.
+    pub digest_matches: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

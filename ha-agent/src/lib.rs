@@ -2,13 +2,16 @@
 //! datapath shell around the XDP program, and the pieces `hactl` shares
 //! with the daemon.
 pub mod agent;
+pub mod announce;
 pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod datapath;
 pub mod desired;
 pub mod health;
+pub mod hooks;
 pub mod maglev;
 pub mod netlink;
+pub mod ownership;
 pub mod report;
 pub mod writer;

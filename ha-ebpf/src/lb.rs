@@ -25,6 +25,12 @@ use crate::{
 
 #[inline(always)]
 pub fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Reason> {
+    // A frame for another station's MAC is not ours to steer: a NIC would
+    // not even have received it (veth, bridges and promiscuous mode do).
+    // SAFETY: ptr_at checked the Ethernet header before we got here.
+    if unsafe { (*eth).dst_addr } != NODE_MAC.load() {
+        return Ok(Verdict::Pass);
+    }
     let vip_key = VipKey {
         addr: l4.dst,
         port_be: l4.dport_be,

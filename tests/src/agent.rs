@@ -140,6 +140,23 @@ impl Agent {
         }
     }
 
+    /// `hactl status --json` through this agent's control socket.
+    pub fn status(&self) -> Result<Value> {
+        hactl_json(&[
+            "status",
+            "--socket",
+            &self.control_socket().to_string_lossy(),
+        ])
+    }
+
+    /// SIGKILL, as a crash: no LEAVING, pins left behind.
+    pub fn kill(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("agent already stopped")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
     /// SIGTERM and wait; the exit status.
     pub fn stop(&mut self) -> Result<ExitStatus> {
         let mut child = self.child.take().context("agent already stopped")?;

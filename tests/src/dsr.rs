@@ -21,13 +21,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct DsrLab {
     pub lab: Lab,
     servers: BTreeMap<String, ServerProcess>,
-    _pass: PassProgram,
+    _pass: Vec<PassProgram>,
     pub target: SocketAddr,
-    /// The agent's node name (unique: the lb namespace's name).
-    pub node: String,
-    /// The agent's configuration.
-    pub config: String,
+    /// The load balancers' host names, and per host its agent's node name
+    /// (unique: the namespace's name) and configuration.
+    lbs: BTreeMap<String, (String, String)>,
+    /// The cluster's heartbeat key file, removed with the lab.
+    key_file: Option<std::path::PathBuf>,
 }
+
+/// The cluster's id in every lab.
+const CLUSTER_ID: u64 = 4242;
 
 impl DsrLab {
     /// Hosts `client`, `lb` and `backends`; the VIP on every backend's lo;
@@ -35,17 +39,44 @@ impl DsrLab {
     /// `vip_extra` (TOML inside the `[[vip]]` table, e.g. a `[vip.check]`)
     /// appended.
     pub fn new(vip: IpAddr, backends: &[&str], vip_extra: &str) -> Result<DsrLab> {
-        let mut hosts = vec!["client", "lb"];
+        DsrLab::build(vip, &["lb"], backends, vip_extra, None)
+    }
+
+    /// Like `new`, with several load balancers forming a cluster; each
+    /// `(host, priority)`; `cluster_extra` is TOML inside `[cluster]`.
+    pub fn cluster(
+        vip: IpAddr,
+        lbs: &[(&str, u8)],
+        backends: &[&str],
+        cluster_extra: &str,
+    ) -> Result<DsrLab> {
+        let names: Vec<&str> = lbs.iter().map(|(name, _)| *name).collect();
+        DsrLab::build(vip, &names, backends, "", Some((lbs, cluster_extra)))
+    }
+
+    fn build(
+        vip: IpAddr,
+        lb_hosts: &[&str],
+        backends: &[&str],
+        vip_extra: &str,
+        cluster: Option<(&[(&str, u8)], &str)>,
+    ) -> Result<DsrLab> {
+        let mut hosts = vec!["client"];
+        hosts.extend(lb_hosts);
         hosts.extend(backends);
         let lab = Lab::new(&hosts)?;
         lab.disable_tx_checksum_offload("client")?;
-        // The lb's switch port must run XDP itself for XDP_TX frames to pass.
-        let lb_port = lab.host("lb").switch_port().to_string();
-        let pass = lab.switch().run(move || -> Result<PassProgram> {
-            let mut pass = PassProgram::load()?;
-            pass.attach(&lb_port)?;
-            Ok(pass)
-        })?;
+        // Every lb's switch port must run XDP itself for XDP_TX frames to
+        // pass (TOOLCHAIN.md).
+        let mut pass = Vec::new();
+        for lb in lb_hosts {
+            let port = lab.host(lb).switch_port().to_string();
+            pass.push(lab.switch().run(move || -> Result<PassProgram> {
+                let mut program = PassProgram::load()?;
+                program.attach(&port)?;
+                Ok(program)
+            })?);
+        }
         let mut servers = BTreeMap::new();
         for name in backends {
             lab.make_dsr_backend(name, &[vip])?;
@@ -54,31 +85,69 @@ impl DsrLab {
                 ServerProcess::start(&lab.host(name).ns, name, PORT)?,
             );
         }
-        let node = lab.host("lb").ns.name().to_string();
+        let family = |host: &str| {
+            let host = lab.host(host);
+            if vip.is_ipv4() {
+                IpAddr::V4(host.ipv4)
+            } else {
+                IpAddr::V6(host.ipv6)
+            }
+        };
         let backend_list: String = backends
             .iter()
-            .map(|b| {
-                let host = lab.host(b);
-                let addr = if vip.is_ipv4() {
-                    IpAddr::V4(host.ipv4)
-                } else {
-                    IpAddr::V6(host.ipv6)
-                };
-                format!("  [[vip.backend]]\n  address = \"{addr}\"\n")
-            })
+            .map(|b| format!("  [[vip.backend]]\n  address = \"{}\"\n", family(b)))
             .collect();
-        let config = format!(
-            "[node]\nname = \"{node}\"\ninterface = \"eth0\"\n\n\
-             [[vip]]\nname = \"web\"\naddress = \"{vip}\"\nport = {PORT}\nprotocol = \"tcp\"\n\
+        let vip_table = format!(
+            "[[vip]]\nname = \"web\"\naddress = \"{vip}\"\nport = {PORT}\nprotocol = \"tcp\"\n\
              {backend_list}{vip_extra}"
         );
+        let key_file = match cluster {
+            Some(_) => {
+                let path = std::env::temp_dir().join(format!("ha-lab-{}.key", lab.switch().name()));
+                std::fs::write(
+                    &path,
+                    format!("lab key of {} for ha heartbeats\n", lab.switch().name()),
+                )?;
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )?;
+                Some(path)
+            }
+            None => None,
+        };
+        let mut lbs = BTreeMap::new();
+        for lb in lb_hosts {
+            let node = lab.host(lb).ns.name().to_string();
+            let mut config = format!("[node]\nname = \"{node}\"\ninterface = \"eth0\"\n\n");
+            if let (Some((members, extra)), Some(key)) = (cluster, &key_file) {
+                let priority = members
+                    .iter()
+                    .find(|(m, _)| m == lb)
+                    .map_or(100, |(_, p)| *p);
+                config += &format!(
+                    "[cluster]\nid = {CLUSTER_ID}\nkey_file = \"{}\"\npriority = {priority}\n{extra}\n",
+                    key.display()
+                );
+                for (member, _) in members {
+                    config += &format!(
+                        "[[cluster.node]]\nname = \"{}\"\naddress = \"{}\"\n",
+                        lab.host(member).ns.name(),
+                        lab.host(member).ipv4
+                    );
+                }
+                config += "\n";
+            }
+            config += &vip_table;
+            lbs.insert(lb.to_string(), (node, config));
+        }
         Ok(DsrLab {
             lab,
             servers,
             _pass: pass,
             target: SocketAddr::new(vip, PORT),
-            node,
-            config,
+            lbs,
+            key_file,
         })
     }
 
@@ -98,12 +167,16 @@ impl DsrLab {
 
     /// Starts the agent on the lb and waits until it serves every backend.
     pub fn start_agent(&self, keep_datapath: bool) -> Result<Agent> {
-        let mut agent = Agent::start(
-            &self.lab.host("lb").ns,
-            &self.node,
-            &self.config,
-            keep_datapath,
-        )?;
+        self.start_agent_on("lb", keep_datapath)
+    }
+
+    /// Starts the agent on load balancer `lb`.
+    pub fn start_agent_on(&self, lb: &str, keep_datapath: bool) -> Result<Agent> {
+        let (node, config) = self
+            .lbs
+            .get(lb)
+            .with_context(|| format!("{lb} is no load balancer"))?;
+        let mut agent = Agent::start(&self.lab.host(lb).ns, node, config, keep_datapath)?;
         agent.wait_healthy(self.servers.len(), Duration::from_secs(15))?;
         Ok(agent)
     }
@@ -136,5 +209,13 @@ impl DsrLab {
             .ns
             .exec(&["ip", "link", "set", "eth0", state])?;
         Ok(())
+    }
+}
+
+impl Drop for DsrLab {
+    fn drop(&mut self) {
+        if let Some(key) = &self.key_file {
+            let _ = std::fs::remove_file(key);
+        }
     }
 }

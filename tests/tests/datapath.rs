@@ -252,6 +252,15 @@ fn other_destination_address_passes_untouched() {
 }
 
 #[test]
+fn vip_traffic_for_another_mac_passes_untouched() {
+    let mut t = Table::new();
+    let mut f = v4_frame(VIP4, TCP, 80, 40000, TCP_SYN);
+    f[0..6].copy_from_slice(&BACKEND_MACS[0]);
+    assert_pass_untouched(&f, t.run(&f));
+    assert_eq!(t.counter(GlobalCounter::Tx), 0);
+}
+
+#[test]
 fn wrong_port_or_protocol_passes_untouched() {
     let mut t = Table::new();
     let f = v4_frame(VIP4, TCP, 81, 40000, TCP_SYN);

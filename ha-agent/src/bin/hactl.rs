@@ -53,6 +53,10 @@ enum Command {
     },
     /// Give a drained backend new flows again.
     Undrain { vip: String, backend: IpAddr },
+    /// Maintenance: release every VIP and take none until unstandby.
+    Standby,
+    /// End standby: this node may own VIPs again.
+    Unstandby,
 }
 
 /// A failure with the exit code it deserves.
@@ -94,6 +98,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 backend: *backend,
             },
         ),
+        Command::Standby => ask(cli, Request::Standby { on: true }),
+        Command::Unstandby => ask(cli, Request::Standby { on: false }),
     }
 }
 
@@ -161,6 +167,55 @@ fn ask(cli: &Cli, request: Request) -> Result<(), Failure> {
 
 fn print_status(status: &control::Status) {
     println!("node {}", status.node);
+    if let Some(cluster) = &status.cluster {
+        let owned = if cluster.owned.is_empty() {
+            "-".to_string()
+        } else {
+            cluster.owned.join(", ")
+        };
+        println!(
+            "quorum {}, owns {owned}",
+            if cluster.quorum { "yes" } else { "NO" }
+        );
+        let rows: Vec<Vec<String>> = cluster
+            .peers
+            .iter()
+            .map(|p| {
+                vec![
+                    p.node.clone(),
+                    if p.up { "up" } else { "down" }.into(),
+                    p.last_heard_ms
+                        .map_or("never".into(), |ms| format!("{ms}ms ago")),
+                    p.priority.to_string(),
+                    if p.eligible { "yes" } else { "no" }.into(),
+                    if p.digest_matches { "same" } else { "DIFFERS" }.into(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(
+                &[
+                    "PEER",
+                    "STATE",
+                    "LAST HEARD",
+                    "PRIORITY",
+                    "ELIGIBLE",
+                    "CONFIG"
+                ],
+                &rows
+            )
+        );
+        let dropped: Vec<String> = cluster
+            .dropped
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        if !dropped.is_empty() {
+            println!("heartbeats dropped: {}", dropped.join(", "));
+        }
+    }
     for vip in &status.vips {
         println!(
             "\nVIP {} ({}:{}/{})",

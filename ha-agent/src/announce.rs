@@ -1,0 +1,534 @@
+//! Gratuitous ARP and unsolicited neighbour advertisements.
+//!
+//! Why: when a node takes a VIP, the switches must move the VIP's MAC to
+//! the new owner's port and the clients and routers on the link must update
+//! their neighbour caches at once, not when their entries expire (DESIGN
+//! §3). Like keepalived, the new owner announces every VIP it took with a
+//! short burst: a gratuitous ARP for an IPv4 VIP, an unsolicited neighbour
+//! advertisement (RFC 4861 §7.2.6) for an IPv6 VIP.
+//!
+//! How: pure frame builders ([`gratuitous_arp`], [`unsolicited_na`],
+//! [`announcement`]) and a thin sender of raw Ethernet frames out of one
+//! interface ([`RawSender`], an `AF_PACKET` socket; needs `CAP_NET_RAW`).
+//! [`announce`] sends the burst.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Length of an Ethernet header (no VLAN tag).
+const ETH_HEADER_LEN: usize = 14;
+/// Shortest Ethernet frame, less the FCS; shorter frames are padded.
+const ETH_MIN_FRAME_LEN: usize = 60;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_ARP: u16 = 0x0806;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const BROADCAST_MAC: [u8; 6] = [0xff; 6];
+const ARP_HTYPE_ETHERNET: u16 = 1;
+const ARP_OP_REQUEST: u16 = 1;
+/// IPv6 all-nodes multicast address and its MAC (RFC 2464 §7).
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+const IPV6_HEADER_LEN: usize = 40;
+const IPPROTO_ICMPV6: u8 = 58;
+/// Neighbour discovery messages must carry hop limit 255 (RFC 4861 §7.1.2).
+const ND_HOP_LIMIT: u8 = 255;
+const ICMPV6_NEIGHBOR_ADVERTISEMENT: u8 = 136;
+/// NA flags (first byte after the checksum): router, solicited, override.
+const NA_FLAG_OVERRIDE: u8 = 0x20;
+const ND_OPT_TARGET_LINK_ADDRESS: u8 = 2;
+/// A neighbour advertisement (24 bytes) with one 8-byte link-layer option.
+const NA_LEN: usize = 24 + 8;
+
+/// Length of a [`gratuitous_arp`] frame: 42 bytes of headers, padded.
+pub const ARP_FRAME_LEN: usize = ETH_MIN_FRAME_LEN;
+/// Length of an [`unsolicited_na`] frame.
+pub const NA_FRAME_LEN: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + NA_LEN;
+
+/// A gratuitous ARP for `vip` from `mac`: an ARP request (op 1) with
+/// sender = target = vip, broadcast destination (as keepalived/arping -U
+/// send). The target hardware address is the broadcast address too, as
+/// keepalived writes it; the frame is padded with zeros to the Ethernet
+/// minimum of 60 bytes.
+pub fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(ARP_FRAME_LEN);
+    ethernet_header(&mut frame, BROADCAST_MAC, mac, ETHERTYPE_ARP);
+    frame.extend_from_slice(&ARP_HTYPE_ETHERNET.to_be_bytes());
+    frame.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    frame.push(6); // hardware address length
+    frame.push(4); // protocol address length
+    frame.extend_from_slice(&ARP_OP_REQUEST.to_be_bytes());
+    frame.extend_from_slice(&mac); // sender hardware address
+    frame.extend_from_slice(&vip.octets()); // sender protocol address
+    frame.extend_from_slice(&BROADCAST_MAC); // target hardware address
+    frame.extend_from_slice(&vip.octets()); // target protocol address
+    frame.resize(ARP_FRAME_LEN, 0);
+    frame
+}
+
+/// An unsolicited neighbour advertisement for `vip` to all-nodes (ff02::1,
+/// 33:33:00:00:00:01), override flag set, solicited clear, with a target
+/// link-layer address option, hop limit 255, correct ICMPv6 checksum.
+///
+/// Its IPv6 source is the VIP itself: RFC 4861 asks for an address
+/// assigned to the interface, and the VIP is the address this node answers
+/// for there. The router flag is clear.
+pub fn unsolicited_na(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(NA_FRAME_LEN);
+    ethernet_header(&mut frame, ALL_NODES_MAC, mac, ETHERTYPE_IPV6);
+    // IPv6 header: version 6, traffic class 0, flow label 0.
+    frame.extend_from_slice(&[0x60, 0, 0, 0]);
+    frame.extend_from_slice(&(NA_LEN as u16).to_be_bytes());
+    frame.push(IPPROTO_ICMPV6);
+    frame.push(ND_HOP_LIMIT);
+    frame.extend_from_slice(&vip.octets());
+    frame.extend_from_slice(&ALL_NODES.octets());
+    // ICMPv6 neighbour advertisement.
+    let icmp = frame.len();
+    frame.push(ICMPV6_NEIGHBOR_ADVERTISEMENT);
+    frame.push(0); // code
+    frame.extend_from_slice(&[0, 0]); // checksum, below
+    frame.extend_from_slice(&[NA_FLAG_OVERRIDE, 0, 0, 0]);
+    frame.extend_from_slice(&vip.octets()); // target address
+    frame.push(ND_OPT_TARGET_LINK_ADDRESS);
+    frame.push(1); // option length in units of 8 bytes
+    frame.extend_from_slice(&mac);
+    let checksum = icmpv6_checksum(vip, ALL_NODES, &frame[icmp..]);
+    frame[icmp + 2..icmp + 4].copy_from_slice(&checksum.to_be_bytes());
+    debug_assert_eq!(frame.len(), NA_FRAME_LEN);
+    frame
+}
+
+/// The announcement of `vip` from `mac`: a gratuitous ARP for an IPv4
+/// address, an unsolicited neighbour advertisement for an IPv6 one.
+pub fn announcement(mac: [u8; 6], vip: IpAddr) -> Vec<u8> {
+    match vip {
+        IpAddr::V4(vip) => gratuitous_arp(mac, vip),
+        IpAddr::V6(vip) => unsolicited_na(mac, vip),
+    }
+}
+
+fn ethernet_header(frame: &mut Vec<u8>, destination: [u8; 6], source: [u8; 6], ethertype: u16) {
+    frame.extend_from_slice(&destination);
+    frame.extend_from_slice(&source);
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+}
+
+/// The ICMPv6 checksum of `message` (its checksum field zero) from `source`
+/// to `destination`: the one's complement of the one's-complement sum over
+/// the pseudo header (RFC 8200 §8.1) and the message.
+fn icmpv6_checksum(source: Ipv6Addr, destination: Ipv6Addr, message: &[u8]) -> u16 {
+    let length = u32::try_from(message.len()).expect("an ICMPv6 message fits in u32");
+    let mut sum = 0u64;
+    for part in [
+        &source.octets()[..],
+        &destination.octets()[..],
+        &length.to_be_bytes()[..],
+        &[0, 0, 0, IPPROTO_ICMPV6][..],
+        message,
+    ] {
+        // Every part but the message has an even length.
+        for pair in part.chunks(2) {
+            sum += u64::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Sends raw frames out of one interface (AF_PACKET, SOCK_RAW, bound to
+/// ifindex) — needs CAP_NET_RAW.
+///
+/// The socket's protocol is 0, so it receives nothing: it only sends. A
+/// send never blocks; a full queue is an error.
+#[derive(Debug)]
+pub struct RawSender {
+    fd: OwnedFd,
+    ifindex: u32,
+}
+
+impl RawSender {
+    /// Opens a sender on the interface with index `ifindex`.
+    pub fn open(ifindex: u32) -> anyhow::Result<RawSender> {
+        if ifindex == 0 || i32::try_from(ifindex).is_err() {
+            bail!("{ifindex} is not an interface index");
+        }
+        // SAFETY: plain socket(2); the result is checked before use.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                0, // no protocol: receive nothing
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error())
+                .context("cannot open an AF_PACKET socket (needs CAP_NET_RAW)");
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let address = link_address(ifindex, 0, [0; 6]);
+        // SAFETY: `address` is a valid sockaddr_ll of the length given.
+        let bound = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const address).cast::<libc::sockaddr>(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if bound < 0 {
+            return Err(io::Error::last_os_error()).with_context(|| {
+                format!("cannot bind an AF_PACKET socket to interface index {ifindex}")
+            });
+        }
+        Ok(RawSender { fd, ifindex })
+    }
+
+    /// Sends one complete Ethernet frame (destination, source, ethertype,
+    /// payload) out of the interface.
+    pub fn send(&self, frame: &[u8]) -> anyhow::Result<()> {
+        if frame.len() < ETH_HEADER_LEN {
+            bail!(
+                "a frame of {} bytes has no Ethernet header ({ETH_HEADER_LEN} bytes)",
+                frame.len()
+            );
+        }
+        let destination: [u8; 6] = frame[..6].try_into().expect("six bytes");
+        // The ethertype, in network byte order as the kernel wants it.
+        let protocol = u16::from_ne_bytes([frame[12], frame[13]]);
+        let address = link_address(self.ifindex, protocol, destination);
+        // SAFETY: `frame` is valid for its length and `address` is a valid
+        // sockaddr_ll of the length given.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT,
+                (&raw const address).cast::<libc::sockaddr>(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error()).with_context(|| {
+                format!(
+                    "cannot send a frame of {} bytes out of interface index {}",
+                    frame.len(),
+                    self.ifindex
+                )
+            });
+        }
+        if sent as usize != frame.len() {
+            bail!(
+                "sent {sent} of the {} bytes of a frame out of interface index {}",
+                frame.len(),
+                self.ifindex
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A `sockaddr_ll` for interface `ifindex`; `protocol` in network byte
+/// order.
+fn link_address(ifindex: u32, protocol: u16, destination: [u8; 6]) -> libc::sockaddr_ll {
+    // SAFETY: sockaddr_ll is plain data; all zeros is a valid value.
+    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    address.sll_family = libc::AF_PACKET as libc::c_ushort;
+    address.sll_protocol = protocol;
+    address.sll_ifindex = ifindex as libc::c_int; // checked in open()
+    address.sll_halen = 6;
+    address.sll_addr[..6].copy_from_slice(&destination);
+    address
+}
+
+/// Sends `count` announcements for every address in `vips`, `interval`
+/// apart (tokio::time::sleep between rounds).
+///
+/// A frame that cannot be sent does not stop the burst: every frame is
+/// tried, and the error then says how many failed and why the first did.
+pub async fn announce(
+    sender: &RawSender,
+    mac: [u8; 6],
+    vips: &[IpAddr],
+    count: u32,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let frames: Vec<Vec<u8>> = vips.iter().map(|&vip| announcement(mac, vip)).collect();
+    send_rounds(|frame| sender.send(frame), &frames, count, interval).await
+}
+
+/// [`announce`] with the sending abstracted, for the tests.
+async fn send_rounds(
+    mut send: impl FnMut(&[u8]) -> anyhow::Result<()>,
+    frames: &[Vec<u8>],
+    count: u32,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    let mut failed = 0usize;
+    let mut first_error = None;
+    for round in 0..count {
+        if round > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        for frame in frames {
+            if let Err(e) = send(frame) {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        None => Ok(()),
+        Some(e) => Err(e.context(format!(
+            "{failed} of {} announcements could not be sent",
+            frames.len() * count as usize
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    const MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0a];
+
+    #[test]
+    fn gratuitous_arp_bytes() {
+        let frame = gratuitous_arp(MAC, Ipv4Addr::new(198, 18, 0, 100));
+        #[rustfmt::skip]
+        let want: [u8; 60] = [
+            // Ethernet: broadcast, from MAC, ARP.
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x0a,
+            0x08, 0x06,
+            // ARP: Ethernet/IPv4, 6/4, request.
+            0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01,
+            // Sender: MAC, VIP.
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, 198, 18, 0, 100,
+            // Target: broadcast, VIP.
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 198, 18, 0, 100,
+            // Padding to 60 bytes.
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(frame, want);
+        assert_eq!(frame.len(), ARP_FRAME_LEN);
+    }
+
+    /// The one's-complement sum of 16-bit big-endian words (an odd last
+    /// byte padded with zero), written independently of the module's.
+    fn ones_complement_sum(bytes: &[u8]) -> u16 {
+        let mut sum: u32 = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let high = u32::from(bytes[i]) << 8;
+            let low = if i + 1 < bytes.len() {
+                u32::from(bytes[i + 1])
+            } else {
+                0
+            };
+            sum += high | low;
+            sum = (sum & 0xffff) + (sum >> 16);
+            i += 2;
+        }
+        sum as u16
+    }
+
+    /// Whether the ICMPv6 checksum of the IPv6 packet in `frame` is right:
+    /// pseudo header plus message (checksum included) sum to 0xffff.
+    fn checksum_ok(frame: &[u8]) -> bool {
+        let ip = &frame[14..];
+        let message = &ip[40..];
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&ip[8..40]); // source, destination
+        pseudo.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, ip[6]]);
+        pseudo.extend_from_slice(message);
+        ones_complement_sum(&pseudo) == 0xffff
+    }
+
+    #[test]
+    fn unsolicited_na_fields() {
+        let vip: Ipv6Addr = "2001:2::100".parse().unwrap();
+        let frame = unsolicited_na(MAC, vip);
+        assert_eq!(frame.len(), NA_FRAME_LEN);
+        assert_eq!(frame.len(), 86);
+        // Ethernet: all-nodes MAC, from MAC, IPv6.
+        assert_eq!(frame[0..6], [0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(frame[6..12], MAC);
+        assert_eq!(frame[12..14], [0x86, 0xdd]);
+        // IPv6: version 6, no traffic class or flow label, 32 bytes of
+        // ICMPv6, hop limit 255, from the VIP to ff02::1.
+        let ip = &frame[14..54];
+        assert_eq!(ip[0..4], [0x60, 0, 0, 0]);
+        assert_eq!(u16::from_be_bytes([ip[4], ip[5]]), 32);
+        assert_eq!(ip[6], 58);
+        assert_eq!(ip[7], 255);
+        assert_eq!(ip[8..24], vip.octets());
+        assert_eq!(ip[24..40], "ff02::1".parse::<Ipv6Addr>().unwrap().octets());
+        // ICMPv6: NA, code 0; flags: override only (router and solicited
+        // clear); reserved zero; the VIP as target.
+        let icmp = &frame[54..];
+        assert_eq!(icmp.len(), 32);
+        assert_eq!((icmp[0], icmp[1]), (136, 0));
+        assert_eq!(icmp[4], 0b0010_0000);
+        assert_eq!(icmp[4] & 0x80, 0, "router flag");
+        assert_eq!(icmp[4] & 0x40, 0, "solicited flag");
+        assert_eq!(icmp[4] & 0x20, 0x20, "override flag");
+        assert_eq!(icmp[5..8], [0, 0, 0]);
+        assert_eq!(icmp[8..24], vip.octets());
+        // Option: target link-layer address, length 1 (8 bytes), the MAC.
+        assert_eq!(icmp[24..26], [2, 1]);
+        assert_eq!(icmp[26..32], MAC);
+        // Checksum.
+        assert_ne!(icmp[2..4], [0, 0]);
+        assert!(checksum_ok(&frame));
+    }
+
+    #[test]
+    fn unsolicited_na_checksum() {
+        for (vip, mac) in [
+            ("2001:2::100", MAC),
+            ("fe80::1", [0x02, 0x42, 0xac, 0x11, 0x00, 0x02]),
+            ("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", [0xfe; 6]),
+            ("2001:2::", [0x02, 0, 0, 0, 0, 0]),
+        ] {
+            let frame = unsolicited_na(mac, vip.parse().unwrap());
+            assert!(checksum_ok(&frame), "{vip}");
+            // The check is not vacuous: any changed byte breaks it.
+            for i in [22, 30, 54, 62, 70, 85] {
+                let mut broken = frame.clone();
+                broken[i] ^= 0x01;
+                assert!(!checksum_ok(&broken), "{vip}: byte {i}");
+            }
+        }
+        // A known answer: all-zero message from :: to ::, length 0 and
+        // next header 58: the sum is 58, the checksum its complement.
+        assert_eq!(
+            icmpv6_checksum(Ipv6Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED, &[]),
+            !58
+        );
+        // An odd length is padded with a zero byte.
+        assert_eq!(
+            icmpv6_checksum(Ipv6Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED, &[0x01]),
+            !(58 + 1 + 0x0100)
+        );
+    }
+
+    #[test]
+    fn announcement_dispatches() {
+        let v4 = Ipv4Addr::new(198, 18, 0, 100);
+        let v6: Ipv6Addr = "2001:2::100".parse().unwrap();
+        assert_eq!(announcement(MAC, IpAddr::V4(v4)), gratuitous_arp(MAC, v4));
+        assert_eq!(announcement(MAC, IpAddr::V6(v6)), unsolicited_na(MAC, v6));
+    }
+
+    #[tokio::test]
+    async fn announce_sends_count_rounds_interval_apart() {
+        let frames = vec![vec![1u8; 60], vec![2u8; 86]];
+        let mut sent: Vec<(u8, Instant)> = Vec::new();
+        let start = Instant::now();
+        send_rounds(
+            |frame| {
+                sent.push((frame[0], Instant::now()));
+                Ok(())
+            },
+            &frames,
+            3,
+            Duration::from_millis(20),
+        )
+        .await
+        .unwrap();
+        let order: Vec<u8> = sent.iter().map(|(f, _)| *f).collect();
+        assert_eq!(order, [1, 2, 1, 2, 1, 2]);
+        // Rounds are at least the interval apart; no sleep before the first
+        // round or after the last.
+        assert!(sent[2].1 - sent[1].1 >= Duration::from_millis(20));
+        assert!(sent[4].1 - sent[3].1 >= Duration::from_millis(20));
+        assert!(sent[0].1 - start < Duration::from_millis(20));
+        // Nothing to send: returns at once.
+        let start = Instant::now();
+        send_rounds(|_| panic!("sent"), &[], 5, Duration::from_secs(1))
+            .await
+            .unwrap();
+        send_rounds(|_| panic!("sent"), &frames, 0, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn announce_tries_every_frame_and_reports_failures() {
+        let frames = vec![vec![1u8; 60], vec![2u8; 86]];
+        let mut tried = 0;
+        let e = send_rounds(
+            |frame| {
+                tried += 1;
+                if frame[0] == 2 {
+                    bail!("no buffer space");
+                }
+                Ok(())
+            },
+            &frames,
+            2,
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(tried, 4);
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("2 of 4 announcements could not be sent"),
+            "{text}"
+        );
+        assert!(text.contains("no buffer space"), "{text}");
+    }
+
+    #[test]
+    fn raw_sender_rejects_bad_input() {
+        assert!(RawSender::open(0).is_err());
+        assert!(RawSender::open(u32::MAX).is_err());
+    }
+
+    /// Needs CAP_NET_RAW (skipped without). Opens a sender on the loopback
+    /// interface and sends nothing.
+    #[test]
+    fn raw_sender_opens_and_refuses_a_short_frame() {
+        // SAFETY: a NUL-terminated name.
+        let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        assert_ne!(lo, 0, "no loopback interface");
+        let sender = match RawSender::open(lo) {
+            Ok(sender) => sender,
+            Err(e) => {
+                let denied = e
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied);
+                if denied {
+                    eprintln!("no CAP_NET_RAW: skipping the live send ({e:#})");
+                    return;
+                }
+                panic!("{e:#}");
+            }
+        };
+        // Nothing is sent from a unit test (the lab tests send for real,
+        // inside their own namespaces): a frame too short is refused first.
+        let e = sender.send(&[0; 13]).unwrap_err();
+        assert!(e.to_string().contains("no Ethernet header"), "{e}");
+        // An interface index that does not exist.
+        let missing = RawSender::open(i32::MAX as u32).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("cannot bind"),
+            "{missing:#}"
+        );
+    }
+}

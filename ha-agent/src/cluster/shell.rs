@@ -1,0 +1,164 @@
+//! The thin shell around the cluster state machine: a UDP socket, the
+//! heartbeat sealer and receiver, and the clock. It turns time and frames
+//! into `Input`s, sends the `Send` actions itself and hands every other
+//! action to the agent, which owns the maps and the hooks.
+
+use std::{
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use tokio::{net::UdpSocket, sync::mpsc};
+
+use crate::{
+    cluster::{
+        state::{Action, Cluster, ClusterParams, Fencing, Input, Quorum},
+        wire::{self, Receiver, Reject, Sender},
+    },
+    config::{ClusterConfig, Config, FencingConfig, QuorumConfig},
+};
+
+/// Largest datagram read; heartbeats are at most wire::MAX_FRAME_LEN.
+const RECEIVE_BUFFER: usize = 2048;
+
+pub struct Shell {
+    socket: Arc<UdpSocket>,
+    peers: Vec<SocketAddr>,
+    sender: Sender,
+    receiver: Receiver,
+    cluster_id: u64,
+    epoch: Instant,
+    pub machine: Cluster,
+}
+
+/// The state machine's parameters from the configuration.
+pub fn params(config: &Config, cluster: &ClusterConfig) -> ClusterParams {
+    let names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut params = ClusterParams::new(
+        &config.node.name,
+        cluster.priority,
+        &names,
+        config.groups.len(),
+    );
+    params.interval = cluster.interval;
+    params.dead_after = cluster.dead_after;
+    params.preempt = cluster.preempt;
+    params.preempt_delay = cluster.preempt_delay;
+    params.quorum = match cluster.quorum {
+        QuorumConfig::Majority => Quorum::Majority,
+        QuorumConfig::TwoNode => Quorum::TwoNode {
+            tie_breaker: cluster.tie_breaker.is_some(),
+        },
+    };
+    params.fencing = match cluster.fencing {
+        FencingConfig::None => Fencing::None,
+        FencingConfig::Required => Fencing::Required,
+    };
+    params
+}
+
+impl Shell {
+    /// Binds the heartbeat port (IPv4 and IPv6) and starts the machine. The
+    /// incarnation is the start time in milliseconds: it grows with every
+    /// start as long as the clock does not step back across a restart.
+    pub async fn open(config: &Config, cluster: &ClusterConfig) -> Result<Shell> {
+        let key = wire::load_key(&cluster.key_file)?;
+        let bind = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), cluster.port);
+        let socket = UdpSocket::bind(bind)
+            .await
+            .with_context(|| format!("bind heartbeat port {bind}"))?;
+        let incarnation = wall_ms();
+        let epoch = Instant::now();
+        let machine = Cluster::new(params(config, cluster), Duration::ZERO, incarnation)
+            .map_err(|e| anyhow::anyhow!("cluster parameters: {e:?}"))?;
+        let peers = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.name != config.node.name)
+            .map(|n| SocketAddr::new(n.address, cluster.port))
+            .collect();
+        Ok(Shell {
+            socket: Arc::new(socket),
+            peers,
+            sender: Sender::new(key.clone(), cluster.id, incarnation),
+            receiver: Receiver::new(key, cluster.id, config.node.name.clone()),
+            cluster_id: cluster.id,
+            epoch,
+            machine,
+        })
+    }
+
+    /// The machine's clock.
+    pub fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Feeds `input`, sends the heartbeats it asks for, returns the rest.
+    pub async fn handle(&mut self, input: Input) -> Vec<Action> {
+        let mut rest = Vec::new();
+        for action in self.machine.handle(input) {
+            match action {
+                Action::Send(outgoing) => {
+                    let frame =
+                        self.sender
+                            .seal(&outgoing.to_heartbeat(self.cluster_id, 0, wall_ms()));
+                    for peer in &self.peers {
+                        if let Err(e) = self.socket.send_to(&frame, peer).await {
+                            tracing::debug!(%peer, error = %e, "heartbeat not sent");
+                        }
+                    }
+                }
+                other => rest.push(other),
+            }
+        }
+        rest
+    }
+
+    /// A task that reads datagrams off the heartbeat socket and hands
+    /// them over; it ends with the receiver.
+    pub fn spawn_reader(&self) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel(256);
+        let socket = self.socket.clone();
+        tokio::spawn(async move {
+            let mut buffer = [0u8; RECEIVE_BUFFER];
+            while let Ok((len, _)) = socket.recv_from(&mut buffer).await {
+                if tx.send(buffer[..len].to_vec()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+
+    /// An authentic, fresh heartbeat becomes an input; anything else is
+    /// dropped and counted by reason.
+    pub fn accept(&mut self, frame: &[u8]) -> Option<Input> {
+        match self.receiver.receive(frame) {
+            Ok(hb) => Some(Input::Heartbeat {
+                now: self.now(),
+                hb,
+            }),
+            Err(reason) => {
+                tracing::debug!(reason = reason.name(), "heartbeat dropped");
+                None
+            }
+        }
+    }
+
+    /// Heartbeats dropped so far, by reason.
+    pub fn rejected(&self) -> Vec<(Reject, u64)> {
+        Reject::ALL
+            .iter()
+            .map(|r| (*r, self.receiver.rejected[r.index()]))
+            .collect()
+    }
+}
+
+/// Milliseconds since the UNIX epoch (heartbeat send times, incarnations).
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,207 @@
+//! What owning a VIP group means on this node: the ARP/NDP lease in the
+//! datapath (renewed while owned, left to expire or cleared when not), a
+//! burst of gratuitous ARP / unsolicited NA when taken, and the notify
+//! hooks. Without a cluster the node owns every group.
+
+use std::{collections::BTreeSet, net::IpAddr, sync::Arc, time::Duration};
+
+use anyhow::Result;
+use ha_common::{Addr, OwnedLease};
+
+use crate::{
+    announce::{self, RawSender},
+    config::Config,
+    datapath::{Datapath, monotonic_ns},
+    desired::addr_bytes,
+    hooks::{Hook, HookQueue},
+};
+
+/// Lease length and renewal period without a cluster: several renewals
+/// fit in one lease.
+const STANDALONE_LEASE: Duration = Duration::from_millis(1000);
+const STANDALONE_RENEW: Duration = Duration::from_millis(200);
+
+/// A hook event, as `HA_EVENT` tells the hook.
+#[derive(Clone, Copy, Debug)]
+pub enum Event {
+    Owner,
+    Standby,
+    Fault,
+}
+
+impl Event {
+    fn name(self) -> &'static str {
+        match self {
+            Event::Owner => "owner",
+            Event::Standby => "standby",
+            Event::Fault => "fault",
+        }
+    }
+}
+
+pub struct Ownership {
+    owned: BTreeSet<usize>,
+    /// Addresses with a lease in OWNED, as last written.
+    leased: BTreeSet<Addr>,
+    lease: Duration,
+    renew: Duration,
+    mac: [u8; 6],
+    sender: Option<Arc<RawSender>>,
+    hooks: HookQueue,
+}
+
+impl Ownership {
+    /// `stale` are the addresses an earlier agent left leased. With a
+    /// cluster, a lease lasts `dead_after` - `interval`: it runs out before
+    /// the peers declare this node dead, so a killed agent's node has gone
+    /// silent for its VIPs by the time another node answers for them.
+    pub fn new(config: &Config, ifindex: u32, mac: [u8; 6], stale: BTreeSet<Addr>) -> Ownership {
+        let (lease, renew, owned) = match &config.cluster {
+            Some(c) => (
+                c.dead_after.saturating_sub(c.interval),
+                c.interval,
+                BTreeSet::new(),
+            ),
+            None => (
+                STANDALONE_LEASE,
+                STANDALONE_RENEW,
+                (0..config.groups.len()).collect(),
+            ),
+        };
+        let sender = match RawSender::open(ifindex) {
+            Ok(sender) => Some(Arc::new(sender)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no raw socket: VIPs taken over are not announced");
+                None
+            }
+        };
+        Ownership {
+            owned,
+            leased: stale,
+            lease,
+            renew,
+            mac,
+            sender,
+            hooks: HookQueue::start(),
+        }
+    }
+
+    /// How often `renew` must run.
+    pub fn renew_period(&self) -> Duration {
+        self.renew
+    }
+
+    pub fn owns(&self, group: usize) -> bool {
+        self.owned.contains(&group)
+    }
+
+    /// Addresses of the VIPs in `groups`.
+    fn addresses(config: &Config, groups: impl Fn(usize) -> bool) -> Vec<IpAddr> {
+        let mut addrs: Vec<IpAddr> = config
+            .vips
+            .iter()
+            .filter(|v| groups(v.group))
+            .map(|v| v.address)
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        addrs
+    }
+
+    /// Writes a fresh lease for every owned address and clears the others.
+    pub fn renew(&mut self, config: &Config, datapath: &mut Datapath) -> Result<()> {
+        let wanted: BTreeSet<Addr> = Self::addresses(config, |g| self.owned.contains(&g))
+            .into_iter()
+            .map(addr_bytes)
+            .collect();
+        let lease = OwnedLease {
+            deadline_ns: monotonic_ns() + self.lease.as_nanos() as u64,
+        };
+        for addr in &wanted {
+            datapath.set_owned(addr, &lease)?;
+        }
+        for addr in self.leased.difference(&wanted) {
+            datapath.remove_owned(addr)?;
+        }
+        self.leased = wanted;
+        Ok(())
+    }
+
+    /// Takes a group: lease at once, announce, `on_owner`.
+    pub fn take(
+        &mut self,
+        config: &Config,
+        datapath: &mut Datapath,
+        group: usize,
+        reason: &str,
+    ) -> Result<()> {
+        if !self.owned.insert(group) {
+            return Ok(());
+        }
+        self.renew(config, datapath)?;
+        let addrs = Self::addresses(config, |g| g == group);
+        if let (Some(sender), Some(cluster)) = (&self.sender, &config.cluster) {
+            let (sender, mac, addrs) = (sender.clone(), self.mac, addrs.clone());
+            let (count, interval) = (cluster.announce_count, cluster.announce_interval);
+            tokio::spawn(async move {
+                if let Err(e) = announce::announce(&sender, mac, &addrs, count, interval).await {
+                    tracing::warn!(error = %e, "announcement incomplete");
+                }
+            });
+        }
+        self.hook(config, Event::Owner, Some(group), reason);
+        Ok(())
+    }
+
+    /// Releases a group: lease cleared at once, `on_standby`.
+    pub fn release(
+        &mut self,
+        config: &Config,
+        datapath: &mut Datapath,
+        group: usize,
+        reason: &str,
+    ) -> Result<()> {
+        if !self.owned.remove(&group) {
+            return Ok(());
+        }
+        self.renew(config, datapath)?;
+        self.hook(config, Event::Standby, Some(group), reason);
+        Ok(())
+    }
+
+    /// Queues the hook configured for `event`, if any.
+    pub fn hook(&self, config: &Config, event: Event, group: Option<usize>, reason: &str) {
+        let Some(cluster) = &config.cluster else {
+            return;
+        };
+        let command = match event {
+            Event::Owner => &cluster.on_owner,
+            Event::Standby => &cluster.on_standby,
+            Event::Fault => &cluster.on_fault,
+        };
+        let Some(command) = command else {
+            return;
+        };
+        let vips = group.map_or(String::new(), |g| {
+            Self::addresses(config, |x| x == g)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        self.hooks.push(Hook {
+            command: command.clone(),
+            env: vec![
+                ("HA_EVENT".into(), event.name().into()),
+                ("HA_NODE".into(), config.node.name.clone()),
+                (
+                    "HA_GROUP".into(),
+                    group.map_or(String::new(), |g| config.groups[g].clone()),
+                ),
+                ("HA_VIPS".into(), vips),
+                ("HA_REASON".into(), reason.to_string()),
+            ],
+            timeout: cluster.hook_timeout,
+        });
+    }
+}
