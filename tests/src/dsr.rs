@@ -31,7 +31,7 @@ pub struct DsrLab {
 }
 
 /// The cluster's id in every lab.
-const CLUSTER_ID: u64 = 4242;
+pub const CLUSTER_ID: u64 = 4242;
 
 impl DsrLab {
     /// Hosts `client`, `lb` and `backends`; the VIP on every backend's lo;
@@ -149,6 +149,16 @@ impl DsrLab {
             lbs,
             key_file,
         })
+    }
+
+    /// The cluster's heartbeat key file, if there is a cluster.
+    pub fn key_file(&self) -> Option<&std::path::Path> {
+        self.key_file.as_deref()
+    }
+
+    /// The agent node name of load balancer `lb`.
+    pub fn node_name(&self, lb: &str) -> &str {
+        &self.lbs[lb].0
     }
 
     pub fn client(&self) -> &Netns {

@@ -7,13 +7,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ha_tests::{RateRun, agent::Agent, dsr::DsrLab, start_rate_client};
+use ha_tests::{LongLived, RateRun, agent::Agent, dsr::DsrLab, start_rate_client};
 
 const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
 const BACKENDS: [&str; 2] = ["b1", "b2"];
 /// A request every 5 ms.
 const RATE: u32 = 200;
 const TWO_NODES: &str = "quorum = \"two_node\"\n";
+const LONG_LIVED: usize = 20;
 
 /// Waits until `agent` reports owning the VIP group (or not).
 fn wait_owner(agent: &Agent, owns: bool, timeout: Duration) {
@@ -92,7 +93,7 @@ fn failover(what: &str, fail: impl FnOnce(&DsrLab, &mut Agent)) -> (RateRun, Dur
         run.by_backend()
     );
     println!(
-        "{what}: outage {} ms (longest time between two successful requests), {} of {} requests failed",
+        "{what}: outage {} ms (longest time between two successful requests), {} of {} requests failed, {LONG_LIVED} established connections unbroken",
         window.as_millis(),
         run.failures(),
         run.attempts.len()
@@ -125,5 +126,204 @@ fn two_nodes_a_graceful_stop_hands_over_at_once() {
         lb2.log().contains("leaving=true"),
         "lb2 saw LEAVING:\n{}",
         lb2.log()
+    );
+}
+
+fn counter(maps: &serde_json::Value, name: &str) -> u64 {
+    maps["counters"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["packets"].as_u64())
+        .unwrap_or_else(|| panic!("counter {name} missing in {maps}"))
+}
+
+#[test]
+fn after_kill_9_only_the_new_owner_answers_arp_once_the_lease_ran_out() {
+    let dsr =
+        DsrLab::cluster(VIP, &[("lb1", 200), ("lb2", 100)], &BACKENDS, TWO_NODES).expect("lab");
+    let mut lb1 = dsr.start_agent_on("lb1", false).expect("lb1");
+    let lb2 = dsr.start_agent_on("lb2", false).expect("lb2");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+    let client = dsr.client();
+    let resolve_vip = || {
+        client
+            .exec(&["ip", "neigh", "flush", "dev", "eth0"])
+            .unwrap();
+        let tally = dsr.connect(1);
+        assert_eq!(tally.failures, 0, "{:?}", tally.first_errors);
+    };
+    resolve_vip();
+    assert!(
+        counter(&lb1.maps().unwrap(), "arp_reply") >= 1,
+        "the owner answers ARP"
+    );
+    // Killed with its link up: its XDP program stays attached (pinned) and
+    // would answer ARP for the VIP forever without the lease.
+    lb1.kill().expect("kill -9 lb1's agent");
+    wait_owner(&lb2, true, Duration::from_secs(2));
+    let before = (
+        counter(&lb1.maps().unwrap(), "arp_reply"),
+        counter(&lb2.maps().unwrap(), "arp_reply"),
+    );
+    let client = dsr.client();
+    for _ in 0..3 {
+        client
+            .exec(&["ip", "neigh", "flush", "dev", "eth0"])
+            .unwrap();
+        let tally = dsr.connect(1);
+        assert_eq!(tally.failures, 0, "{:?}", tally.first_errors);
+    }
+    let after = (
+        counter(&lb1.maps().unwrap(), "arp_reply"),
+        counter(&lb2.maps().unwrap(), "arp_reply"),
+    );
+    assert_eq!(
+        after.0, before.0,
+        "the killed node answered ARP after its lease ran out"
+    );
+    assert!(
+        after.1 >= before.1 + 3,
+        "the new owner answered every ARP request: {before:?} -> {after:?}"
+    );
+    let neigh = client
+        .exec(&["ip", "neigh", "show", &VIP.to_string()])
+        .unwrap();
+    let lb2_mac = dsr
+        .lab
+        .host("lb2")
+        .mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    assert!(
+        neigh.contains(&lb2_mac),
+        "the client resolves the VIP to lb2 ({lb2_mac}): {neigh}"
+    );
+    println!(
+        "after kill -9: lb1 ARP replies {} -> {}, lb2 {} -> {}; client: {}",
+        before.0,
+        after.0,
+        before.1,
+        after.1,
+        neigh.trim()
+    );
+}
+
+#[test]
+fn forged_replayed_and_foreign_heartbeats_are_dropped_and_counted() {
+    use ha_agent::cluster::{Heartbeat, wire};
+    let dsr =
+        DsrLab::cluster(VIP, &[("lb1", 200), ("lb2", 100)], &BACKENDS, TWO_NODES).expect("lab");
+    let lb1 = dsr.start_agent_on("lb1", false).expect("lb1");
+    let lb2 = dsr.start_agent_on("lb2", false).expect("lb2");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+
+    let key = wire::load_key(dsr.key_file().unwrap()).unwrap();
+    let wrong_key = wire::Key::from_bytes(b"not the cluster's key, but long enough").unwrap();
+    // lb2 claiming the group with top priority: accepted, it would take
+    // the VIP from lb1.
+    let forged = Heartbeat {
+        cluster_id: ha_tests::dsr::CLUSTER_ID,
+        node: dsr.node_name("lb2").to_string(),
+        incarnation: 1,
+        sequence: 1,
+        sent_at_ms: 0,
+        priority: 255,
+        eligible: true,
+        claims: vec![0],
+        leaving: false,
+        standby: false,
+        digest: [0; 32],
+    };
+    let frames = [
+        ("unauthenticated", wire::encode(&forged, &wrong_key)),
+        // The right key, but incarnation 1: older than lb2's, a replay.
+        ("replayed", wire::encode(&forged, &key)),
+        (
+            "foreign_cluster",
+            wire::encode(
+                &Heartbeat {
+                    cluster_id: 7,
+                    ..forged.clone()
+                },
+                &key,
+            ),
+        ),
+    ];
+    let lb1_address = std::net::SocketAddr::new(dsr.lab.host("lb1").ipv4.into(), 5405);
+    dsr.client().run(move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..5 {
+            for (_, frame) in &frames {
+                socket.send_to(frame, lb1_address).unwrap();
+            }
+        }
+    });
+    sleep(Duration::from_millis(300));
+    let status = lb1.status().unwrap();
+    let dropped = |reason: &str| {
+        status["cluster"]["dropped"]
+            .as_array()
+            .and_then(|d| d.iter().find(|e| e[0] == reason))
+            .and_then(|e| e[1].as_u64())
+            .unwrap_or(0)
+    };
+    for reason in ["unauthenticated", "replayed", "foreign_cluster"] {
+        assert!(dropped(reason) >= 5, "{reason} not counted: {status}");
+    }
+    wait_owner(&lb1, true, Duration::from_secs(1));
+    wait_owner(&lb2, false, Duration::from_secs(1));
+    println!("dropped by lb1: {}", status["cluster"]["dropped"]);
+}
+
+fn owns(agent: &Agent) -> bool {
+    agent.status().expect("hactl status")["cluster"]["owned"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|g| g == "web"))
+}
+
+#[test]
+fn three_nodes_a_cut_off_owner_releases_and_the_others_keep_one_owner() {
+    let dsr = DsrLab::cluster(
+        VIP,
+        &[("lb1", 200), ("lb2", 150), ("lb3", 100)],
+        &BACKENDS,
+        "",
+    )
+    .expect("lab");
+    let lb1 = dsr.start_agent_on("lb1", false).expect("lb1");
+    let lb2 = dsr.start_agent_on("lb2", false).expect("lb2");
+    let lb3 = dsr.start_agent_on("lb3", false).expect("lb3");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+
+    dsr.set_link("lb1", false).expect("cut lb1 off");
+    let cut = Instant::now();
+    // Sample the survivors for 2 s: never two owners, one owner at the end.
+    let mut samples = 0;
+    while cut.elapsed() < Duration::from_secs(2) {
+        let (two, three) = (owns(&lb2), owns(&lb3));
+        assert!(
+            !(two && three),
+            "two owners at {:?} after the cut",
+            cut.elapsed()
+        );
+        samples += 1;
+    }
+    assert!(
+        owns(&lb2) && !owns(&lb3),
+        "lb2 (next priority) owns the VIP"
+    );
+    let isolated = lb1.status().unwrap();
+    assert_eq!(isolated["cluster"]["quorum"], false, "{isolated}");
+    assert!(!owns(&lb1), "the cut-off node released the VIP: {isolated}");
+    let tally = dsr.connect(50);
+    assert_eq!(
+        tally.failures, 0,
+        "traffic flows through lb2: {:?}",
+        tally.first_errors
+    );
+    println!(
+        "3 nodes, owner cut off: {samples} samples of the survivors, never two owners; lb2 owns, lb1 without quorum released"
     );
 }
