@@ -556,6 +556,20 @@ impl Agent {
             self.knowledge.macs = macs;
             self.reconcile("neighbour table changed")?;
         }
-        Ok(())
+        self.probe_tie_breaker(&table).await
+    }
+
+    /// Two-node clusters: the tie-breaker counts as reachable while it
+    /// answers ARP/NDP on our link (typically the gateway). It is nudged
+    /// every refresh, so an entry that stops answering goes FAILED (and
+    /// drops out of the table) within about ten seconds of kernel probing.
+    async fn probe_tie_breaker(&mut self, table: &HashMap<IpAddr, [u8; 6]>) -> Result<()> {
+        let Some(tie_breaker) = self.config.cluster.as_ref().and_then(|c| c.tie_breaker) else {
+            return Ok(());
+        };
+        solicit(tie_breaker).await;
+        let reachable = table.contains_key(&tie_breaker);
+        self.cluster_input(|now| Input::TieBreaker { now, reachable })
+            .await
     }
 }
