@@ -63,6 +63,13 @@ fn failover(what: &str, fail: impl FnOnce(&DsrLab, &mut Agent)) -> (RateRun, Dur
     wait_owner(&lb1, true, Duration::from_secs(10));
     wait_owner(&lb2, false, Duration::from_secs(1));
 
+    let long = LongLived::start(
+        dsr.client(),
+        dsr.target,
+        LONG_LIVED,
+        Duration::from_millis(10),
+    )
+    .expect("long-lived connections");
     let rate = start_rate_client(
         dsr.client(),
         dsr.target,
@@ -71,8 +78,26 @@ fn failover(what: &str, fail: impl FnOnce(&DsrLab, &mut Agent)) -> (RateRun, Dur
         Duration::from_millis(500),
     );
     sleep(Duration::from_secs(2));
+    let failed = Instant::now();
     fail(&dsr, &mut lb1);
     let run = rate.join().expect("rate client");
+    let failed = failed.saturating_duration_since(run.started);
+    // Every node computes the same ring: established connections keep
+    // their backend through the other load balancer.
+    let report = long.stop();
+    let broken: Vec<_> = report
+        .broken()
+        .iter()
+        .map(|c| (&c.backend, &c.broke))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "{what}: established connections broke: {broken:?}"
+    );
+    assert!(
+        report.per_connection.iter().all(|c| c.exchanges > 100),
+        "{what}: every established connection kept exchanging"
+    );
     wait_owner(&lb2, true, Duration::from_secs(1));
     let (window, resumed) = outage(&run);
     let after = run
@@ -86,7 +111,7 @@ fn failover(what: &str, fail: impl FnOnce(&DsrLab, &mut Agent)) -> (RateRun, Dur
         "{what}: requests failed after traffic resumed: {:?}",
         run.errors()
     );
-    let served = run.answered_by_after("b1", resumed) + run.answered_by_after("b2", resumed);
+    let served = run.answered_by_after("b1", failed) + run.answered_by_after("b2", failed);
     assert!(
         served > 100,
         "{what}: traffic flows through lb2: {:?}",
