@@ -70,6 +70,8 @@ struct Agent {
     cluster: Option<Shell>,
     /// Where fencing commands report back.
     fenced: mpsc::UnboundedSender<(String, bool)>,
+    /// Link up and datapath answering, as last checked.
+    eligible: bool,
 }
 
 pub async fn run(options: Options) -> Result<()> {
@@ -102,6 +104,7 @@ pub async fn run(options: Options) -> Result<()> {
         ownership,
         cluster,
         fenced: fenced_tx,
+        eligible: false,
     };
 
     let backends = agent.backend_addresses();
@@ -127,12 +130,7 @@ pub async fn run(options: Options) -> Result<()> {
         agent
             .cluster_input(|now| Input::Digest { now, digest })
             .await?;
-        agent
-            .cluster_input(|now| Input::Eligibility {
-                now,
-                eligible: true,
-            })
-            .await?;
+        agent.check_eligibility(&netlink).await?;
     }
     let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(16);
     let _control = serve_control(&agent.config.node.control_socket, control_tx)?;
@@ -172,7 +170,10 @@ pub async fn run(options: Options) -> Result<()> {
                 let _ = reply.send(agent.on_control(request).await);
             }
             _ = lease_tick.tick() => agent.renew_leases()?,
-            _ = neighbour_tick.tick() => agent.refresh_neighbours(&netlink).await?,
+            _ = neighbour_tick.tick() => {
+                agent.refresh_neighbours(&netlink).await?;
+                agent.check_eligibility(&netlink).await?;
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -557,6 +558,23 @@ impl Agent {
             self.reconcile("neighbour table changed")?;
         }
         self.probe_tie_breaker(&table).await
+    }
+
+    /// Eligible to own VIPs: the link is up and the datapath answers its
+    /// self-check. Told to the cluster when it changes.
+    async fn check_eligibility(&mut self, netlink: &Netlink) -> Result<()> {
+        if self.cluster.is_none() {
+            return Ok(());
+        }
+        let link = netlink.link_up().await.unwrap_or(false);
+        let datapath = self.writer.datapath.self_check();
+        let eligible = link && datapath;
+        if eligible != self.eligible {
+            tracing::info!(eligible, link, datapath, "eligibility changed");
+            self.eligible = eligible;
+        }
+        self.cluster_input(|now| Input::Eligibility { now, eligible })
+            .await
     }
 
     /// Two-node clusters: the tie-breaker counts as reachable while it

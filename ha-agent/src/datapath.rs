@@ -34,6 +34,8 @@ use crate::desired::Write;
 /// The XDP object, built by `cargo xtask build-ebpf` and embedded by build.rs.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-xdp.o"));
 
+/// The XDP_PASS verdict.
+const XDP_PASS: u32 = 2;
 /// Name of the trivial XDP_PASS program in the same object.
 const PASS_PROGRAM_NAME: &str = "ha_pass";
 /// File name of the pinned XDP link inside the pin directory.
@@ -466,6 +468,15 @@ impl Datapath {
             .context("BPF_PROG_TEST_RUN")?;
         out.truncate(result.data_size_out as usize);
         Ok((result.return_value, out))
+    }
+
+    /// Whether the loaded program still runs and passes a frame that is
+    /// not ours (an LLDP frame) untouched: part of this node's eligibility.
+    pub fn self_check(&mut self) -> bool {
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&[0x01, 0x80, 0xc2, 0, 0, 0x0e]);
+        frame[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+        matches!(self.test_run(&frame), Ok((XDP_PASS, out)) if out == frame)
     }
 
     /// Average time per run over `repeat` runs of `frame`, as the kernel

@@ -8,7 +8,7 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 use anyhow::{Context, Result, bail};
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::{
-    link::LinkAttribute,
+    link::{LinkAttribute, LinkFlags},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
 };
 
@@ -54,6 +54,25 @@ impl Netlink {
             ifindex: link.header.index,
             mac,
         })
+    }
+
+    /// Whether our interface is up with a carrier (IFF_UP and IFF_RUNNING):
+    /// a node whose link is down must not own VIPs.
+    pub async fn link_up(&self) -> Result<bool> {
+        let link = self
+            .handle
+            .link()
+            .get()
+            .match_index(self.ifindex)
+            .execute()
+            .try_next()
+            .await
+            .context("read interface state")?
+            .context("interface gone")?;
+        Ok(link
+            .header
+            .flags
+            .contains(LinkFlags::Up | LinkFlags::Running))
     }
 
     /// Usable neighbour entries on our interface.

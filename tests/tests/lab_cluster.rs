@@ -352,3 +352,23 @@ fn three_nodes_a_cut_off_owner_releases_and_the_others_keep_one_owner() {
         "3 nodes, owner cut off: {samples} samples of the survivors, never two owners; lb2 owns, lb1 without quorum released"
     );
 }
+
+#[test]
+fn an_owner_whose_link_goes_down_releases_and_takes_back_when_it_returns() {
+    let dsr =
+        DsrLab::cluster(VIP, &[("lb1", 200), ("lb2", 100)], &BACKENDS, TWO_NODES).expect("lab");
+    let lb1 = dsr.start_agent_on("lb1", false).expect("lb1");
+    let lb2 = dsr.start_agent_on("lb2", false).expect("lb2");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+    // lb1's agent lives on: alone in a two-node cluster it would keep its
+    // quorum, but a node without link is not eligible.
+    dsr.set_link("lb1", false).expect("cut lb1's link");
+    wait_owner(&lb1, false, Duration::from_secs(5));
+    wait_owner(&lb2, true, Duration::from_secs(5));
+    assert!(lb1.log().contains("eligible=false"), "{}", lb1.log());
+    dsr.set_link("lb1", true).expect("restore lb1's link");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+    wait_owner(&lb2, false, Duration::from_secs(2));
+    let tally = dsr.connect(50);
+    assert_eq!(tally.failures, 0, "{:?}", tally.first_errors);
+}
