@@ -190,6 +190,15 @@ impl Drop for Agent {
     }
 }
 
+/// A global counter's packets from `hactl maps --json` output.
+pub fn counter(maps: &Value, name: &str) -> u64 {
+    maps["counters"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["packets"].as_u64())
+        .unwrap_or_else(|| panic!("counter {name} missing in {maps}"))
+}
+
 /// Runs hactl with `args` and parses its JSON output.
 pub fn hactl_json(args: &[&str]) -> Result<Value> {
     let out = hactl(args, true)?;

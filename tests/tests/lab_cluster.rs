@@ -7,7 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ha_tests::{LongLived, RateRun, agent::Agent, dsr::DsrLab, start_rate_client};
+use ha_tests::{
+    LongLived, RateRun,
+    agent::{Agent, counter},
+    dsr::DsrLab,
+    start_rate_client,
+};
 
 const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
 const BACKENDS: [&str; 2] = ["b1", "b2"];
@@ -152,14 +157,6 @@ fn two_nodes_a_graceful_stop_hands_over_at_once() {
         "lb2 saw LEAVING:\n{}",
         lb2.log()
     );
-}
-
-fn counter(maps: &serde_json::Value, name: &str) -> u64 {
-    maps["counters"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == name))
-        .and_then(|c| c["packets"].as_u64())
-        .unwrap_or_else(|| panic!("counter {name} missing in {maps}"))
 }
 
 #[test]

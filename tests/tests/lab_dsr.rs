@@ -5,7 +5,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ha_tests::{Lab, agent::Agent, dsr::DsrLab};
+use ha_tests::{
+    Lab,
+    agent::{Agent, counter},
+    dsr::DsrLab,
+};
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
@@ -21,14 +25,6 @@ fn rx_packets(lab: &Lab, host: &str) -> u64 {
         .trim()
         .parse()
         .expect("a number")
-}
-
-fn counter(maps: &serde_json::Value, name: &str) -> u64 {
-    maps["counters"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == name))
-        .and_then(|c| c["packets"].as_u64())
-        .unwrap_or_else(|| panic!("counter {name} missing in {maps}"))
 }
 
 fn dsr_lab(vip: IpAddr) -> DsrLab {
