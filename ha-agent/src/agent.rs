@@ -151,17 +151,12 @@ pub async fn run(options: Options) -> Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut lease_tick = tokio::time::interval(agent.ownership.renew_period());
     let mut neighbour_tick = tokio::time::interval(NEIGHBOUR_REFRESH);
-    let mut cluster_tick = tokio::time::interval(
-        agent
-            .config
-            .cluster
-            .as_ref()
-            .map_or(Duration::from_secs(1), |c| c.interval),
-    );
     loop {
         tokio::select! {
             Some(frame) = frames.recv() => agent.on_frame(&frame).await?,
-            _ = cluster_tick.tick() => agent.cluster_input(|now| Input::Tick { now }).await?,
+            _ = tokio::time::sleep_until(agent.next_cluster_tick()) => {
+                agent.cluster_input(|now| Input::Tick { now }).await?;
+            }
             Some((node, success)) = fenced_rx.recv() => {
                 agent.cluster_input(|now| Input::FenceDone { now, node, success }).await?;
             }
@@ -460,6 +455,14 @@ impl Agent {
     fn renew_leases(&mut self) -> Result<()> {
         self.ownership
             .renew(&self.config, &mut self.writer.datapath)
+    }
+
+    /// When the cluster machine needs its next tick; far away without one.
+    fn next_cluster_tick(&self) -> tokio::time::Instant {
+        self.cluster.as_ref().map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(3600),
+            Shell::next_tick,
+        )
     }
 
     /// Feeds the cluster machine (if there is a cluster) and carries out

@@ -95,6 +95,13 @@ impl Shell {
         self.epoch.elapsed()
     }
 
+    /// When the machine next needs a tick: its next heartbeat or the next
+    /// deadline it watches (a peer going down, a quorum window closing),
+    /// so no decision waits for a fixed timer.
+    pub fn next_tick(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.epoch + self.machine.next_timeout())
+    }
+
     /// Feeds `input`, sends the heartbeats it asks for, returns the rest.
     pub async fn handle(&mut self, input: Input) -> Vec<Action> {
         let mut rest = Vec::new();
