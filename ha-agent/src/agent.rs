@@ -10,7 +10,7 @@
 //! configured VIP.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     net::IpAddr,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -70,8 +70,10 @@ struct Agent {
     cluster: Option<Shell>,
     /// Where fencing commands report back.
     fenced: mpsc::UnboundedSender<(String, bool)>,
-    /// Link up and datapath answering, as last checked.
+    /// Link up, datapath answering and tracks passing, as last checked.
     eligible: bool,
+    /// Track checks currently failing (all, until they first pass).
+    tracks_down: BTreeSet<usize>,
 }
 
 pub async fn run(options: Options) -> Result<()> {
@@ -105,6 +107,7 @@ pub async fn run(options: Options) -> Result<()> {
         cluster,
         fenced: fenced_tx,
         eligible: false,
+        tracks_down: BTreeSet::new(),
     };
 
     let backends = agent.backend_addresses();
@@ -136,6 +139,14 @@ pub async fn run(options: Options) -> Result<()> {
     let _control = serve_control(&agent.config.node.control_socket, control_tx)?;
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
     let _checks = health::spawn_checks(&agent.config, BACKENDS_START_UP, health_tx);
+    let (track_tx, mut track_rx) = mpsc::unbounded_channel();
+    let tracks = agent
+        .config
+        .cluster
+        .as_ref()
+        .map_or(&[][..], |c| &c.tracks[..]);
+    agent.tracks_down = (0..tracks.len()).collect();
+    let _tracks = health::spawn_track_checks(tracks, track_tx);
     tracing::info!(
         node = %agent.config.node.name,
         interface = %agent.config.node.interface,
@@ -161,6 +172,7 @@ pub async fn run(options: Options) -> Result<()> {
                 agent.cluster_input(|now| Input::FenceDone { now, node, success }).await?;
             }
             Some(transition) = health_rx.recv() => agent.on_health(transition)?,
+            Some(transition) = track_rx.recv() => agent.on_track(transition, &netlink).await?,
             Some((request, reply)) = control_rx.recv() => {
                 let _ = reply.send(agent.on_control(request).await);
             }
@@ -563,21 +575,33 @@ impl Agent {
         self.probe_tie_breaker(&table).await
     }
 
-    /// Eligible to own VIPs: the link is up and the datapath answers its
-    /// self-check. Told to the cluster when it changes.
+    /// Eligible to own VIPs: the link is up, the datapath answers its
+    /// self-check and every track check passes. Told to the cluster.
     async fn check_eligibility(&mut self, netlink: &Netlink) -> Result<()> {
         if self.cluster.is_none() {
             return Ok(());
         }
         let link = netlink.link_up().await.unwrap_or(false);
         let datapath = self.writer.datapath.self_check();
-        let eligible = link && datapath;
+        let tracks = self.tracks_down.is_empty();
+        let eligible = link && datapath && tracks;
         if eligible != self.eligible {
-            tracing::info!(eligible, link, datapath, "eligibility changed");
+            tracing::info!(eligible, link, datapath, tracks, "eligibility changed");
             self.eligible = eligible;
         }
         self.cluster_input(|now| Input::Eligibility { now, eligible })
             .await
+    }
+
+    async fn on_track(&mut self, transition: Transition<usize>, netlink: &Netlink) -> Result<()> {
+        let track = transition.key;
+        tracing::info!(track, up = transition.up, cause = %transition.cause, "track check changed");
+        if transition.up {
+            self.tracks_down.remove(&track);
+        } else {
+            self.tracks_down.insert(track);
+        }
+        self.check_eligibility(netlink).await
     }
 
     /// Two-node clusters: the tie-breaker counts as reachable while it

@@ -348,6 +348,18 @@ pub struct ClusterConfig {
     /// Every node, this one included, in file order; unique names and
     /// addresses.
     pub nodes: Vec<ClusterNode>,
+    /// Checks of local services: this node may own VIPs only while all
+    /// pass (`[[cluster.track]]`).
+    pub tracks: Vec<TrackConfig>,
+}
+
+/// `[[cluster.track]]`: a check this node's eligibility depends on, e.g.
+/// the local service the VIPs front.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrackConfig {
+    /// Where to check (loopback allowed: it is a local service).
+    pub address: IpAddr,
+    pub check: CheckConfig,
 }
 
 /// `[[cluster.node]]`: one node of the cluster.
@@ -604,6 +616,16 @@ struct RawCluster {
     hook_timeout: Option<Spanned<String>>,
     #[serde(default)]
     node: Vec<Spanned<RawClusterNode>>,
+    #[serde(default)]
+    track: Vec<RawTrack>,
+}
+
+/// `[[cluster.track]]`: a local service this node's eligibility depends on.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrack {
+    address: Spanned<String>,
+    check: RawCheck,
 }
 
 #[derive(Deserialize)]
@@ -1704,7 +1726,56 @@ impl Source<'_> {
             on_fault,
             hook_timeout,
             nodes,
+            tracks: self.tracks(&raw.track)?,
         })
+    }
+
+    /// `[[cluster.track]]`: each a check with its own address; the check
+    /// table takes no defaults from `[health]` (a local service is not a
+    /// backend) and needs a `type` and, but for exec, a `port`.
+    fn tracks(&self, raw: &[RawTrack]) -> Result<Vec<TrackConfig>, ConfigError> {
+        let mut tracks = Vec::new();
+        for (i, track) in raw.iter().enumerate() {
+            let path = format!("cluster.track[{i}]");
+            let address = track.address.get_ref().parse::<IpAddr>().map_err(|_| {
+                self.at(
+                    &track.address,
+                    format!("{path}.address"),
+                    format!(
+                        "`{}` is not an IPv4 or IPv6 address",
+                        track.address.get_ref()
+                    ),
+                )
+            })?;
+            let fields = self.check_fields(&track.check, &format!("{path}.check"))?;
+            let check = self.check(CheckFields::default().merged(fields), 0, &path)?;
+            let kind = match &track.check.kind {
+                Some(kind) => kind,
+                None => {
+                    return Err(self.at(
+                        &track.address,
+                        format!("{path}.check.type"),
+                        "a track check needs a type",
+                    ));
+                }
+            };
+            match check.kind {
+                CheckKind::None => {
+                    return Err(self.at(kind, format!("{path}.check.type"), "must not be none"));
+                }
+                CheckKind::Exec { .. } => {}
+                _ if check.port == 0 => {
+                    return Err(self.at(
+                        kind,
+                        format!("{path}.check.port"),
+                        "a track check needs a port",
+                    ));
+                }
+                _ => {}
+            }
+            tracks.push(TrackConfig { address, check });
+        }
+        Ok(tracks)
     }
 
     fn backend(&self, raw: &RawBackend, path: &str) -> Result<BackendConfig, ConfigError> {
@@ -3573,6 +3644,54 @@ vip = [{ address = "198.18.0.100", port = 80, protocol = "tcp", backend = [{ add
                     address: IpAddr::V4(Ipv4Addr::new(198, 18, 1, i)),
                 })
                 .collect(),
+            tracks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn config_cluster_tracks() {
+        let track = "[[cluster.track]]\naddress = \"127.0.0.1\"\n  [cluster.track.check]\n  type = \"tcp\"\n  port = 22\n  interval = \"2s\"\n";
+        let cluster = ok(&(with_cluster("", 3) + track)).cluster.unwrap();
+        assert_eq!(cluster.tracks.len(), 1);
+        let t = &cluster.tracks[0];
+        assert_eq!(t.address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            (t.check.kind.clone(), t.check.port, t.check.interval),
+            (CheckKind::Tcp, 22, Duration::from_secs(2))
+        );
+        assert_eq!(
+            (t.check.rise, t.check.fall),
+            (DEFAULT_CHECK_RISE, DEFAULT_CHECK_FALL)
+        );
+        let base = with_cluster("", 3);
+        let line = base.matches('\n').count() + 1;
+        for (text, at, field, needle) in [
+            (
+                "[[cluster.track]]\naddress = \"127.0.0.1\"\n  [cluster.track.check]\n  type = \"tcp\"\n",
+                (line + 3, 10),
+                "cluster.track[0].check.port",
+                "needs a port",
+            ),
+            (
+                "[[cluster.track]]\naddress = \"127.0.0.1\"\n  [cluster.track.check]\n  port = 22\n",
+                (line + 1, 11),
+                "cluster.track[0].check.type",
+                "needs a type",
+            ),
+            (
+                "[[cluster.track]]\naddress = \"127.0.0.1\"\n  [cluster.track.check]\n  type = \"none\"\n",
+                (line + 3, 10),
+                "cluster.track[0].check.type",
+                "must not be none",
+            ),
+            (
+                "[[cluster.track]]\naddress = \"localhost\"\n  [cluster.track.check]\n  type = \"tcp\"\n  port = 1\n",
+                (line + 1, 11),
+                "cluster.track[0].address",
+                "not an IPv4 or IPv6 address",
+            ),
+        ] {
+            check(&(base.clone() + text), at.0, at.1, field, needle);
         }
     }
 

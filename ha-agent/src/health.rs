@@ -12,7 +12,7 @@
 //! [`spawn_checks`] is the thin async shell, one tokio task per backend.
 
 use std::{
-    io,
+    fmt, io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::unix::process::ExitStatusExt,
     process::{ExitStatus, Stdio},
@@ -28,7 +28,9 @@ use tokio::{
     time::MissedTickBehavior,
 };
 
-use crate::config::{CheckConfig, CheckKind, Config, MAX_HTTP_RESPONSE, format_duration};
+use crate::config::{
+    CheckConfig, CheckKind, Config, MAX_HTTP_RESPONSE, TrackConfig, format_duration,
+};
 
 /// Rise/fall hysteresis, pure (as in HAProxy and keepalived).
 ///
@@ -138,10 +140,11 @@ pub async fn check_once(
         .unwrap_or_else(|_| Err(timed_out(timeout)))
 }
 
-/// A health change of one backend, as the agent's loop receives it.
+/// A health change of one backend (or, with `K = usize`, of one of the
+/// node's track checks), as the agent's loop receives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transition {
-    pub key: BackendKey,
+pub struct Transition<K = BackendKey> {
+    pub key: K,
     /// The new state.
     pub up: bool,
     /// Why, e.g. `tcp check failed 3 times in a row (last: connect:
@@ -223,13 +226,39 @@ pub fn spawn_checks(
     Checks { tasks }
 }
 
-/// The loop of one backend's check.
-async fn run_check(
-    key: BackendKey,
+/// The node's track checks (`[[cluster.track]]`): a node is eligible to
+/// own VIPs only while they pass. They start down: a node proves its
+/// tracked services before it may take anything.
+pub fn spawn_track_checks(
+    tracks: &[TrackConfig],
+    tx: UnboundedSender<Transition<usize>>,
+) -> Checks {
+    let mut tasks = JoinSet::new();
+    for (index, track) in tracks.iter().enumerate() {
+        let target = Target {
+            address: track.address,
+            port: track.check.port,
+            vip: track.address,
+            vip_port: track.check.port,
+        };
+        tasks.spawn(run_check(
+            index,
+            track.check.clone(),
+            target,
+            false,
+            tx.clone(),
+        ));
+    }
+    Checks { tasks }
+}
+
+/// The loop of one check.
+async fn run_check<K: Copy + fmt::Debug + Send + 'static>(
+    key: K,
     check: CheckConfig,
     target: Target,
     initially_up: bool,
-    tx: UnboundedSender<Transition>,
+    tx: UnboundedSender<Transition<K>>,
 ) {
     let mut state = RiseFall::new(check.rise, check.fall, initially_up);
     let mut ticker = tokio::time::interval(check.interval);
@@ -240,8 +269,7 @@ async fn run_check(
         let result = check_once(&check.kind, &target, check.timeout).await;
         if let Err(reason) = &result {
             tracing::debug!(
-                vip = key.vip,
-                backend = key.backend,
+                ?key,
                 address = %target.address,
                 "{} check failed: {reason}",
                 check.kind.name()

@@ -8,7 +8,7 @@ use std::{
 };
 
 use ha_tests::{
-    LongLived, RateRun,
+    LongLived, RateRun, ServerProcess,
     agent::{Agent, counter},
     dsr::DsrLab,
     start_rate_client,
@@ -367,5 +367,33 @@ fn an_owner_whose_link_goes_down_releases_and_takes_back_when_it_returns() {
     wait_owner(&lb1, true, Duration::from_secs(10));
     wait_owner(&lb2, false, Duration::from_secs(2));
     let tally = dsr.connect(50);
+    assert_eq!(tally.failures, 0, "{:?}", tally.first_errors);
+}
+
+#[test]
+fn an_owner_whose_tracked_service_fails_hands_the_vip_over() {
+    let track = "[[cluster.track]]\naddress = \"127.0.0.1\"\n  [cluster.track.check]\n  type = \"tcp\"\n  port = 8080\n  interval = \"100ms\"\n  timeout = \"100ms\"\n  rise = 1\n  fall = 2\n";
+    let dsr = DsrLab::cluster(
+        VIP,
+        &[("lb1", 200), ("lb2", 100)],
+        &BACKENDS,
+        &format!("{TWO_NODES}{track}"),
+    )
+    .expect("lab");
+    let mut service =
+        ServerProcess::start(&dsr.lab.host("lb1").ns, "service", 8080).expect("lb1's service");
+    let _service2 =
+        ServerProcess::start(&dsr.lab.host("lb2").ns, "service", 8080).expect("lb2's service");
+    let lb1 = dsr.start_agent_on("lb1", false).expect("lb1");
+    let lb2 = dsr.start_agent_on("lb2", false).expect("lb2");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+    service.kill();
+    wait_owner(&lb1, false, Duration::from_secs(5));
+    wait_owner(&lb2, true, Duration::from_secs(5));
+    assert!(lb1.log().contains("tracks=false"), "{}", lb1.log());
+    let _service = ServerProcess::start(&dsr.lab.host("lb1").ns, "service", 8080)
+        .expect("lb1's service again");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+    let tally = dsr.connect(20);
     assert_eq!(tally.failures, 0, "{:?}", tally.first_errors);
 }
