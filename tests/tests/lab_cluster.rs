@@ -9,7 +9,7 @@ use std::{
 
 use ha_tests::{
     LongLived, RateRun, ServerProcess,
-    agent::{Agent, counter},
+    agent::{Agent, counter, hactl},
     dsr::DsrLab,
     start_rate_client,
 };
@@ -396,4 +396,25 @@ fn an_owner_whose_tracked_service_fails_hands_the_vip_over() {
     wait_owner(&lb1, true, Duration::from_secs(10));
     let tally = dsr.connect(20);
     assert_eq!(tally.failures, 0, "{:?}", tally.first_errors);
+}
+
+#[test]
+fn standby_releases_everything_until_unstandby() {
+    let dsr =
+        DsrLab::cluster(VIP, &[("lb1", 200), ("lb2", 100)], &BACKENDS, TWO_NODES).expect("lab");
+    let lb1 = dsr.start_agent_on("lb1", false).expect("lb1");
+    let lb2 = dsr.start_agent_on("lb2", false).expect("lb2");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+    let socket = lb1.control_socket().to_string_lossy().to_string();
+    hactl(&["--socket", &socket, "standby"], false).expect("hactl standby");
+    wait_owner(&lb1, false, Duration::from_secs(2));
+    wait_owner(&lb2, true, Duration::from_secs(2));
+    // Higher priority, but standing by: it must not take the VIP back.
+    sleep(Duration::from_millis(500));
+    assert!(!owns(&lb1), "a node in standby took a VIP");
+    assert_eq!(dsr.connect(20).failures, 0);
+    hactl(&["--socket", &socket, "unstandby"], false).expect("hactl unstandby");
+    wait_owner(&lb1, true, Duration::from_secs(5));
+    wait_owner(&lb2, false, Duration::from_secs(2));
+    assert_eq!(dsr.connect(20).failures, 0);
 }
