@@ -334,6 +334,18 @@ impl RateRun {
             .max()
     }
 
+    /// The outage: the longest time between two successful attempts (by
+    /// start time), and when it ended. None if fewer than two succeeded.
+    pub fn longest_gap(&self) -> Option<(Duration, Duration)> {
+        let successes: Vec<Duration> = self
+            .attempts
+            .iter()
+            .filter(|a| a.error.is_none())
+            .map(|a| a.at)
+            .collect();
+        successes.windows(2).map(|w| (w[1] - w[0], w[1])).max()
+    }
+
     /// Successful attempts per backend name.
     pub fn by_backend(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();

@@ -41,22 +41,6 @@ fn wait_owner(agent: &Agent, owns: bool, timeout: Duration) {
     }
 }
 
-/// The outage: the longest time between two successful requests (by start
-/// time), and when it ended. Healthy, one succeeds every 5 ms.
-fn outage(run: &RateRun) -> (Duration, Duration) {
-    let successes: Vec<Duration> = run
-        .attempts
-        .iter()
-        .filter(|a| a.error.is_none())
-        .map(|a| a.at)
-        .collect();
-    successes
-        .windows(2)
-        .map(|w| (w[1] - w[0], w[1]))
-        .max()
-        .expect("requests succeeded")
-}
-
 /// Two nodes, lb1 preferred; requests every 5 ms while `fail` strikes lb1
 /// (after 2 s of a 5 s run). Asserts that lb2 took over and that no request
 /// failed once traffic resumed; returns the run, the outage and lb2.
@@ -104,7 +88,7 @@ fn failover(what: &str, fail: impl FnOnce(&DsrLab, &mut Agent)) -> (RateRun, Dur
         "{what}: every established connection kept exchanging"
     );
     wait_owner(&lb2, true, Duration::from_secs(1));
-    let (window, resumed) = outage(&run);
+    let (window, resumed) = run.longest_gap().expect("requests succeeded");
     let after = run
         .attempts
         .iter()

@@ -19,6 +19,9 @@ const APT_PACKAGES: &[&str] = &[
     "ethtool",
     "iputils-ping",
 ];
+/// Debian packages `bench failover` needs besides: the keepalived it
+/// compares against, and the font its plot's text is drawn with.
+const FAILOVER_BENCH_PACKAGES: &[&str] = &["keepalived", "fonts-dejavu-core"];
 /// bpf-linker's LLVM must be the nightly's (LLVM 22), see TOOLCHAIN.md.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -50,7 +53,7 @@ enum Task {
     Demo,
     /// Run a benchmark and record it in docs/benchmarks.md.
     Bench {
-        /// Which benchmark: datapath.
+        /// Which benchmark: datapath, switchover, failover.
         name: String,
     },
 }
@@ -84,6 +87,9 @@ fn main() -> Result<()> {
         }
         Task::Bench { name } => {
             setup()?;
+            if name == "failover" {
+                apt_install_missing(FAILOVER_BENCH_PACKAGES)?;
+            }
             build_ebpf(&root)?;
             run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
             run(Command::new(root.join("target/release/ha-bench")).arg(name))
@@ -144,24 +150,7 @@ fn step(what: &str) {
 /// Each step checks first and only acts when something is missing, so a
 /// second run changes nothing.
 fn setup() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| {
-            !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
-                .contains("install ok installed")
-        })
-        .collect();
-    if missing.is_empty() {
-        step("apt packages present");
-    } else {
-        step(&format!("installing {}", missing.join(" ")));
-        run(Command::new("apt-get").arg("update"))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
+    apt_install_missing(APT_PACKAGES)?;
 
     if !succeeds(cargo().args(["+nightly", "--version"])) {
         bail!("the nightly toolchain is missing: rustup toolchain install nightly");
@@ -211,6 +200,29 @@ fn setup() -> Result<()> {
     } else {
         step("installing cargo-nextest");
         run(cargo().args(["install", "cargo-nextest", "--locked"]))?;
+    }
+    Ok(())
+}
+
+/// Installs those of `packages` that dpkg does not list as installed.
+fn apt_install_missing(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .contains("install ok installed")
+        })
+        .collect();
+    if missing.is_empty() {
+        step("apt packages present");
+    } else {
+        step(&format!("installing {}", missing.join(" ")));
+        run(Command::new("apt-get").arg("update"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     Ok(())
 }

@@ -1,101 +1,105 @@
-//! `cargo xtask demo`: a client, one load balancer and three backends, each
-//! a network namespace; the real agent balances real TCP connections to a
-//! VIP, and the demo shows where they went. Everything is removed at the end.
+//! `cargo xtask demo`: a client, two load balancers forming a cluster and
+//! three backends, each a network namespace. The real agents balance real
+//! TCP connections to a VIP; the demo shows where they went, kills the
+//! owner and measures the failover, drains a backend, and removes
+//! everything again.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    thread::sleep,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
-use ha_agent::datapath::PassProgram;
+use anyhow::{Context, Result, bail};
 use ha_tests::{
-    Lab, NameServer,
     agent::{Agent, hactl},
-    connect_many,
+    dsr::DsrLab,
+    start_rate_client,
 };
 
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
-const PORT: u16 = 80;
+const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
 const BACKENDS: [&str; 3] = ["b1", "b2", "b3"];
 const ROUNDS: u32 = 5;
 const PER_ROUND: u32 = 600;
 
 fn step(text: &str) {
-    println!("==> {text}");
+    println!("\n==> {text}");
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+fn owns(agent: &Agent) -> bool {
+    agent.status().is_ok_and(|s| {
+        s["cluster"]["owned"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|g| g == "web"))
+    })
+}
+
+fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within {timeout:?}");
+        }
+        sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
-    step("building the lab: client, lb, b1, b2, b3 (network namespaces on a bridge)");
-    let mut hosts = vec!["client", "lb"];
-    hosts.extend(BACKENDS);
-    let lab = Lab::new(&hosts).context("the demo needs root, iproute2 and ethtool")?;
-    lab.disable_tx_checksum_offload("client")?;
-    let lb_port = lab.host("lb").switch_port().to_string();
-    let _pass = lab.switch().run(move || -> Result<PassProgram> {
-        let mut pass = PassProgram::load()?;
-        pass.attach(&lb_port)?;
-        Ok(pass)
-    })?;
-    let target = SocketAddr::new(IpAddr::V4(VIP), PORT);
-    let mut servers = Vec::new();
+    step("building the lab: client, lb1, lb2, b1, b2, b3 (network namespaces on a bridge)");
+    let dsr = DsrLab::cluster(
+        VIP,
+        &[("lb1", 200), ("lb2", 100)],
+        &BACKENDS,
+        "quorum = \"two_node\"\n",
+    )
+    .context("the demo needs root, iproute2 and ethtool")?;
     for name in BACKENDS {
-        lab.make_dsr_backend(name, &[IpAddr::V4(VIP)])?;
-        servers.push(NameServer::start(&lab.host(name).ns, target, name)?);
         println!(
-            "    {name} {} serves {target} (VIP on lo, arp_ignore=1)",
-            lab.host(name).ipv4
+            "    {name} {} serves {VIP}:80 (VIP on lo, arp_ignore=1)",
+            dsr.lab.host(name).ipv4
         );
     }
-
-    let lb = lab.host("lb");
-    let node = lb.ns.name().to_string();
-    let backends: String = BACKENDS
-        .iter()
-        .map(|b| format!("  [[vip.backend]]\n  address = \"{}\"\n", lab.host(b).ipv4))
-        .collect();
-    let config = format!(
-        "[node]\nname = \"{node}\"\ninterface = \"eth0\"\n\n\
-         [[vip]]\nname = \"web\"\naddress = \"{VIP}\"\nport = {PORT}\nprotocol = \"tcp\"\n{backends}"
-    );
-    step(&format!(
-        "starting ha-agent on lb ({}) with this config:",
-        lb.ipv4
-    ));
-    println!(
+    step("starting ha-agent on lb1 (priority 200) and lb2 (priority 100)");
+    let mut lb1 = dsr.start_agent_on("lb1", false)?;
+    let lb2 = dsr.start_agent_on("lb2", false)?;
+    wait_for("an owner", Duration::from_secs(10), || owns(&lb1))?;
+    println!("    both attached their XDP program; lb1 owns the VIP and answers ARP for it");
+    print!(
         "{}",
-        config
-            .lines()
-            .map(|l| format!("    {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        indent(&hactl(
+            &[
+                "status",
+                "--socket",
+                &lb1.control_socket().to_string_lossy()
+            ],
+            false
+        )?)
     );
-    let mut agent = Agent::start(&lb.ns, &node, &config, false)?;
-    agent.wait_healthy(BACKENDS.len(), Duration::from_secs(15))?;
-    println!("    XDP program attached to lb/eth0, backend MACs learned");
 
     step(&format!(
-        "client {} opens {} TCP connections to {target}",
-        lab.host("client").ipv4,
-        ROUNDS * PER_ROUND
+        "client {} opens {} TCP connections to {}",
+        dsr.lab.host("client").ipv4,
+        ROUNDS * PER_ROUND,
+        dsr.target
     ));
-    let mut total = std::collections::BTreeMap::new();
-    let mut failures = 0;
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    let mut failed = 0;
     for round in 1..=ROUNDS {
         let started = Instant::now();
-        let tally = connect_many(
-            &lab.host("client").ns,
-            target,
-            PER_ROUND,
-            Duration::from_secs(2),
-        );
+        let tally = dsr.connect(PER_ROUND);
         for (name, n) in &tally.by_name {
-            *total.entry(name.clone()).or_insert(0u64) += n;
+            *total.entry(name.clone()).or_default() += n;
         }
-        failures += tally.failures;
+        failed += tally.failures;
         let shares: Vec<String> = total.iter().map(|(n, c)| format!("{n} {c:>5}")).collect();
         println!(
-            "    round {round}: {PER_ROUND} connections in {:>4} ms   totals: {}   failed {failures}",
+            "    round {round}: {PER_ROUND} connections in {:>4} ms   totals: {}   failed {failed}",
             started.elapsed().as_millis(),
             shares.join("  ")
         );
@@ -110,25 +114,85 @@ fn main() -> Result<()> {
         );
     }
 
-    step("what the datapath holds (hactl maps, read from the pinned maps)");
-    let pins = agent.pin_dir();
-    let maps = hactl(
-        &["maps", "--flows", "5", "--pin-dir", &pins.to_string_lossy()],
-        false,
-    )?;
-    println!(
+    step("what lb1's datapath holds (hactl maps, read from the pinned maps)");
+    print!(
         "{}",
-        maps.lines()
-            .map(|l| format!("    {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        indent(&hactl(
+            &[
+                "maps",
+                "--flows",
+                "3",
+                "--pin-dir",
+                &lb1.pin_dir().to_string_lossy()
+            ],
+            false
+        )?)
     );
 
-    step("stopping the agent (SIGTERM detaches and unpins) and removing the lab");
-    let status = agent.stop()?;
-    println!("    agent exited: {status}");
-    drop(servers);
-    drop(lab);
-    println!("done: {all} connections, {failures} failed");
+    step("failover: a request every 5 ms; after 1.5 s lb1's agent is killed (-9) and its link cut");
+    let rate = start_rate_client(
+        dsr.client(),
+        dsr.target,
+        200,
+        Duration::from_secs(4),
+        Duration::from_millis(500),
+    );
+    sleep(Duration::from_millis(1500));
+    lb1.kill()?;
+    dsr.set_link("lb1", false)?;
+    let run = rate
+        .join()
+        .map_err(|_| anyhow::anyhow!("rate client panicked"))?;
+    let (outage, _) = run.longest_gap().context("no request succeeded")?;
+    println!(
+        "    {} requests, {} failed; outage (longest time without a successful request): {} ms",
+        run.attempts.len(),
+        run.failures(),
+        outage.as_millis()
+    );
+    for line in lb2
+        .log()
+        .lines()
+        .filter(|l| l.contains("VIP group taken") || l.contains("peer down"))
+    {
+        println!(
+            "    lb2: {}",
+            line.split("ha_agent::agent: ").last().unwrap_or(line)
+        );
+    }
+
+    let b2 = dsr.backend_address("b2").to_string();
+    let lb2_socket = lb2.control_socket().to_string_lossy().to_string();
+    step(&format!(
+        "draining b2 ({b2}) on lb2: no new connections, open ones stay"
+    ));
+    print!(
+        "{}",
+        indent(&hactl(
+            &["--socket", &lb2_socket, "drain", "web", &b2],
+            false
+        )?)
+    );
+    let tally = dsr.connect(PER_ROUND);
+    println!(
+        "    {PER_ROUND} connections: {:?}, failed {}",
+        tally.by_name, tally.failures
+    );
+    print!(
+        "{}",
+        indent(&hactl(
+            &["--socket", &lb2_socket, "undrain", "web", &b2],
+            false
+        )?)
+    );
+
+    step("stopping the agents and removing the lab");
+    drop(lb2);
+    drop(lb1);
+    drop(dsr);
+    println!(
+        "done: {all} balanced connections, {failed} failed; failover outage {} ms",
+        outage.as_millis()
+    );
     Ok(())
 }

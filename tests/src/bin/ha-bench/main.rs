@@ -2,6 +2,7 @@
 //! docs/benchmarks.md, each beside a baseline measured in the same run.
 
 mod datapath;
+mod failover;
 mod switchover;
 
 use std::{fs, path::Path, time::Duration};
@@ -12,7 +13,8 @@ fn main() -> Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("datapath") => datapath::run(),
         Some("switchover") => switchover::run(),
-        other => bail!("unknown benchmark {other:?}; known: datapath, switchover"),
+        Some("failover") => failover::run(),
+        other => bail!("unknown benchmark {other:?}; known: datapath, switchover, failover"),
     }
 }
 
