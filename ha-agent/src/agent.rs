@@ -28,7 +28,8 @@ use tokio::{
 
 use crate::{
     cluster::{
-        shell::Shell,
+        operator::{FailoverRequest, OperatorState},
+        shell::{Received, Shell, wall_ms},
         state::{Action, Input},
     },
     config::{self, Config},
@@ -74,6 +75,13 @@ struct Agent {
     eligible: bool,
     /// Track checks currently failing (all, until they first pass).
     tracks_down: BTreeSet<usize>,
+    /// Drains and failovers, the same on every node.
+    operator: OperatorState,
+    /// The last failover request fed to the state machine.
+    failovers_applied: u64,
+    /// When this agent started (ms since the UNIX epoch): failovers asked
+    /// for before are history.
+    started_ms: u64,
 }
 
 pub async fn run(options: Options) -> Result<()> {
@@ -108,6 +116,9 @@ pub async fn run(options: Options) -> Result<()> {
         fenced: fenced_tx,
         eligible: false,
         tracks_down: BTreeSet::new(),
+        operator: OperatorState::default(),
+        failovers_applied: 0,
+        started_ms: wall_ms(),
     };
 
     let backends = agent.backend_addresses();
@@ -180,6 +191,7 @@ pub async fn run(options: Options) -> Result<()> {
             _ = neighbour_tick.tick() => {
                 agent.refresh_neighbours(&netlink).await?;
                 agent.check_eligibility(&netlink).await?;
+                agent.send_operator().await;
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -323,8 +335,9 @@ impl Agent {
         let result = match request {
             Request::Status => return Response::Status(self.status()),
             Request::Standby { on } => self.set_standby(on).await,
-            Request::Drain { vip, backend } => self.set_drained(&vip, backend, true),
-            Request::Undrain { vip, backend } => self.set_drained(&vip, backend, false),
+            Request::Drain { vip, backend } => self.set_drained(&vip, backend, true).await,
+            Request::Undrain { vip, backend } => self.set_drained(&vip, backend, false).await,
+            Request::Failover { group, to } => self.failover(&group, to).await,
         };
         match result {
             Ok(message) => Response::Done { message },
@@ -346,20 +359,119 @@ impl Agent {
         })
     }
 
-    fn set_drained(&mut self, vip: &str, backend: IpAddr, drained: bool) -> Result<String> {
+    /// Drains are operator state: changed here, applied here and on every
+    /// peer (which may have been typed on any node).
+    async fn set_drained(&mut self, vip: &str, backend: IpAddr, drained: bool) -> Result<String> {
         let key = self.find_backend(vip, backend)?;
-        let decided = Instant::now();
-        let changed = if drained {
-            self.knowledge.drained.insert(key)
-        } else {
-            self.knowledge.drained.remove(&key)
-        };
+        let entry = (self.config.vips[key.vip].name.clone(), backend);
         let verb = if drained { "drained" } else { "undrained" };
-        if !changed {
+        if self.operator.drained.contains(&entry) == drained {
             return Ok(format!("{backend} of {vip} was already {verb}"));
         }
-        self.switch_backend(key, &format!("operator {verb}"), decided)?;
+        let me = self.config.node.name.clone();
+        self.operator.change(&me, |state| {
+            if drained {
+                state.drained.insert(entry);
+            } else {
+                state.drained.remove(&entry);
+            }
+        });
+        self.apply_operator().await?;
+        self.send_operator().await;
         Ok(format!("{backend} of {vip} {verb}"))
+    }
+
+    /// `hactl failover`: the group's owner gives it up, `to` preferred;
+    /// delivered to every node as operator state.
+    async fn failover(&mut self, group: &str, to: Option<String>) -> Result<String> {
+        if self.cluster.is_none() {
+            anyhow::bail!("no cluster configured: nothing to fail over to");
+        }
+        let index = self
+            .config
+            .groups
+            .iter()
+            .position(|g| g == group)
+            .with_context(|| format!("no VIP group named {group}"))?;
+        if let Some(node) = &to {
+            let known = self
+                .config
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.nodes.iter().any(|n| &n.name == node));
+            anyhow::ensure!(known, "no cluster node named {node}");
+        }
+        let me = self.config.node.name.clone();
+        let id = self.operator.version + 1;
+        let request = FailoverRequest {
+            id,
+            group: group.to_string(),
+            to: to.clone(),
+            issued_at_ms: wall_ms(),
+        };
+        self.operator
+            .change(&me, |state| state.failover = Some(request));
+        self.failovers_applied = id;
+        let target = to.clone();
+        self.cluster_input(|now| Input::Failover {
+            now,
+            group: index,
+            to: target,
+        })
+        .await?;
+        self.send_operator().await;
+        Ok(match to {
+            Some(node) => format!("failover of {group} to {node} requested"),
+            None => format!("failover of {group} requested"),
+        })
+    }
+
+    /// Brings drains and failovers in line with the operator state.
+    async fn apply_operator(&mut self) -> Result<()> {
+        let decided = Instant::now();
+        let wanted: BTreeSet<BackendKey> = self
+            .operator
+            .drained
+            .iter()
+            .filter_map(|(vip, addr)| self.find_backend(vip, *addr).ok())
+            .collect();
+        let changed: Vec<BackendKey> = wanted
+            .symmetric_difference(&self.knowledge.drained)
+            .copied()
+            .collect();
+        self.knowledge.drained = wanted;
+        let cause = format!(
+            "operator state v{} from {}",
+            self.operator.version, self.operator.origin
+        );
+        for key in changed {
+            self.switch_backend(key, &cause, decided)?;
+        }
+        let Some(request) = self.operator.failover.clone() else {
+            return Ok(());
+        };
+        if request.id <= self.failovers_applied || request.issued_at_ms < self.started_ms {
+            return Ok(());
+        }
+        self.failovers_applied = request.id;
+        if let Some(group) = self.config.groups.iter().position(|g| *g == request.group) {
+            tracing::info!(group = %request.group, to = ?request.to, "failover requested");
+            self.cluster_input(|now| Input::Failover {
+                now,
+                group,
+                to: request.to,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the operator state to every peer (on a change, and every
+    /// second so that a restarted or cut-off node catches up).
+    async fn send_operator(&self) {
+        if let Some(shell) = &self.cluster {
+            shell.send_operator(&self.operator).await;
+        }
     }
 
     /// A VIP by name or address (when only one VIP has it), then one of its
@@ -492,10 +604,16 @@ impl Agent {
     }
 
     async fn on_frame(&mut self, frame: &[u8]) -> Result<()> {
-        let Some(input) = self.cluster.as_mut().and_then(|shell| shell.accept(frame)) else {
-            return Ok(());
-        };
-        self.cluster_input(|_| input).await
+        match self.cluster.as_mut().and_then(|shell| shell.accept(frame)) {
+            Some(Received::Heartbeat(input)) => self.cluster_input(|_| input).await,
+            Some(Received::Operator(state)) => {
+                if self.operator.adopt(state) {
+                    self.apply_operator().await?;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     fn act(&mut self, action: Action) -> Result<()> {

@@ -34,6 +34,8 @@ pub enum Request {
     Undrain { vip: String, backend: IpAddr },
     /// Release every VIP and take none (`on`), or end that (maintenance).
     Standby { on: bool },
+    /// The owner of a VIP group gives it up; `to` is preferred.
+    Failover { group: String, to: Option<String> },
 }
 
 /// What the agent answers.

@@ -402,3 +402,81 @@ fn standby_releases_everything_until_unstandby() {
     wait_owner(&lb2, false, Duration::from_secs(2));
     assert_eq!(dsr.connect(20).failures, 0);
 }
+
+fn drained_on(agent: &Agent, backend: &str) -> bool {
+    agent.status().expect("hactl status")["vips"][0]["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .any(|b| b["address"] == backend && b["draining"] == true)
+}
+
+#[test]
+fn a_drain_typed_on_any_node_applies_on_every_node() {
+    let dsr =
+        DsrLab::cluster(VIP, &[("lb1", 200), ("lb2", 100)], &BACKENDS, TWO_NODES).expect("lab");
+    let lb1 = dsr.start_agent_on("lb1", false).expect("lb1");
+    let lb2 = dsr.start_agent_on("lb2", false).expect("lb2");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+    let b2 = dsr.backend_address("b2").to_string();
+    // Typed on the standby node; the owner, which carries the traffic, must apply it.
+    let lb2_socket = lb2.control_socket().to_string_lossy().to_string();
+    hactl(&["--socket", &lb2_socket, "drain", "web", &b2], false).expect("hactl drain on lb2");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !drained_on(&lb1, &b2) {
+        assert!(
+            Instant::now() < deadline,
+            "the owner never applied the drain:\n{}",
+            lb1.log()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    let tally = dsr.connect(100);
+    assert_eq!(tally.failures, 0, "{:?}", tally.first_errors);
+    assert_eq!(
+        tally.by_name.get("b2"),
+        None,
+        "new connections reached the drained backend: {:?}",
+        tally.by_name
+    );
+    // Undone on the other node.
+    let lb1_socket = lb1.control_socket().to_string_lossy().to_string();
+    hactl(&["--socket", &lb1_socket, "undrain", "web", &b2], false).expect("hactl undrain on lb1");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while drained_on(&lb2, &b2) {
+        assert!(
+            Instant::now() < deadline,
+            "lb2 never saw the undrain:\n{}",
+            lb2.log()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    let tally = dsr.connect(100);
+    assert!(
+        tally.by_name.get("b2").is_some_and(|n| *n > 0),
+        "{:?}",
+        tally.by_name
+    );
+}
+
+#[test]
+fn hactl_failover_typed_on_any_node_moves_the_vip() {
+    let dsr =
+        DsrLab::cluster(VIP, &[("lb1", 200), ("lb2", 100)], &BACKENDS, TWO_NODES).expect("lab");
+    let lb1 = dsr.start_agent_on("lb1", false).expect("lb1");
+    let lb2 = dsr.start_agent_on("lb2", false).expect("lb2");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+    let lb2_socket = lb2.control_socket().to_string_lossy().to_string();
+    hactl(&["--socket", &lb2_socket, "failover", "web"], false).expect("hactl failover on lb2");
+    wait_owner(&lb2, true, Duration::from_secs(3));
+    wait_owner(&lb1, false, Duration::from_secs(1));
+    // Preempt does not take it straight back from the new owner.
+    sleep(Duration::from_millis(700));
+    assert!(owns(&lb2) && !owns(&lb1), "the VIP went back to lb1");
+    assert_eq!(dsr.connect(20).failures, 0);
+    assert!(
+        lb1.log().contains("failover requested"),
+        "lb1 got the request from lb2:\n{}",
+        lb1.log()
+    );
+}

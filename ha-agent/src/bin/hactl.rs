@@ -57,6 +57,14 @@ enum Command {
     Standby,
     /// End standby: this node may own VIPs again.
     Unstandby,
+    /// Move a VIP group away from its owner (on every node).
+    Failover {
+        /// VIP group (a VIP's name unless it names a group).
+        group: String,
+        /// Preferred new owner.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 /// A failure with the exit code it deserves.
@@ -100,6 +108,13 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         ),
         Command::Standby => ask(cli, Request::Standby { on: true }),
         Command::Unstandby => ask(cli, Request::Standby { on: false }),
+        Command::Failover { group, to } => ask(
+            cli,
+            Request::Failover {
+                group: group.clone(),
+                to: to.clone(),
+            },
+        ),
     }
 }
 

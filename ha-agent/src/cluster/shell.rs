@@ -14,8 +14,9 @@ use tokio::{net::UdpSocket, sync::mpsc};
 
 use crate::{
     cluster::{
+        operator::OperatorState,
         state::{Action, Cluster, ClusterParams, Fencing, Input, Quorum},
-        wire::{self, Receiver, Reject, Sender},
+        wire::{self, Key, Receiver, Reject, Sender},
     },
     config::{ClusterConfig, Config, FencingConfig, QuorumConfig},
 };
@@ -23,8 +24,15 @@ use crate::{
 /// Largest datagram read; heartbeats are at most wire::MAX_FRAME_LEN.
 const RECEIVE_BUFFER: usize = 2048;
 
+/// What an authentic frame carried.
+pub enum Received {
+    Heartbeat(Input),
+    Operator(OperatorState),
+}
+
 pub struct Shell {
     socket: Arc<UdpSocket>,
+    key: Key,
     peers: Vec<SocketAddr>,
     sender: Sender,
     receiver: Receiver,
@@ -83,7 +91,8 @@ impl Shell {
             socket: Arc::new(socket),
             peers,
             sender: Sender::new(key.clone(), cluster.id, incarnation),
-            receiver: Receiver::new(key, cluster.id, config.node.name.clone()),
+            receiver: Receiver::new(key.clone(), cluster.id, config.node.name.clone()),
+            key,
             cluster_id: cluster.id,
             epoch,
             machine,
@@ -139,17 +148,37 @@ impl Shell {
         rx
     }
 
-    /// An authentic, fresh heartbeat becomes an input; anything else is
-    /// dropped and counted by reason.
-    pub fn accept(&mut self, frame: &[u8]) -> Option<Input> {
-        match self.receiver.receive(frame) {
-            Ok(hb) => Some(Input::Heartbeat {
-                now: self.now(),
-                hb,
-            }),
+    /// An authentic, fresh heartbeat becomes an input, an authentic
+    /// operator state is handed over; anything else is dropped and counted
+    /// by reason.
+    pub fn accept(&mut self, frame: &[u8]) -> Option<Received> {
+        let received = if OperatorState::is_operator_frame(frame) {
+            OperatorState::decode(frame, &self.key, self.cluster_id).map(Received::Operator)
+        } else {
+            let now = self.now();
+            self.receiver
+                .receive(frame)
+                .map(|hb| Received::Heartbeat(Input::Heartbeat { now, hb }))
+        };
+        match received {
+            Ok(received) => Some(received),
             Err(reason) => {
-                tracing::debug!(reason = reason.name(), "heartbeat dropped");
+                if OperatorState::is_operator_frame(frame) {
+                    // The heartbeat receiver counted its own rejections.
+                    self.receiver.rejected[reason.index()] += 1;
+                }
+                tracing::debug!(reason = reason.name(), "frame dropped");
                 None
+            }
+        }
+    }
+
+    /// Sends the operator state to every peer.
+    pub async fn send_operator(&self, state: &OperatorState) {
+        let frame = state.encode(&self.key, self.cluster_id);
+        for peer in &self.peers {
+            if let Err(e) = self.socket.send_to(&frame, peer).await {
+                tracing::debug!(%peer, error = %e, "operator state not sent");
             }
         }
     }
@@ -164,7 +193,7 @@ impl Shell {
 }
 
 /// Milliseconds since the UNIX epoch (heartbeat send times, incarnations).
-fn wall_ms() -> u64 {
+pub fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -124,7 +124,7 @@ pub const MIN_KEY_FILE_LEN: usize = 32;
 /// Sequence numbers of one sender a receiver remembers below the highest.
 pub const REPLAY_WINDOW: u64 = 64;
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// Why a frame was dropped. Fieldless; `reason as usize` (= [`Reject::index`])
 /// is its position in [`Reject::ALL`].
@@ -205,7 +205,7 @@ impl Key {
         Ok(Key(Sha256::digest(material).into()))
     }
 
-    fn mac(&self) -> HmacSha256 {
+    pub(crate) fn mac(&self) -> HmacSha256 {
         <HmacSha256 as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length")
     }
 }
