@@ -18,10 +18,12 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY};
+use ha_common::{
+    BACKEND_F_DRAINING, BACKEND_F_HEALTHY, GlobalCounter, backend_stats_index, vip_stats_index,
+};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
+    net::{TcpListener, UnixListener, UnixStream},
     signal::unix::{SignalKind, signal},
     sync::{mpsc, oneshot},
 };
@@ -40,6 +42,7 @@ use crate::{
     desired::{Knowledge, backend_id, backend_keys},
     health::{self, BackendKey, Transition},
     hooks::{self, Hook, Outcome},
+    metrics::{self, BackendSample, ClusterSample, Histogram, PeerSample, Snapshot, VipSample},
     netlink::{Netlink, format_mac, solicit},
     ownership::{Event, Ownership},
     writer::Writer,
@@ -79,6 +82,9 @@ struct Agent {
     operator: OperatorState,
     /// The last failover request fed to the state machine.
     failovers_applied: u64,
+    /// Decision-to-phase latencies of backend switchovers, for metrics.
+    phase1: Histogram,
+    phase2: Histogram,
     /// When this agent started (ms since the UNIX epoch): failovers asked
     /// for before are history.
     started_ms: u64,
@@ -119,6 +125,8 @@ pub async fn run(options: Options) -> Result<()> {
         operator: OperatorState::default(),
         failovers_applied: 0,
         started_ms: wall_ms(),
+        phase1: Histogram::default(),
+        phase2: Histogram::default(),
     };
 
     let backends = agent.backend_addresses();
@@ -148,6 +156,13 @@ pub async fn run(options: Options) -> Result<()> {
     }
     let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(16);
     let _control = serve_control(&agent.config.node.control_socket, control_tx)?;
+    let (scrapes, mut scrape_rx) = mpsc::channel::<oneshot::Sender<String>>(4);
+    if let Some(metrics) = &agent.config.metrics {
+        let listener = TcpListener::bind(metrics.listen)
+            .await
+            .with_context(|| format!("bind metrics address {}", metrics.listen))?;
+        tokio::spawn(metrics::serve(listener, scrapes));
+    }
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
     let _checks = health::spawn_checks(&agent.config, BACKENDS_START_UP, health_tx);
     let (track_tx, mut track_rx) = mpsc::unbounded_channel();
@@ -184,6 +199,9 @@ pub async fn run(options: Options) -> Result<()> {
             }
             Some(transition) = health_rx.recv() => agent.on_health(transition)?,
             Some(transition) = track_rx.recv() => agent.on_track(transition, &netlink).await?,
+            Some(reply) = scrape_rx.recv() => {
+                let _ = reply.send(metrics::render(&agent.snapshot()?));
+            }
             Some((request, reply)) = control_rx.recv() => {
                 let _ = reply.send(agent.on_control(request).await);
             }
@@ -299,6 +317,8 @@ impl Agent {
         let (entry, timings) =
             self.writer
                 .switch_backend(&self.config, &self.knowledge, key, decided)?;
+        self.phase1.observe_duration(timings.phase1);
+        self.phase2.observe_duration(timings.phase2);
         let vip = &self.config.vips[key.vip];
         tracing::info!(
             vip = %vip.name,
@@ -535,6 +555,88 @@ impl Agent {
                 .map(|(reason, count)| (reason.name().to_string(), count))
                 .collect(),
         }
+    }
+
+    /// What Prometheus sees: the datapath's counters summed over CPUs,
+    /// health, drains, ownership, the cluster and switchover latencies.
+    fn snapshot(&self) -> Result<Snapshot> {
+        let counters = self.writer.datapath.maps().counters()?;
+        let vips = self
+            .config
+            .vips
+            .iter()
+            .enumerate()
+            .map(|(index, vip)| {
+                let c = counters[vip_stats_index(index as u32 + 1) as usize];
+                VipSample {
+                    name: vip.name.clone(),
+                    address: vip.address,
+                    port: vip.port,
+                    protocol: vip.protocol,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    owned: self.ownership.owns(vip.group),
+                }
+            })
+            .collect();
+        let backends = backend_keys(&self.config)
+            .map(|key| {
+                let id = backend_id(&self.config, key);
+                let c = counters[backend_stats_index(id) as usize];
+                let entry = self.knowledge.backend_entry(&self.config, key);
+                let vip = &self.config.vips[key.vip];
+                BackendSample {
+                    vip: vip.name.clone(),
+                    address: vip.backends[key.backend].address,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    up: entry.flags & BACKEND_F_HEALTHY != 0,
+                    draining: entry.flags & BACKEND_F_DRAINING != 0,
+                }
+            })
+            .collect();
+        let globals = GlobalCounter::ALL
+            .iter()
+            .map(|g| {
+                (
+                    g.name(),
+                    counters[*g as usize].packets,
+                    counters[*g as usize].bytes,
+                )
+            })
+            .collect();
+        let cluster = self.cluster.as_ref().map(|shell| {
+            let now = shell.now();
+            ClusterSample {
+                quorum: shell.machine.has_quorum(),
+                peers: shell
+                    .machine
+                    .peers()
+                    .into_iter()
+                    .map(|p| PeerSample {
+                        node: p.node,
+                        up: p.up,
+                        last_heard_seconds: p
+                            .last_heard
+                            .map(|t| now.saturating_sub(t).as_secs_f64()),
+                    })
+                    .collect(),
+                dropped: shell
+                    .rejected()
+                    .into_iter()
+                    .map(|(reason, n)| (reason.name(), n))
+                    .collect(),
+            }
+        });
+        Ok(Snapshot {
+            node: self.config.node.name.clone(),
+            vips,
+            backends,
+            globals,
+            cluster,
+            decisions: self.phase2.clone(),
+            phase1: self.phase1.clone(),
+        })
     }
 
     fn status(&self) -> Status {

@@ -123,6 +123,8 @@ pub struct Config {
     /// first appearance in the file; [`VipConfig::group`] indexes this, and
     /// so do the claims in heartbeats.
     pub groups: Vec<String>,
+    /// `None`: no metrics endpoint.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// `[node]`: this load-balancer node.
@@ -371,6 +373,14 @@ pub struct ClusterNode {
     pub address: IpAddr,
 }
 
+/// `[metrics]`: the Prometheus endpoint (see [`crate::metrics`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MetricsConfig {
+    /// Where the HTTP server listens, e.g. `127.0.0.1:9810`; never port 0
+    /// (a scraper needs to know it).
+    pub listen: SocketAddr,
+}
+
 /// `quorum`: when a node may own VIPs, so that a partition never leaves two
 /// owners.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -556,6 +566,7 @@ struct RawConfig {
     #[serde(default)]
     vip: Vec<Spanned<RawVip>>,
     cluster: Option<Spanned<RawCluster>>,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Deserialize)]
@@ -633,6 +644,12 @@ struct RawTrack {
 struct RawClusterNode {
     name: Spanned<String>,
     address: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Spanned<String>,
 }
 
 /// `[health]` and `[vip.check]`: the same shape.
@@ -875,13 +892,48 @@ impl Source<'_> {
             Some(cluster) => Some(self.cluster(cluster, &node, &vips)?),
             None => None,
         };
+        let metrics = match &raw.metrics {
+            Some(metrics) => Some(self.metrics(metrics)?),
+            None => None,
+        };
         Ok(Config {
             node,
             datapath,
             vips,
             cluster,
             groups,
+            metrics,
         })
+    }
+
+    /// `[metrics]`: a socket address the HTTP server can listen on.
+    fn metrics(&self, raw: &RawMetrics) -> Result<MetricsConfig, ConfigError> {
+        let text = raw.listen.get_ref();
+        let listen: SocketAddr = text.parse().map_err(|_| {
+            self.at(
+                &raw.listen,
+                "metrics.listen",
+                format!(
+                    "`{text}` is not a socket address (an IP address and a port, e.g. 127.0.0.1:9810 or [::1]:9810)"
+                ),
+            )
+        })?;
+        let problem = match listen.ip() {
+            _ if listen.port() == 0 => Some("port 0 is not allowed: a scraper needs a fixed port"),
+            IpAddr::V4(a) if a.is_broadcast() => {
+                Some("the broadcast address cannot be listened on")
+            }
+            a if a.is_multicast() => Some("a multicast address cannot be listened on"),
+            _ => None,
+        };
+        match problem {
+            Some(problem) => Err(self.at(
+                &raw.listen,
+                "metrics.listen",
+                format!("{listen}: {problem}"),
+            )),
+            None => Ok(MetricsConfig { listen }),
+        }
     }
 
     /// One `[[vip]]` on its own, with the check defaults of `[health]`;
@@ -2329,6 +2381,7 @@ protocol = "udp"
             ],
             cluster: None,
             groups: vec!["web".into(), "[2001:2::100]:53/udp".into()],
+            metrics: None,
         };
         assert_eq!(ok(text), want);
     }
@@ -3596,6 +3649,95 @@ vip = [{ address = "198.18.0.100", port = 80, protocol = "tcp", backend = [{ add
         let loaded = load(&path);
         std::fs::remove_file(&path).unwrap();
         assert_eq!(loaded.unwrap(), ok(BASE));
+    }
+
+    /// BASE plus `[metrics]` (line 11) with `lines` from line 12.
+    fn with_metrics(lines: &str) -> String {
+        format!("{BASE}[metrics]\n{lines}")
+    }
+
+    #[test]
+    fn config_metrics() {
+        assert_eq!(ok(BASE).metrics, None);
+        let config = ok(&with_metrics("listen = \"127.0.0.1:9810\"\n"));
+        assert_eq!(
+            config.metrics,
+            Some(MetricsConfig {
+                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9810)),
+            })
+        );
+        let metrics = ok(&with_metrics("listen = \"[::]:9100\"\n"))
+            .metrics
+            .unwrap();
+        assert_eq!(
+            metrics.listen,
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 9100))
+        );
+        // Inline, and before the other tables.
+        let config = ok(&format!(
+            "metrics = {{ listen = \"0.0.0.0:9810\" }}\n{BASE}"
+        ));
+        assert_eq!(config.metrics.unwrap().listen.to_string(), "0.0.0.0:9810");
+        // Node-local: the cluster's digest does not depend on it.
+        assert_eq!(
+            digest(&ok(BASE)),
+            digest(&ok(&with_metrics("listen = \"127.0.0.1:9810\"\n")))
+        );
+        let json =
+            serde_json::to_value(ok(&with_metrics("listen = \"127.0.0.1:9810\"\n"))).unwrap();
+        assert_eq!(json["metrics"]["listen"], "127.0.0.1:9810");
+        assert_eq!(
+            serde_json::to_value(ok(BASE)).unwrap()["metrics"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn config_metrics_bad_listen() {
+        for (bad, needle) in [
+            ("127.0.0.1", "`127.0.0.1` is not a socket address"),
+            ("localhost:9810", "`localhost:9810` is not a socket address"),
+            ("::1:9810", "is not a socket address"),
+            ("127.0.0.1:65536", "is not a socket address"),
+            ("", "is not a socket address"),
+            ("127.0.0.1:0", "127.0.0.1:0: port 0 is not allowed"),
+            ("255.255.255.255:9810", "broadcast"),
+            ("[ff02::1]:9810", "multicast"),
+        ] {
+            check(
+                &with_metrics(&format!("listen = \"{bad}\"\n")),
+                12,
+                10,
+                "metrics.listen",
+                needle,
+            );
+        }
+        check(
+            &with_metrics("listen = 9810\n"),
+            12,
+            10,
+            "metrics.listen",
+            "invalid type",
+        );
+        check(
+            &with_metrics("listen = \"127.0.0.1:9810\"\nport = 9810\n"),
+            13,
+            1,
+            "metrics.port",
+            "unknown field `port`",
+        );
+        check(
+            &with_metrics(""),
+            11,
+            1,
+            "metrics.listen",
+            "missing field `listen`",
+        );
+        let e = err(&with_metrics("listen = \"127.0.0.1\"\n"));
+        assert_eq!(
+            e.to_string(),
+            "/etc/ha/ha.toml:12:10: metrics.listen: `127.0.0.1` is not a socket address (an IP address and a port, e.g. 127.0.0.1:9810 or [::1]:9810)"
+        );
     }
 
     /// BASE plus a `[cluster]` of `nodes` nodes lb1, lb2, ... at

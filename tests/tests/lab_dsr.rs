@@ -171,3 +171,53 @@ fn keep_datapath_leaves_traffic_flowing_and_the_next_agent_adopts_it() {
         "the second agent unpins on SIGTERM"
     );
 }
+
+#[test]
+fn prometheus_metrics_expose_counters_health_and_ownership() {
+    let metrics = "[metrics]\nlisten = \"127.0.0.1:9810\"\n";
+    let dsr = DsrLab::new(IpAddr::V4(VIP4), &BACKENDS, metrics).expect("build the lab");
+    let agent = start_agent(&dsr, false);
+    assert_eq!(dsr.connect(300).failures, 0);
+    let scrape = dsr.lab.host("lb").ns.run(|| {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect("127.0.0.1:9810").expect("connect to the metrics port");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: lb\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    });
+    assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+    let value = |prefix: &str| -> u64 {
+        scrape
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{scrape}"))
+    };
+    let maps = agent.maps().unwrap();
+    let vip_packets = maps["vips"][0]["packets"].as_u64().unwrap();
+    assert!(vip_packets >= 900, "{maps}");
+    assert_eq!(value("ha_vip_packets_total{vip=\"web\""), vip_packets);
+    assert_eq!(value("ha_vip_owned{vip=\"web\"}"), 1);
+    for b in BACKENDS {
+        let address = dsr.backend_address(b);
+        assert_eq!(
+            value(&format!(
+                "ha_backend_up{{vip=\"web\",backend=\"{address}\"}}"
+            )),
+            1
+        );
+    }
+    assert_eq!(
+        value("ha_datapath_packets_total{counter=\"tx\"}"),
+        counter(&maps, "tx")
+    );
+    assert!(
+        scrape.contains("ha_switchover_phase1_seconds_bucket"),
+        "{scrape}"
+    );
+}
