@@ -184,6 +184,18 @@ pub async fn run(options: Options) -> Result<()> {
         "datapath attached"
     );
 
+    crate::systemd::ready(&format!(
+        "{} VIPs on {}, XDP {mode:?}",
+        agent.config.vips.len(),
+        agent.config.node.interface
+    ));
+    // Pinged from the main loop itself: a stuck loop stops pinging.
+    let mut watchdog = crate::systemd::watchdog_period().map(|period| {
+        let mut timer = tokio::time::interval(period);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
+    });
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut lease_tick = tokio::time::interval(agent.ownership.renew_period());
@@ -211,10 +223,18 @@ pub async fn run(options: Options) -> Result<()> {
                 agent.check_eligibility(&netlink).await?;
                 agent.send_operator().await;
             }
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                crate::systemd::watchdog();
+            }
+            _ = hangup.recv() => tracing::warn!(
+                "SIGHUP: configuration reload is not implemented yet; restart the agent \
+                 (the pinned datapath keeps forwarding meanwhile)"
+            ),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
     }
+    crate::systemd::stopping();
     // A graceful stop: say LEAVING so peers take over at once.
     agent.cluster_input(|now| Input::Leave { now }).await?;
 
