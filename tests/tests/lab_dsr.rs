@@ -221,3 +221,37 @@ fn prometheus_metrics_expose_counters_health_and_ownership() {
         "{scrape}"
     );
 }
+
+#[test]
+fn kill_9_and_restart_of_the_agent_under_traffic_fails_no_connection() {
+    let dsr = dsr_lab(IpAddr::V4(VIP4));
+    let mut first = start_agent(&dsr, true);
+    let rate = ha_tests::start_rate_client(
+        dsr.client(),
+        dsr.target,
+        200,
+        std::time::Duration::from_secs(6),
+        std::time::Duration::from_secs(1),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // A crash: no cleanup at all. The pinned program keeps forwarding.
+    first.kill().expect("kill -9");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // The next agent adopts the pins and swaps in its own program on the
+    // pinned link atomically.
+    let second = start_agent(&dsr, false);
+    let run = rate.join().expect("rate client");
+    assert!(second.log().contains("Replaced"), "{}", second.log());
+    assert_eq!(
+        run.failures(),
+        0,
+        "connections failed across the crash and restart: {:?}",
+        run.errors()
+    );
+    println!(
+        "kill -9 + restart under 200 connections/s: {} connections, {} failed, longest gap {:?}",
+        run.attempts.len(),
+        run.failures(),
+        run.longest_gap().map(|(gap, _)| gap)
+    );
+}
