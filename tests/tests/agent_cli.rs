@@ -54,3 +54,29 @@ fn hactl_maps_without_a_datapath_fails_clearly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn hactl_prints_completions_and_its_manual_page() {
+    let run = |args: &[&str]| {
+        let out = Command::new(binary("hactl").unwrap())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains("_hactl()") && bash.contains("drain"),
+        "{bash}"
+    );
+    let man = run(&["man"]);
+    assert!(
+        man.contains(".TH hactl 1") && man.contains("failover"),
+        "{man}"
+    );
+}

@@ -7,7 +7,11 @@ use ha_agent::agent;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(version, about = "ha node agent: XDP load balancing for virtual IPs")]
+#[command(
+    name = "ha-agent",
+    version,
+    about = "ha node agent: XDP load balancing for virtual IPs"
+)]
 struct Cli {
     /// Configuration file.
     #[arg(short, long, default_value = "/etc/ha/ha.toml")]

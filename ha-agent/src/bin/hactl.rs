@@ -8,7 +8,7 @@
 use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ha_agent::{
     config,
     control::{self, Request, Response},
@@ -17,7 +17,7 @@ use ha_agent::{
 };
 
 #[derive(Parser)]
-#[command(version, about = "Inspect and drive an ha node")]
+#[command(name = "hactl", version, about = "Inspect and drive an ha node")]
 struct Cli {
     /// Configuration file (for the node name, pin directory and socket).
     #[arg(short, long, default_value = "/etc/ha/ha.toml", global = true)]
@@ -57,6 +57,10 @@ enum Command {
     Standby,
     /// End standby: this node may own VIPs again.
     Unstandby,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), e.g. `hactl man | man -l -`.
+    Man,
     /// Move a VIP group away from its owner (on every node).
     Failover {
         /// VIP group (a VIP's name unless it names a group).
@@ -92,6 +96,13 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Maps { flows } => maps(cli, *flows),
         Command::Status => ask(cli, Request::Status),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "hactl", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| Failure::Refused(e.into())),
         Command::Drain { vip, backend } => ask(
             cli,
             Request::Drain {
