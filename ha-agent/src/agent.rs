@@ -30,7 +30,9 @@ use tokio::{
 
 use crate::{
     cluster::{
-        operator::{FailoverRequest, OperatorState},
+        shared::{
+            FailoverRequest, HEALTH_MAGIC, HealthView, OPERATOR_MAGIC, OperatorState, Shared,
+        },
         shell::{Received, Shell, wall_ms},
         state::{Action, Input},
     },
@@ -82,6 +84,13 @@ struct Agent {
     operator: OperatorState,
     /// The last failover request fed to the state machine.
     failovers_applied: u64,
+    /// Backends this node's own checks find down (`knowledge.down` holds
+    /// what the maps follow: see `effective_down`).
+    own_down: BTreeSet<BackendKey>,
+    /// Grows with every change of `own_down`.
+    health_sequence: u64,
+    /// The latest health view of every peer.
+    peer_views: HashMap<String, HealthView>,
     /// Decision-to-phase latencies of backend switchovers, for metrics.
     phase1: Histogram,
     phase2: Histogram,
@@ -125,6 +134,9 @@ pub async fn run(options: Options) -> Result<()> {
         operator: OperatorState::default(),
         failovers_applied: 0,
         started_ms: wall_ms(),
+        own_down: BTreeSet::new(),
+        health_sequence: 0,
+        peer_views: HashMap::new(),
         phase1: Histogram::default(),
         phase2: Histogram::default(),
     };
@@ -209,7 +221,7 @@ pub async fn run(options: Options) -> Result<()> {
             Some((node, success)) = fenced_rx.recv() => {
                 agent.cluster_input(|now| Input::FenceDone { now, node, success }).await?;
             }
-            Some(transition) = health_rx.recv() => agent.on_health(transition)?,
+            Some(transition) = health_rx.recv() => agent.on_health(transition).await?,
             Some(transition) = track_rx.recv() => agent.on_track(transition, &netlink).await?,
             Some(reply) = scrape_rx.recv() => {
                 let _ = reply.send(metrics::render(&agent.snapshot()?));
@@ -222,6 +234,8 @@ pub async fn run(options: Options) -> Result<()> {
                 agent.refresh_neighbours(&netlink).await?;
                 agent.check_eligibility(&netlink).await?;
                 agent.send_operator().await;
+                agent.send_health().await;
+                agent.sync_health("ownership", Instant::now())?;
             }
             _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
                 crate::systemd::watchdog();
@@ -354,21 +368,23 @@ impl Agent {
         Ok(())
     }
 
-    fn on_health(&mut self, transition: Transition) -> Result<()> {
+    async fn on_health(&mut self, transition: Transition) -> Result<()> {
         let changed = if transition.up {
-            self.knowledge.down.remove(&transition.key)
+            self.own_down.remove(&transition.key)
         } else {
-            self.knowledge.down.insert(transition.key)
+            self.own_down.insert(transition.key)
         };
         if !changed {
             return Ok(());
         }
+        self.health_sequence += 1;
+        self.send_health().await;
         let cause = format!(
             "health check {}: {}",
             if transition.up { "up" } else { "down" },
             transition.cause
         );
-        self.switch_backend(transition.key, &cause, transition.at)
+        self.sync_health(&cause, transition.at)
     }
 
     async fn on_control(&mut self, request: Request) -> Response {
@@ -510,8 +526,71 @@ impl Agent {
     /// second so that a restarted or cut-off node catches up).
     async fn send_operator(&self) {
         if let Some(shell) = &self.cluster {
-            shell.send_operator(&self.operator).await;
+            shell.share(OPERATOR_MAGIC, &self.operator).await;
         }
+    }
+
+    /// Sends this node's health view to every peer (on a change, and every
+    /// second).
+    async fn send_health(&self) {
+        if let Some(shell) = &self.cluster {
+            let view = HealthView {
+                node: self.config.node.name.clone(),
+                sequence: self.health_sequence,
+                down: self.named(&self.own_down),
+            };
+            shell.share(HEALTH_MAGIC, &view).await;
+        }
+    }
+
+    /// Backends by (VIP name, address), the form peers understand.
+    fn named(&self, keys: &BTreeSet<BackendKey>) -> BTreeSet<(String, IpAddr)> {
+        keys.iter()
+            .map(|k| {
+                let vip = &self.config.vips[k.vip];
+                (vip.name.clone(), vip.backends[k.backend].address)
+            })
+            .collect()
+    }
+
+    /// The health the maps follow: for a group this node owns (or that no
+    /// peer claims) its own checks; for a group a peer owns, that owner's
+    /// view, so every node holds the owner's ring and a failover keeps
+    /// every flow on its backend.
+    fn effective_down(&self) -> BTreeSet<BackendKey> {
+        let Some(shell) = &self.cluster else {
+            return self.own_down.clone();
+        };
+        let peers = shell.machine.peers();
+        backend_keys(&self.config)
+            .filter(|key| {
+                let vip = &self.config.vips[key.vip];
+                let owner = peers
+                    .iter()
+                    .find(|p| p.up && p.claims.contains(&(vip.group as u16)))
+                    .and_then(|p| self.peer_views.get(&p.node));
+                match owner {
+                    Some(view) if !self.ownership.owns(vip.group) => view
+                        .down
+                        .contains(&(vip.name.clone(), vip.backends[key.backend].address)),
+                    _ => self.own_down.contains(key),
+                }
+            })
+            .collect()
+    }
+
+    /// Switches the backends whose effective health changed.
+    fn sync_health(&mut self, cause: &str, decided: Instant) -> Result<()> {
+        let wanted = self.effective_down();
+        let changed: Vec<BackendKey> = wanted
+            .symmetric_difference(&self.knowledge.down)
+            .copied()
+            .collect();
+        self.knowledge.down = wanted;
+        for key in changed {
+            self.switch_backend(key, cause, decided)?;
+        }
+        Ok(())
     }
 
     /// A VIP by name or address (when only one VIP has it), then one of its
@@ -728,9 +807,21 @@ impl Agent {
     async fn on_frame(&mut self, frame: &[u8]) -> Result<()> {
         match self.cluster.as_mut().and_then(|shell| shell.accept(frame)) {
             Some(Received::Heartbeat(input)) => self.cluster_input(|_| input).await,
-            Some(Received::Operator(state)) => {
+            Some(Received::Shared(Shared::Operator(state))) => {
                 if self.operator.adopt(state) {
                     self.apply_operator().await?;
+                }
+                Ok(())
+            }
+            Some(Received::Shared(Shared::Health(view))) => {
+                let newer = self
+                    .peer_views
+                    .get(&view.node)
+                    .is_none_or(|known| view.sequence > known.sequence || view.down != known.down);
+                if newer {
+                    let cause = format!("health view of {}", view.node);
+                    self.peer_views.insert(view.node.clone(), view);
+                    self.sync_health(&cause, Instant::now())?;
                 }
                 Ok(())
             }
@@ -745,11 +836,13 @@ impl Agent {
                 tracing::info!(group = %self.config.groups[group], %reason, "VIP group taken");
                 self.ownership
                     .take(&self.config, datapath, group, &reason.to_string())?;
+                self.sync_health("took the group: own health checks rule", Instant::now())?;
             }
             Action::Release { group, reason } => {
                 tracing::info!(group = %self.config.groups[group], %reason, "VIP group released");
                 self.ownership
                     .release(&self.config, datapath, group, &reason.to_string())?;
+                self.sync_health("released the group: the owner's view rules", Instant::now())?;
             }
             Action::Fault(fault) => {
                 tracing::error!(%fault, "cluster fault: this node takes no VIP until it is resolved");

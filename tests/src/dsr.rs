@@ -50,8 +50,19 @@ impl DsrLab {
         backends: &[&str],
         cluster_extra: &str,
     ) -> Result<DsrLab> {
+        DsrLab::cluster_with_check(vip, lbs, backends, cluster_extra, "")
+    }
+
+    /// Like `cluster`, with `vip_extra` (e.g. a `[vip.check]`) in the VIP.
+    pub fn cluster_with_check(
+        vip: IpAddr,
+        lbs: &[(&str, u8)],
+        backends: &[&str],
+        cluster_extra: &str,
+        vip_extra: &str,
+    ) -> Result<DsrLab> {
         let names: Vec<&str> = lbs.iter().map(|(name, _)| *name).collect();
-        DsrLab::build(vip, &names, backends, "", Some((lbs, cluster_extra)))
+        DsrLab::build(vip, &names, backends, vip_extra, Some((lbs, cluster_extra)))
     }
 
     fn build(

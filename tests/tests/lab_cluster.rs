@@ -480,3 +480,54 @@ fn hactl_failover_typed_on_any_node_moves_the_vip() {
         lb1.log()
     );
 }
+
+fn backend_healthy(agent: &Agent, address: &str) -> bool {
+    agent.maps().expect("hactl maps")["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .any(|b| b["address"] == address && b["flags"].to_string().contains("healthy"))
+}
+
+#[test]
+fn standbys_follow_the_owners_health_view_until_they_own() {
+    let check = "[vip.check]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nfall = 2\nrise = 2\n";
+    let dsr = DsrLab::cluster_with_check(
+        VIP,
+        &[("lb1", 200), ("lb2", 100)],
+        &BACKENDS,
+        TWO_NODES,
+        check,
+    )
+    .expect("lab");
+    let mut lb1 = dsr.start_agent_on("lb1", false).expect("lb1");
+    let lb2 = dsr.start_agent_on("lb2", false).expect("lb2");
+    wait_owner(&lb1, true, Duration::from_secs(10));
+    let b1 = dsr.backend_address("b1").to_string();
+    // lb2 alone loses its path to b1: its own checks fail...
+    dsr.lab
+        .host("lb2")
+        .ns
+        .exec(&["ip", "route", "add", "blackhole", &format!("{b1}/32")])
+        .unwrap();
+    sleep(Duration::from_millis(1500));
+    // ...but it holds the owner's view: the same ring as lb1.
+    assert!(
+        backend_healthy(&lb2, &b1),
+        "the standby followed its own view:\n{}",
+        lb2.log()
+    );
+    assert!(backend_healthy(&lb1, &b1));
+    // Once it owns the VIP, its own checks rule.
+    lb1.stop().expect("stop lb1");
+    wait_owner(&lb2, true, Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while backend_healthy(&lb2, &b1) {
+        assert!(
+            Instant::now() < deadline,
+            "the new owner kept b1 despite its own checks:\n{}",
+            lb2.log()
+        );
+        sleep(Duration::from_millis(20));
+    }
+}

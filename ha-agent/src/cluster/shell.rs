@@ -14,7 +14,7 @@ use tokio::{net::UdpSocket, sync::mpsc};
 
 use crate::{
     cluster::{
-        operator::OperatorState,
+        shared::{self, Shared},
         state::{Action, Cluster, ClusterParams, Fencing, Input, Quorum},
         wire::{self, Key, Receiver, Reject, Sender},
     },
@@ -27,7 +27,7 @@ const RECEIVE_BUFFER: usize = 2048;
 /// What an authentic frame carried.
 pub enum Received {
     Heartbeat(Input),
-    Operator(OperatorState),
+    Shared(Shared),
 }
 
 pub struct Shell {
@@ -148,12 +148,12 @@ impl Shell {
         rx
     }
 
-    /// An authentic, fresh heartbeat becomes an input, an authentic
-    /// operator state is handed over; anything else is dropped and counted
-    /// by reason.
+    /// An authentic, fresh heartbeat becomes an input, authentic shared
+    /// state is handed over; anything else is dropped and counted by
+    /// reason.
     pub fn accept(&mut self, frame: &[u8]) -> Option<Received> {
-        let received = if OperatorState::is_operator_frame(frame) {
-            OperatorState::decode(frame, &self.key, self.cluster_id).map(Received::Operator)
+        let received = if shared::is_shared_frame(frame) {
+            shared::open(frame, &self.key, self.cluster_id).map(Received::Shared)
         } else {
             let now = self.now();
             self.receiver
@@ -163,7 +163,7 @@ impl Shell {
         match received {
             Ok(received) => Some(received),
             Err(reason) => {
-                if OperatorState::is_operator_frame(frame) {
+                if shared::is_shared_frame(frame) {
                     // The heartbeat receiver counted its own rejections.
                     self.receiver.rejected[reason.index()] += 1;
                 }
@@ -173,12 +173,12 @@ impl Shell {
         }
     }
 
-    /// Sends the operator state to every peer.
-    pub async fn send_operator(&self, state: &OperatorState) {
-        let frame = state.encode(&self.key, self.cluster_id);
+    /// Sends shared state (`magic`, `content`) to every peer.
+    pub async fn share<T: serde::Serialize>(&self, magic: [u8; 2], content: &T) {
+        let frame = shared::seal(magic, content, &self.key, self.cluster_id);
         for peer in &self.peers {
             if let Err(e) = self.socket.send_to(&frame, peer).await {
-                tracing::debug!(%peer, error = %e, "operator state not sent");
+                tracing::debug!(%peer, error = %e, "shared state not sent");
             }
         }
     }

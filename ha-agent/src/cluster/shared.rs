@@ -1,0 +1,207 @@
+//! What the nodes share besides heartbeats, each travelling whole in its
+//! own sealed frame on the heartbeat port:
+//!
+//! - operator decisions (drained backends, failover requests), which must
+//!   hold on every node whichever node they were typed on: a node that
+//!   changes them bumps a Lamport version and sends them to every peer at
+//!   once; the higher (version, origin) wins;
+//! - each node's health view (the backends its checks find down): the
+//!   owner of a VIP group is authoritative for it, so every node computes
+//!   the owner's ring and a failover keeps every flow on its backend.
+//!
+//! Every node resends both every second, so a node that missed a change
+//! or restarted catches up within a second. A stale or replayed copy
+//! changes nothing (versions and sequences only grow), a forged one fails
+//! authentication.
+//!
+//! A frame: its magic (`HO` operator state, `HV` health view), version 1,
+//! cluster id (8 bytes, big-endian), the content as JSON, then HMAC-SHA256
+//! over all of it with the heartbeat key.
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use hmac::Mac;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::wire::{Key, Reject, TAG_LEN};
+
+/// Magic of an operator-state frame.
+pub const OPERATOR_MAGIC: [u8; 2] = *b"HO";
+/// Magic of a health-view frame.
+pub const HEALTH_MAGIC: [u8; 2] = *b"HV";
+pub const VERSION: u8 = 1;
+/// Largest frame accepted (one UDP datagram, comfortably).
+pub const MAX_FRAME_LEN: usize = 60_000;
+const HEADER_LEN: usize = 2 + 1 + 8;
+
+/// A failover an operator asked for; every node that was running then
+/// feeds it to its state machine once (by `id`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverRequest {
+    pub id: u64,
+    pub group: String,
+    pub to: Option<String>,
+    /// When it was asked for (ms since the UNIX epoch): a node that starts
+    /// later takes it for history, not for a request.
+    pub issued_at_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    /// Lamport version of the last change.
+    pub version: u64,
+    /// The node that made it (breaks ties between equal versions).
+    pub origin: String,
+    /// (VIP name, backend address) pairs drained by an operator.
+    pub drained: BTreeSet<(String, IpAddr)>,
+    /// The last failover asked for.
+    pub failover: Option<FailoverRequest>,
+}
+
+impl OperatorState {
+    /// Applies a change made on node `me`; returns the new version.
+    pub fn change(&mut self, me: &str, change: impl FnOnce(&mut OperatorState)) -> u64 {
+        change(self);
+        self.version += 1;
+        self.origin = me.to_string();
+        self.version
+    }
+
+    /// Takes `other` if it is newer; whether it was.
+    pub fn adopt(&mut self, other: OperatorState) -> bool {
+        let newer = (other.version, &other.origin) > (self.version, &self.origin);
+        if newer {
+            *self = other;
+        }
+        newer
+    }
+}
+
+/// The backends one node's checks find down, as (VIP name, backend
+/// address); `sequence` grows with every change of that node's view.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthView {
+    pub node: String,
+    pub sequence: u64,
+    pub down: BTreeSet<(String, IpAddr)>,
+}
+
+/// A decoded shared frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shared {
+    Operator(OperatorState),
+    Health(HealthView),
+}
+
+/// Whether `frame` is a shared-state frame (by its magic).
+pub fn is_shared_frame(frame: &[u8]) -> bool {
+    frame.len() >= 2 && (frame[..2] == OPERATOR_MAGIC || frame[..2] == HEALTH_MAGIC)
+}
+
+/// Seals `content` into a frame with `magic`.
+pub fn seal<T: Serialize>(magic: [u8; 2], content: &T, key: &Key, cluster_id: u64) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(256);
+    frame.extend_from_slice(&magic);
+    frame.push(VERSION);
+    frame.extend_from_slice(&cluster_id.to_be_bytes());
+    serde_json::to_writer(&mut frame, content).expect("shared state serialises");
+    let tag = key.mac().chain_update(&frame).finalize().into_bytes();
+    frame.extend_from_slice(&tag);
+    frame
+}
+
+/// The content of a shared frame, checked like a heartbeat: version, then
+/// the tag, then the cluster id, then the content.
+pub fn open(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Shared, Reject> {
+    if frame.len() < HEADER_LEN + TAG_LEN || frame.len() > MAX_FRAME_LEN || !is_shared_frame(frame)
+    {
+        return Err(Reject::Malformed);
+    }
+    if frame[2] != VERSION {
+        return Err(Reject::Version);
+    }
+    let (body, tag) = frame.split_at(frame.len() - TAG_LEN);
+    key.mac()
+        .chain_update(body)
+        .verify_slice(tag)
+        .map_err(|_| Reject::Unauthenticated)?;
+    let id = u64::from_be_bytes(body[3..HEADER_LEN].try_into().expect("8 bytes"));
+    if id != cluster_id {
+        return Err(Reject::ForeignCluster);
+    }
+    let json = &body[HEADER_LEN..];
+    let shared = if body[..2] == OPERATOR_MAGIC {
+        serde_json::from_slice(json).map(Shared::Operator)
+    } else {
+        serde_json::from_slice(json).map(Shared::Health)
+    };
+    shared.map_err(|_| Reject::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(text: &str) -> Key {
+        Key::from_bytes(format!("{text} .............................").as_bytes()).unwrap()
+    }
+
+    fn drained(version: u64, origin: &str) -> OperatorState {
+        let mut state = OperatorState {
+            version,
+            origin: origin.into(),
+            ..OperatorState::default()
+        };
+        state
+            .drained
+            .insert(("web".into(), "198.18.0.11".parse().unwrap()));
+        state
+    }
+
+    #[test]
+    fn the_newer_version_wins_and_ties_go_by_origin() {
+        let mut mine = OperatorState::default();
+        assert!(mine.adopt(drained(1, "lb2")));
+        assert!(
+            !mine.adopt(drained(1, "lb2")),
+            "the same copy again changes nothing"
+        );
+        assert!(
+            !mine.adopt(drained(1, "lb1")),
+            "equal version, lower origin"
+        );
+        assert!(mine.adopt(drained(1, "lb3")));
+        let v = mine.change("lb1", |s| {
+            s.drained.clear();
+        });
+        assert_eq!((v, mine.origin.as_str()), (2, "lb1"));
+        assert!(!mine.adopt(drained(1, "lb9")), "an older version loses");
+    }
+
+    #[test]
+    fn frames_round_trip_and_bad_ones_are_rejected() {
+        let k = key("cluster");
+        let state = drained(7, "lb1");
+        let frame = seal(OPERATOR_MAGIC, &state, &k, 42);
+        assert!(is_shared_frame(&frame));
+        assert_eq!(open(&frame, &k, 42), Ok(Shared::Operator(state)));
+        assert_eq!(
+            open(&frame, &key("other"), 42),
+            Err(Reject::Unauthenticated)
+        );
+        assert_eq!(open(&frame, &k, 43), Err(Reject::ForeignCluster));
+        for i in 0..frame.len() {
+            let mut bad = frame.clone();
+            bad[i] ^= 0x01;
+            assert!(open(&bad, &k, 42).is_err(), "flipped byte {i} accepted");
+        }
+        assert_eq!(open(&frame[..10], &k, 42), Err(Reject::Malformed));
+        let view = HealthView {
+            node: "lb2".into(),
+            sequence: 3,
+            down: drained(1, "x").drained,
+        };
+        let frame = seal(HEALTH_MAGIC, &view, &k, 42);
+        assert_eq!(open(&frame, &k, 42), Ok(Shared::Health(view)));
+    }
+}
