@@ -60,8 +60,9 @@
 //!
 //! [`load_key`] reads the shared key file: a regular file, not accessible to
 //! group or others (`chmod 600`), of at least 32 bytes. Its bytes are used
-//! as they are, a trailing newline included, and the HMAC key is their
-//! SHA-256, so any length from 32 bytes on works; every node needs a
+//! as they are, a trailing newline included, and the HMAC key is the
+//! SHA-256 of a fixed label followed by them (so `sha256sum` of the file
+//! does not print the key), so any length from 32 bytes on works; every node needs a
 //! byte-identical copy (e.g. `head -c 32 /dev/urandom > key`, then copy the
 //! file rather than retyping it).
 
@@ -121,6 +122,8 @@ const _: () = assert!(MAX_FRAME_LEN + 48 <= 1500);
 
 /// Shortest key file, in bytes.
 pub const MIN_KEY_FILE_LEN: usize = 32;
+/// Prefixed to the key file's contents before hashing them into the key.
+const KEY_LABEL: &[u8] = b"ha heartbeat key v1\0";
 /// Sequence numbers of one sender a receiver remembers below the highest.
 pub const REPLAY_WINDOW: u64 = 64;
 
@@ -181,7 +184,8 @@ impl fmt::Display for Reject {
 
 impl std::error::Error for Reject {}
 
-/// The cluster's shared HMAC key: SHA-256 of the key file's bytes. Its
+/// The cluster's shared HMAC key: SHA-256 of a fixed label and the key
+/// file's bytes. Its
 /// `Debug` prints `Key(..)`, never the bytes.
 #[derive(Clone)]
 pub struct Key([u8; 32]);
@@ -194,15 +198,21 @@ pub enum KeyError {
 }
 
 impl Key {
-    /// The key for `material` (a key file's bytes, as they are): its
-    /// SHA-256. At least [`MIN_KEY_FILE_LEN`] bytes.
+    /// The key for `material` (a key file's bytes, as they are): SHA-256
+    /// of [`KEY_LABEL`] and them. At least [`MIN_KEY_FILE_LEN`] bytes.
     pub fn from_bytes(material: &[u8]) -> Result<Key, KeyError> {
         if material.len() < MIN_KEY_FILE_LEN {
             return Err(KeyError::TooShort {
                 len: material.len(),
             });
         }
-        Ok(Key(Sha256::digest(material).into()))
+        // Domain-separated, so `sha256sum` of the key file does not print
+        // the HMAC key itself.
+        Ok(Key(Sha256::new()
+            .chain_update(KEY_LABEL)
+            .chain_update(material)
+            .finalize()
+            .into()))
     }
 
     pub(crate) fn mac(&self) -> HmacSha256 {
@@ -672,7 +682,7 @@ mod tests {
         assert_eq!(hex(&body(&frame)), expected_body);
         assert_eq!(
             hex(&frame[frame.len() - TAG_LEN..]),
-            "2af030ba05c5f95060014f990967edd18d86d0730316d779b790e6c1c8c94f35"
+            "76dd35f21591e3c1687109fd2b115ef36e59b66e4d8efdc5979a32e13607060a"
         );
     }
 
@@ -1061,11 +1071,12 @@ mod tests {
 
     #[test]
     fn key_derivation_golden() {
-        // sha256sum of the 33 bytes "0123456789abcdef0123456789abcdef\n":
-        // the newline is part of the key material.
+        // SHA-256 of the label followed by the 33 bytes
+        // "0123456789abcdef0123456789abcdef\n" (computed with Python's
+        // hashlib): the newline is part of the key material.
         assert_eq!(
             hex(&key().0),
-            "6ed6653dba3d6aee8110c6e23de37f15c609b8a6e29aa164d1acace604e5cb7e"
+            "76ad9c91c2492a526e4d2e9a526258aad61576b69dc37930990de196e1696bc5"
         );
         assert_ne!(
             key().0,
