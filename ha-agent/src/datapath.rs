@@ -373,10 +373,6 @@ impl Datapath {
         &self.maps
     }
 
-    pub fn ring_size(&self) -> u32 {
-        self.ring_size
-    }
-
     /// Executes planned writes in their order.
     pub fn apply(&mut self, writes: &[Write]) -> Result<()> {
         for write in writes {
@@ -623,10 +619,4 @@ fn raise_memlock_limit() {
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-}
-
-/// Whether the pin directory of a node exists (an agent runs or left its
-/// datapath behind).
-pub fn pinned(dir: &Path) -> bool {
-    dir.join(map::VIPS).exists()
 }

@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, net::IpAddr, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::{
     link::{LinkAttribute, LinkFlags},
@@ -160,17 +160,4 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// Fails clearly when a resolve left some address without a MAC.
-pub fn require_all(found: &HashMap<IpAddr, [u8; 6]>, addrs: &[IpAddr]) -> Result<()> {
-    let missing: Vec<String> = addrs
-        .iter()
-        .filter(|a| !found.contains_key(a))
-        .map(ToString::to_string)
-        .collect();
-    if !missing.is_empty() {
-        bail!("no neighbour entry for {}", missing.join(", "));
-    }
-    Ok(())
 }
