@@ -1,13 +1,15 @@
 //! The daemon's main loop: load the config, load (or adopt) the datapath,
 //! keep the maps equal to the desired state as backend MACs are learned and
-//! health checks and operators change backends, renew the ownership leases,
-//! answer the control socket, and leave cleanly on SIGTERM/SIGINT.
+//! health checks and operators change backends, drive the cluster machine
+//! and carry out its decisions, renew the ownership leases, answer the
+//! control socket and metrics scrapes, and leave cleanly on SIGTERM/SIGINT.
 //!
 //! Every backend change is a two-phase switchover: phase 1 writes the one
 //! BACKENDS entry (the datapath's re-probe moves that backend's flows at
 //! once), phase 2 rebuilds the VIP's Maglev table into the inactive ring
-//! generation and flips it. Until clustering exists this node owns every
-//! configured VIP.
+//! generation and flips it. Without a `[cluster]` this node owns every
+//! configured VIP; with one, the cluster machine (`cluster::state`) decides
+//! and `ownership` carries it out.
 
 use std::{
     collections::{BTreeSet, HashMap},
