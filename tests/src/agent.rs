@@ -149,6 +149,15 @@ impl Agent {
         ])
     }
 
+    /// Whether the agent reports owning VIP group `group`; panics when it
+    /// does not answer.
+    pub fn owns(&self, group: &str) -> bool {
+        let status = self.status().expect("hactl status");
+        status["cluster"]["owned"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|g| g == group))
+    }
+
     /// SIGKILL, as a crash: no LEAVING, pins left behind.
     pub fn kill(&mut self) -> Result<()> {
         let mut child = self.child.take().context("agent already stopped")?;

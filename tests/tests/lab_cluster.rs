@@ -24,17 +24,11 @@ const LONG_LIVED: usize = 20;
 /// Waits until `agent` reports owning the VIP group (or not).
 fn wait_owner(agent: &Agent, owns: bool, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    loop {
-        let status = agent.status().expect("hactl status");
-        let owned = status["cluster"]["owned"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|g| g == "web"));
-        if owned == owns {
-            return;
-        }
+    while agent.owns("web") != owns {
         assert!(
             Instant::now() < deadline,
-            "ownership never became {owns}: {status}\n{}",
+            "ownership never became {owns}: {:?}\n{}",
+            agent.status(),
             agent.log()
         );
         sleep(Duration::from_millis(20));
@@ -283,12 +277,6 @@ fn forged_replayed_and_foreign_heartbeats_are_dropped_and_counted() {
     println!("dropped by lb1: {}", status["cluster"]["dropped"]);
 }
 
-fn owns(agent: &Agent) -> bool {
-    agent.status().expect("hactl status")["cluster"]["owned"]
-        .as_array()
-        .is_some_and(|o| o.iter().any(|g| g == "web"))
-}
-
 #[test]
 fn three_nodes_a_cut_off_owner_releases_and_the_others_keep_one_owner() {
     let dsr = DsrLab::cluster(
@@ -308,7 +296,7 @@ fn three_nodes_a_cut_off_owner_releases_and_the_others_keep_one_owner() {
     // Sample the survivors for 2 s: never two owners, one owner at the end.
     let mut samples = 0;
     while cut.elapsed() < Duration::from_secs(2) {
-        let (two, three) = (owns(&lb2), owns(&lb3));
+        let (two, three) = (lb2.owns("web"), lb3.owns("web"));
         assert!(
             !(two && three),
             "two owners at {:?} after the cut",
@@ -317,12 +305,15 @@ fn three_nodes_a_cut_off_owner_releases_and_the_others_keep_one_owner() {
         samples += 1;
     }
     assert!(
-        owns(&lb2) && !owns(&lb3),
+        lb2.owns("web") && !lb3.owns("web"),
         "lb2 (next priority) owns the VIP"
     );
     let isolated = lb1.status().unwrap();
     assert_eq!(isolated["cluster"]["quorum"], false, "{isolated}");
-    assert!(!owns(&lb1), "the cut-off node released the VIP: {isolated}");
+    assert!(
+        !lb1.owns("web"),
+        "the cut-off node released the VIP: {isolated}"
+    );
     let tally = dsr.connect(50);
     assert_eq!(
         tally.failures, 0,
@@ -395,7 +386,7 @@ fn standby_releases_everything_until_unstandby() {
     wait_owner(&lb2, true, Duration::from_secs(2));
     // Higher priority, but standing by: it must not take the VIP back.
     sleep(Duration::from_millis(500));
-    assert!(!owns(&lb1), "a node in standby took a VIP");
+    assert!(!lb1.owns("web"), "a node in standby took a VIP");
     assert_eq!(dsr.connect(20).failures, 0);
     hactl(&["--socket", &socket, "unstandby"], false).expect("hactl unstandby");
     wait_owner(&lb1, true, Duration::from_secs(5));
@@ -472,7 +463,10 @@ fn hactl_failover_typed_on_any_node_moves_the_vip() {
     wait_owner(&lb1, false, Duration::from_secs(1));
     // Preempt does not take it straight back from the new owner.
     sleep(Duration::from_millis(700));
-    assert!(owns(&lb2) && !owns(&lb1), "the VIP went back to lb1");
+    assert!(
+        lb2.owns("web") && !lb1.owns("web"),
+        "the VIP went back to lb1"
+    );
     assert_eq!(dsr.connect(20).failures, 0);
     assert!(
         lb1.log().contains("failover requested"),

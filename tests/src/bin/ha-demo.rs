@@ -12,11 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use ha_tests::{
-    agent::{Agent, hactl},
-    dsr::DsrLab,
-    start_rate_client,
-};
+use ha_tests::{agent::hactl, dsr::DsrLab, start_rate_client};
 
 const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
 const BACKENDS: [&str; 3] = ["b1", "b2", "b3"];
@@ -29,14 +25,6 @@ fn step(text: &str) {
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
-}
-
-fn owns(agent: &Agent) -> bool {
-    agent.status().is_ok_and(|s| {
-        s["cluster"]["owned"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|g| g == "web"))
-    })
 }
 
 fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> Result<()> {
@@ -68,7 +56,7 @@ fn main() -> Result<()> {
     step("starting ha-agent on lb1 (priority 200) and lb2 (priority 100)");
     let mut lb1 = dsr.start_agent_on("lb1", false)?;
     let lb2 = dsr.start_agent_on("lb2", false)?;
-    wait_for("an owner", Duration::from_secs(10), || owns(&lb1))?;
+    wait_for("an owner", Duration::from_secs(10), || lb1.owns("web"))?;
     println!("    both attached their XDP program; lb1 owns the VIP and answers ARP for it");
     print!(
         "{}",
