@@ -43,12 +43,13 @@ use crate::{
         self, BackendStatus, ClusterStatus, PeerStatus, Request, Response, Status, VipStatus,
     },
     datapath::{Datapath, LoadOptions},
-    desired::{Knowledge, backend_id, backend_keys},
-    health::{self, BackendKey, Transition},
+    desired::{Knowledge, backend_keys},
+    health::{self, BackendKey, Checks, Transition},
     hooks::{self, Hook, Outcome},
     metrics::{self, BackendSample, ClusterSample, Histogram, PeerSample, Snapshot, VipSample},
     netlink::{Netlink, format_mac, solicit},
     ownership::{Event, Ownership},
+    reload,
     writer::Writer,
 };
 
@@ -56,14 +57,17 @@ use crate::{
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
 /// How long start-up waits for backend MACs before going on without them.
 const INITIAL_RESOLVE: Duration = Duration::from_secs(3);
-/// Backends count as up until their checks say otherwise, so a restarted
-/// agent does not take healthy backends out of service for rise x interval.
-const BACKENDS_START_UP: bool = true;
+/// How long a reload waits for the MACs of new backends (the neighbour
+/// refresh picks up later answers).
+const RELOAD_RESOLVE: Duration = Duration::from_millis(500);
 
 pub struct Options {
     pub config: PathBuf,
     /// Leave program, link and maps pinned on exit (traffic keeps flowing).
     pub keep_datapath: bool,
+    /// Load this XDP object instead of the embedded one (an upgrade of the
+    /// datapath alone); it must be built from the same ha-common.
+    pub xdp_object: Option<PathBuf>,
 }
 
 /// A control request with the way back to its connection.
@@ -71,7 +75,11 @@ type ControlCall = (Request, oneshot::Sender<Response>);
 
 struct Agent {
     config: Config,
+    /// Where `config` came from: a reload reads it again.
+    config_path: PathBuf,
     writer: Writer,
+    /// The backends' health checks of the current config.
+    checks: BackendChecks,
     knowledge: Knowledge,
     ownership: Ownership,
     /// The cluster, when configured; without it this node owns every VIP.
@@ -111,6 +119,7 @@ pub async fn run(options: Options) -> Result<()> {
         max_flows: config.datapath.max_flows,
         node_mac,
         pin_dir: Some(pin_dir.clone()),
+        object: options.xdp_object.clone(),
     })?;
     let stale_owned = datapath
         .maps()
@@ -124,9 +133,15 @@ pub async fn run(options: Options) -> Result<()> {
         None => None,
     };
     let (fenced_tx, mut fenced_rx) = mpsc::unbounded_channel();
+    // Backends count as up until their checks say otherwise, so a restarted
+    // agent does not take healthy backends out of service for rise x
+    // interval.
+    let checks = BackendChecks::spawn(&config, &BTreeSet::new());
     let mut agent = Agent {
+        writer: Writer::adopt(datapath, &config)?,
         config,
-        writer: Writer::adopt(datapath)?,
+        config_path: options.config.clone(),
+        checks,
         knowledge: Knowledge::default(),
         ownership,
         cluster,
@@ -177,8 +192,6 @@ pub async fn run(options: Options) -> Result<()> {
             .with_context(|| format!("bind metrics address {}", metrics.listen))?;
         tokio::spawn(metrics::serve(listener, scrapes));
     }
-    let (health_tx, mut health_rx) = mpsc::unbounded_channel();
-    let _checks = health::spawn_checks(&agent.config, BACKENDS_START_UP, health_tx);
     let (track_tx, mut track_rx) = mpsc::unbounded_channel();
     let tracks = agent
         .config
@@ -223,13 +236,13 @@ pub async fn run(options: Options) -> Result<()> {
             Some((node, success)) = fenced_rx.recv() => {
                 agent.cluster_input(|now| Input::FenceDone { now, node, success }).await?;
             }
-            Some(transition) = health_rx.recv() => agent.on_health(transition).await?,
+            Some(transition) = agent.checks.results.recv() => agent.on_health(transition).await?,
             Some(transition) = track_rx.recv() => agent.on_track(transition, &netlink).await?,
             Some(reply) = scrape_rx.recv() => {
                 let _ = reply.send(metrics::render(&agent.snapshot()?));
             }
             Some((request, reply)) = control_rx.recv() => {
-                let _ = reply.send(agent.on_control(request).await);
+                let _ = reply.send(agent.on_control(request, &netlink).await);
             }
             _ = lease_tick.tick() => agent.renew_leases()?,
             _ = neighbour_tick.tick() => {
@@ -242,10 +255,10 @@ pub async fn run(options: Options) -> Result<()> {
             _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
                 crate::systemd::watchdog();
             }
-            _ = hangup.recv() => tracing::warn!(
-                "SIGHUP: configuration reload is not implemented yet; restart the agent \
-                 (the pinned datapath keeps forwarding meanwhile)"
-            ),
+            _ = hangup.recv() => {
+                // The outcome is logged either way.
+                let _ = agent.reload(&netlink).await;
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -287,6 +300,24 @@ fn serve_control(path: &Path, calls: mpsc::Sender<ControlCall>) -> Result<Contro
         }
     });
     Ok(ControlServer(task))
+}
+
+/// The running health checks of one config and where their results
+/// arrive. A reload replaces both, so a result of an old check (keyed by
+/// the old config's positions) can never reach the new config.
+struct BackendChecks {
+    _checks: Checks,
+    results: mpsc::UnboundedReceiver<Transition>,
+}
+
+impl BackendChecks {
+    fn spawn(config: &Config, down: &BTreeSet<BackendKey>) -> BackendChecks {
+        let (tx, results) = mpsc::unbounded_channel();
+        BackendChecks {
+            _checks: health::spawn_checks(config, down, tx),
+            results,
+        }
+    }
 }
 
 /// Aborts the control listener with the agent.
@@ -389,9 +420,10 @@ impl Agent {
         self.sync_health(&cause, transition.at)
     }
 
-    async fn on_control(&mut self, request: Request) -> Response {
+    async fn on_control(&mut self, request: Request, netlink: &Netlink) -> Response {
         let result = match request {
             Request::Status => return Response::Status(self.status()),
+            Request::Reload => self.reload(netlink).await,
             Request::Standby { on } => self.set_standby(on).await,
             Request::Drain { vip, backend } => self.set_drained(&vip, backend, true).await,
             Request::Undrain { vip, backend } => self.set_drained(&vip, backend, false).await,
@@ -403,6 +435,54 @@ impl Agent {
                 message: format!("{e:#}"),
             },
         }
+    }
+
+    /// Reads the config file again and applies it, or changes nothing: an
+    /// invalid file or a change that needs a restart is an error (logged,
+    /// and returned to `hactl reload`). Health and drains follow each
+    /// backend that stays; ids stay, so established flows keep theirs.
+    async fn reload(&mut self, netlink: &Netlink) -> Result<String> {
+        let outcome = self.try_reload(netlink).await;
+        match &outcome {
+            Ok(changes) => tracing::info!(%changes, "configuration reloaded"),
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "configuration reload refused: running config unchanged"
+            ),
+        }
+        outcome.map(|changes| format!("reloaded: {changes}"))
+    }
+
+    async fn try_reload(&mut self, netlink: &Netlink) -> Result<reload::Changes> {
+        let new = config::load(&self.config_path)?;
+        let changes = reload::diff(&self.config, &new)?;
+        if new == self.config {
+            return Ok(changes);
+        }
+        self.writer.renumber(&new)?;
+        let old = std::mem::replace(&mut self.config, new);
+        self.own_down = reload::follow(&old, &self.config, &self.own_down);
+        self.knowledge.down = reload::follow(&old, &self.config, &self.knowledge.down);
+        self.knowledge.drained = self.operator_drains();
+        self.checks = BackendChecks::spawn(&self.config, &self.own_down);
+        self.ownership.reconfigure(&self.config);
+        let digest = config::digest(&self.config);
+        self.cluster_input(|now| Input::Digest { now, digest })
+            .await?;
+        let backends = self.backend_addresses();
+        let missing: Vec<IpAddr> = backends
+            .into_iter()
+            .filter(|a| !self.knowledge.macs.contains_key(a))
+            .collect();
+        let table = netlink.resolve(&missing, RELOAD_RESOLVE).await?;
+        let learned = missing
+            .iter()
+            .filter_map(|a| table.get(a).map(|m| (*a, *m)));
+        self.knowledge.macs.extend(learned);
+        self.reconcile("reload")?;
+        self.renew_leases()?;
+        self.sync_health("reload", Instant::now())?;
+        Ok(changes)
     }
 
     async fn set_standby(&mut self, on: bool) -> Result<String> {
@@ -487,12 +567,7 @@ impl Agent {
     /// Brings drains and failovers in line with the operator state.
     async fn apply_operator(&mut self) -> Result<()> {
         let decided = Instant::now();
-        let wanted: BTreeSet<BackendKey> = self
-            .operator
-            .drained
-            .iter()
-            .filter_map(|(vip, addr)| self.find_backend(vip, *addr).ok())
-            .collect();
+        let wanted = self.operator_drains();
         let changed: Vec<BackendKey> = wanted
             .symmetric_difference(&self.knowledge.drained)
             .copied()
@@ -522,6 +597,15 @@ impl Agent {
             .await?;
         }
         Ok(())
+    }
+
+    /// The backends the operator state drains, in this config.
+    fn operator_drains(&self) -> BTreeSet<BackendKey> {
+        self.operator
+            .drained
+            .iter()
+            .filter_map(|(vip, addr)| self.find_backend(vip, *addr).ok())
+            .collect()
     }
 
     /// Sends the operator state to every peer (on a change, and every
@@ -668,7 +752,8 @@ impl Agent {
             .iter()
             .enumerate()
             .map(|(index, vip)| {
-                let c = counters[vip_stats_index(index as u32 + 1) as usize];
+                let id = self.writer.ids().vip(&self.config, index);
+                let c = counters[vip_stats_index(id) as usize];
                 VipSample {
                     name: vip.name.clone(),
                     address: vip.address,
@@ -682,9 +767,11 @@ impl Agent {
             .collect();
         let backends = backend_keys(&self.config)
             .map(|key| {
-                let id = backend_id(&self.config, key);
+                let id = self.writer.ids().backend(&self.config, key);
                 let c = counters[backend_stats_index(id) as usize];
-                let entry = self.knowledge.backend_entry(&self.config, key);
+                let entry = self
+                    .knowledge
+                    .backend_entry(&self.config, self.writer.ids(), key);
                 let vip = &self.config.vips[key.vip];
                 BackendSample {
                     vip: vip.name.clone(),
@@ -741,31 +828,47 @@ impl Agent {
     }
 
     fn status(&self) -> Status {
+        let counters = self.writer.datapath.maps().counters().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "status without counters");
+            Vec::new()
+        });
+        let counter = |index: u32| counters.get(index as usize).copied().unwrap_or_default();
+        let ids = self.writer.ids();
         let vips = self
             .config
             .vips
             .iter()
             .enumerate()
-            .map(|(index, vip)| VipStatus {
-                name: vip.name.clone(),
-                address: vip.address,
-                port: vip.port,
-                protocol: vip.protocol.to_string(),
-                backends: backend_keys(&self.config)
-                    .filter(|k| k.vip == index)
-                    .map(|key| {
-                        let backend = &vip.backends[key.backend];
-                        let entry = self.knowledge.backend_entry(&self.config, key);
-                        BackendStatus {
-                            id: backend_id(&self.config, key),
-                            address: backend.address,
-                            up: !self.knowledge.down.contains(&key),
-                            draining: entry.flags & BACKEND_F_DRAINING != 0,
-                            resolved: self.knowledge.mac(&self.config, key).is_some(),
-                            weight: backend.weight,
-                        }
-                    })
-                    .collect(),
+            .map(|(index, vip)| {
+                let c = counter(vip_stats_index(ids.vip(&self.config, index)));
+                VipStatus {
+                    name: vip.name.clone(),
+                    address: vip.address,
+                    port: vip.port,
+                    protocol: vip.protocol.to_string(),
+                    owner: self.owner(vip.group),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    backends: backend_keys(&self.config)
+                        .filter(|k| k.vip == index)
+                        .map(|key| {
+                            let backend = &vip.backends[key.backend];
+                            let id = ids.backend(&self.config, key);
+                            let entry = self.knowledge.backend_entry(&self.config, ids, key);
+                            let c = counter(backend_stats_index(id));
+                            BackendStatus {
+                                id,
+                                address: backend.address,
+                                up: !self.knowledge.down.contains(&key),
+                                draining: entry.flags & BACKEND_F_DRAINING != 0,
+                                resolved: self.knowledge.mac(&self.config, key).is_some(),
+                                weight: backend.weight,
+                                packets: c.packets,
+                                bytes: c.bytes,
+                            }
+                        })
+                        .collect(),
+                }
             })
             .collect();
         Status {
@@ -776,6 +879,20 @@ impl Agent {
                 .as_ref()
                 .map(|shell| self.cluster_status(shell)),
         }
+    }
+
+    /// Who answers for `group`: this node, or the UP peer claiming it.
+    fn owner(&self, group: usize) -> Option<String> {
+        if self.ownership.owns(group) {
+            return Some(self.config.node.name.clone());
+        }
+        let shell = self.cluster.as_ref()?;
+        shell
+            .machine
+            .peers()
+            .into_iter()
+            .find(|p| p.up && p.claims.contains(&(group as u16)))
+            .map(|p| p.node)
     }
 
     /// Renews the ARP/NDP leases of the groups this node owns.

@@ -36,6 +36,8 @@ pub enum Request {
     Standby { on: bool },
     /// The owner of a VIP group gives it up; `to` is preferred.
     Failover { group: String, to: Option<String> },
+    /// Read the config file again and apply it, or change nothing.
+    Reload,
 }
 
 /// What the agent answers.
@@ -84,6 +86,12 @@ pub struct VipStatus {
     pub address: IpAddr,
     pub port: u16,
     pub protocol: String,
+    /// The node answering for it (this one or a peer claiming its group),
+    /// as far as this node knows.
+    pub owner: Option<String>,
+    /// Packets and bytes steered to its backends by this node.
+    pub packets: u64,
+    pub bytes: u64,
     pub backends: Vec<BackendStatus>,
 }
 
@@ -98,6 +106,9 @@ pub struct BackendStatus {
     /// MAC known from the neighbour table (or configured).
     pub resolved: bool,
     pub weight: u32,
+    /// Packets and bytes this node steered to it.
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// A message on the wire: the version beside the payload.

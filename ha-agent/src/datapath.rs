@@ -1,5 +1,6 @@
-//! The only module that touches aya: loading the embedded XDP object,
-//! attaching and pinning it, writing and reading its maps.
+//! The only module that touches aya: loading the embedded XDP object (or
+//! another build of it, for upgrades), attaching and pinning it, writing
+//! and reading its maps.
 //!
 //! Rings are written through an mmap of the RINGS array (one memcpy for a
 //! whole table instead of one bpf() syscall per slot), into the VIP's
@@ -17,10 +18,11 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues},
     programs::{
         TestRun, TestRunOptions, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
+        loaded_programs,
         xdp::XdpLink,
     },
 };
@@ -53,6 +55,9 @@ pub struct LoadOptions {
     pub node_mac: [u8; 6],
     /// Pin maps (and, once attached, the link) here; None for tests.
     pub pin_dir: Option<PathBuf>,
+    /// Load this XDP object file instead of the embedded one (an upgrade
+    /// to another build of the program); None: the embedded object.
+    pub object: Option<PathBuf>,
 }
 
 /// How the program ended up attached.
@@ -282,22 +287,36 @@ impl Datapath {
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader
-            .load(XDP_OBJECT)
-            .context("load the XDP object (maps pinned by an agent with another ring_size or max_flows must be removed first: hactl unpin)")?;
+        let file;
+        let (object, origin) = match &options.object {
+            Some(path) => {
+                file = fs::read(path)
+                    .with_context(|| format!("read the XDP object {}", path.display()))?;
+                (&file[..], format!("the XDP object {}", path.display()))
+            }
+            None => (XDP_OBJECT, "the embedded XDP object".to_string()),
+        };
+        let mut ebpf = loader.load(object).with_context(|| {
+            format!("load {origin} (maps pinned by an agent with another ring_size or max_flows must be removed first: hactl unpin)")
+        })?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .context("XDP program missing from the object")?
             .try_into()?;
         program
             .load()
-            .context("verifier rejected the XDP program")?;
-        let (maps, rings) = Maps::take(&mut ebpf)?;
-        // Limits are compiled into both sides; a stale object would count
-        // into the wrong slots.
+            .with_context(|| format!("verifier rejected the XDP program of {origin}"))?;
+        // Layouts and limits are compiled into both sides: taking the maps
+        // checks every key and value size, and STATS' length is checked
+        // here (a stale object would count into the wrong slots). Both
+        // before anything is attached: an object built from another
+        // ha-common never replaces a running program.
+        let (maps, rings) = Maps::take(&mut ebpf).with_context(|| {
+            format!("{origin} was built from another ha-common (its maps differ): rebuild it with cargo xtask build-ebpf")
+        })?;
         ensure!(
             maps.stats.len() == STATS_LEN,
-            "the embedded XDP object was built from another ha-common (STATS has {} slots, expected {STATS_LEN}): run cargo xtask build-ebpf",
+            "{origin} was built from another ha-common (STATS has {} slots, expected {STATS_LEN}): rebuild it with cargo xtask build-ebpf",
             maps.stats.len()
         );
         let slots = rings_len(options.ring_size) as usize;
@@ -317,6 +336,11 @@ impl Datapath {
             .program_mut(PROGRAM_NAME)
             .context("XDP program missing")?
             .try_into()?)
+    }
+
+    /// The kernel's view of the loaded program (id, tag, sizes).
+    pub fn program_info(&mut self) -> Result<ProgramInfo> {
+        ProgramInfo::of(&self.program()?.info()?)
     }
 
     /// Attaches to `interface`: switches the link an earlier agent pinned
@@ -385,9 +409,19 @@ impl Datapath {
                 } => self.write_ring(*vip_id, *generation, table)?,
                 Write::Vip(key, value) => self.set_vip(key, value)?,
                 Write::RemoveVip(key) => self.remove_vip(key)?,
+                Write::ClearCounters(index) => self.clear_counters(*index)?,
             }
         }
         Ok(())
+    }
+
+    fn clear_counters(&mut self, index: u32) -> Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let zero = PerCpuValues::try_from(vec![Counter::default(); cpus])?;
+        self.maps
+            .stats
+            .set(index, zero, 0)
+            .with_context(|| format!("clear STATS[{index}]"))
     }
 
     fn set_vip(&mut self, key: &VipKey, value: &VipValue) -> Result<()> {
@@ -536,6 +570,53 @@ fn time_program(program: &mut Xdp, frame: &[u8], repeat: u32) -> Result<Duration
         .test_run(options)
         .context("BPF_PROG_TEST_RUN")?
         .duration)
+}
+
+/// The kernel's view of a loaded program (bpf_prog_info).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramInfo {
+    pub id: u32,
+    /// A hash of the program's instructions as loaded (map references
+    /// zeroed, so independent of the maps and load-time globals): another
+    /// build of the program has another tag.
+    pub tag: u64,
+    /// Instructions after the verifier's rewrites, in bytes (8 each).
+    pub translated_bytes: u32,
+    /// Machine code from the JIT, in bytes.
+    pub jited_bytes: u32,
+}
+
+impl ProgramInfo {
+    fn of(info: &aya::programs::ProgramInfo) -> Result<ProgramInfo> {
+        Ok(ProgramInfo {
+            id: info.id(),
+            tag: info.tag(),
+            translated_bytes: info
+                .size_translated()
+                .context("the kernel reports no translated size")?,
+            jited_bytes: info.size_jitted(),
+        })
+    }
+}
+
+/// What runs on the link pinned under `dir`: the link's id and the program
+/// attached to it. Replacing the program (an upgrade) keeps the link id
+/// and changes the program.
+pub fn pinned_link(dir: &Path) -> Result<(u32, ProgramInfo)> {
+    let path = dir.join(LINK_PIN);
+    let link = FdLink::from(
+        PinnedLink::from_pin(&path)
+            .with_context(|| format!("open pinned link {}", path.display()))?,
+    );
+    let info = link.info().context("BPF_LINK_GET_INFO")?;
+    let program_id = info.program_id();
+    for program in loaded_programs() {
+        let program = program?;
+        if program.id() == program_id {
+            return Ok((info.id(), ProgramInfo::of(&program)?));
+        }
+    }
+    bail!("program {program_id} of link {} not found", info.id())
 }
 
 /// Removes the pins under `dir` (link and maps) and the directory itself.

@@ -11,12 +11,13 @@ use std::{
 
 use ha_common::{
     Addr, BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, VIP_F_NO_BACKEND_PASS, VipKey, VipValue,
-    v4_mapped,
+    backend_stats_index, v4_mapped, vip_stats_index,
 };
 
 use crate::{
     config::{Config, NoBackend, VipConfig},
     health::BackendKey,
+    ids::Ids,
     maglev::{MaglevBackend, build_table},
 };
 
@@ -95,16 +96,6 @@ pub struct Knowledge {
     pub drained: BTreeSet<BackendKey>,
 }
 
-/// Backend ids are 1.. over every (VIP, backend) pair in config order, so
-/// each pair has its own health, drain state and counters.
-pub fn backend_id(config: &Config, key: BackendKey) -> u32 {
-    let before: usize = config.vips[..key.vip]
-        .iter()
-        .map(|v| v.backends.len())
-        .sum();
-    (before + key.backend + 1) as u32
-}
-
 /// Every backend of every VIP, in id order.
 pub fn backend_keys(config: &Config) -> impl Iterator<Item = BackendKey> + '_ {
     config
@@ -125,7 +116,7 @@ impl Knowledge {
 
     /// The BACKENDS entry of one backend: HEALTHY when its MAC is known and
     /// its checks pass, DRAINING when its weight is 0 or it was drained.
-    pub fn backend_entry(&self, config: &Config, key: BackendKey) -> Backend {
+    pub fn backend_entry(&self, config: &Config, ids: &Ids, key: BackendKey) -> Backend {
         let backend = &config.vips[key.vip].backends[key.backend];
         let mac = self.mac(config, key);
         let mut flags = 0;
@@ -140,6 +131,7 @@ impl Knowledge {
             mac: mac.unwrap_or_default(),
             flags,
             weight: backend.weight,
+            vip_id: ids.vip(config, key.vip),
         }
     }
 }
@@ -155,17 +147,22 @@ pub fn vip_key(vip: &VipConfig) -> VipKey {
 }
 
 impl Desired {
-    /// VIP ids are 1.. in config order. A backend is in its VIP's Maglev
-    /// table when it is HEALTHY and not DRAINING.
-    pub fn compute(config: &Config, knowledge: &Knowledge, tables: &mut Tables) -> Desired {
+    /// The maps for `config` numbered by `ids` (of this config). A backend
+    /// is in its VIP's Maglev table when it is HEALTHY and not DRAINING.
+    pub fn compute(
+        config: &Config,
+        ids: &Ids,
+        knowledge: &Knowledge,
+        tables: &mut Tables,
+    ) -> Desired {
         let ring_size = config.datapath.ring_size;
         let mut desired = Desired::default();
         let mut computed = HashMap::new();
         for (index, vip) in config.vips.iter().enumerate() {
             let mut members = Vec::new();
             for key in backend_keys(config).filter(|k| k.vip == index) {
-                let id = backend_id(config, key);
-                let entry = knowledge.backend_entry(config, key);
+                let id = ids.backend(config, key);
+                let entry = knowledge.backend_entry(config, ids, key);
                 desired.backends.insert(id, entry);
                 if entry.flags == BACKEND_F_HEALTHY {
                     members.push((id, entry.addr, entry.weight));
@@ -180,7 +177,7 @@ impl Desired {
             };
             desired.vips.push(DesiredVip {
                 key,
-                vip_id: index as u32 + 1,
+                vip_id: ids.vip(config, index),
                 flags,
                 table,
             });
@@ -203,6 +200,8 @@ pub enum Write {
     /// Insert or replace a VIP; a new `ring_gen` flips to the new table.
     Vip(VipKey, VipValue),
     RemoveVip(VipKey),
+    /// Zero one STATS slot: an id new to the maps starts counting afresh.
+    ClearCounters(u32),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,7 +219,8 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// The state found in maps pinned by an earlier agent. Their rings are
+    /// The state found in maps pinned by an earlier agent (`backends`
+    /// without the empty entries). Their rings are
     /// not trusted (rewritten into the inactive generation, then flipped),
     /// so traffic keeps flowing on the old ring meanwhile.
     pub fn adopt(vips: &[(VipKey, VipValue)], backends: &[(u32, Backend)]) -> Applied {
@@ -257,6 +257,21 @@ impl Applied {
             vips: HashMap::new(),
             backends: desired.backends.clone(),
         };
+        // Ids new to the maps start counting from zero.
+        for id in desired.backends.keys() {
+            if !self.backends.contains_key(id) {
+                writes.push(Write::ClearCounters(backend_stats_index(*id)));
+            }
+        }
+        for vip in &desired.vips {
+            if self
+                .vips
+                .get(&vip.key)
+                .is_none_or(|c| c.value.vip_id != vip.vip_id)
+            {
+                writes.push(Write::ClearCounters(vip_stats_index(vip.vip_id)));
+            }
+        }
         for (id, backend) in &desired.backends {
             if self.backends.get(id) != Some(backend) {
                 writes.push(Write::Backend(*id, *backend));
@@ -343,8 +358,12 @@ protocol = "udp"
   address = "2001:2::11"
 "#;
 
+    fn ids(config: &Config) -> Ids {
+        Ids::default().assign(config).expect("ids")
+    }
+
     fn compute(config: &Config, knowledge: &Knowledge) -> Desired {
-        Desired::compute(config, knowledge, &mut Tables::default())
+        Desired::compute(config, &ids(config), knowledge, &mut Tables::default())
     }
 
     fn config() -> Config {
@@ -409,9 +428,10 @@ protocol = "udp"
                 Write::Ring { .. } => 1,
                 Write::Vip(..) => 2,
                 Write::RemoveVip(..) => 3,
+                Write::ClearCounters(..) => 4,
             })
             .collect();
-        assert_eq!(kinds, [0, 0, 0, 0, 1, 2, 1, 2]);
+        assert_eq!(kinds, [4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 1, 2, 1, 2]);
         let (again, same) = applied.plan(&d);
         assert!(again.is_empty(), "{again:?}");
         assert_eq!(same, applied);
@@ -504,13 +524,43 @@ protocol = "udp"
     }
 
     #[test]
-    fn ids_number_every_vip_backend_pair_in_config_order() {
+    fn ids_new_to_the_maps_get_their_counters_cleared_first() {
         let config = config();
-        let keys: Vec<BackendKey> = backend_keys(&config).collect();
-        assert_eq!(keys.len(), 4);
-        let ids: Vec<u32> = keys.iter().map(|k| backend_id(&config, *k)).collect();
-        assert_eq!(ids, [1, 2, 3, 4]);
-        assert_eq!(keys[3], BackendKey { vip: 1, backend: 0 });
+        let d = compute(&config, &macs(&["198.18.0.11"]));
+        let (_, applied) = Applied::default().plan(&d);
+        // The second VIP and its backend go, then come back under new ids.
+        let mut fewer = config.clone();
+        fewer.vips.truncate(1);
+        let old = ids(&config);
+        let gone = old.assign(&fewer).unwrap();
+        let (_, applied) = applied.plan(&Desired::compute(
+            &fewer,
+            &gone,
+            &Knowledge::default(),
+            &mut Tables::default(),
+        ));
+        let back = gone.assign(&config).unwrap();
+        assert_eq!((back.vip(&config, 1), old.vip(&config, 1)), (2, 2));
+        let (writes, _) = applied.plan(&Desired::compute(
+            &config,
+            &back,
+            &Knowledge::default(),
+            &mut Tables::default(),
+        ));
+        assert_eq!(
+            writes[..2],
+            [
+                Write::ClearCounters(backend_stats_index(4)),
+                Write::ClearCounters(vip_stats_index(2)),
+            ]
+        );
+        assert_eq!(
+            writes
+                .iter()
+                .filter(|w| matches!(w, Write::ClearCounters(_)))
+                .count(),
+            2
+        );
     }
 
     #[test]
@@ -520,7 +570,7 @@ protocol = "udp"
         let (_, mut applied) = Applied::default().plan(&compute(&config, &known));
         let key = BackendKey { vip: 0, backend: 1 };
         known.down.insert(key);
-        let entry = known.backend_entry(&config, key);
+        let entry = known.backend_entry(&config, &ids(&config), key);
         assert_eq!(
             applied.set_backend(2, entry),
             Some(Write::Backend(2, entry))
@@ -556,9 +606,10 @@ protocol = "udp"
         let config = config();
         let mut known = macs(&["198.18.0.11", "198.18.0.12", "2001:2::11"]);
         let mut tables = Tables::default();
-        let before = Desired::compute(&config, &known, &mut tables);
+        let ids = ids(&config);
+        let before = Desired::compute(&config, &ids, &known, &mut tables);
         known.down.insert(BackendKey { vip: 0, backend: 0 });
-        let after = Desired::compute(&config, &known, &mut tables);
+        let after = Desired::compute(&config, &ids, &known, &mut tables);
         assert!(!Arc::ptr_eq(&before.vips[0].table, &after.vips[0].table));
         assert!(
             Arc::ptr_eq(&before.vips[1].table, &after.vips[1].table),

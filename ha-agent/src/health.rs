@@ -12,6 +12,7 @@
 //! [`spawn_checks`] is the thin async shell, one tokio task per backend.
 
 use std::{
+    collections::BTreeSet,
     fmt, io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::unix::process::ExitStatusExt,
@@ -190,15 +191,16 @@ impl Drop for Checks {
 /// `none`. Each runs [`check_once`] at once and then every `interval` (a
 /// tokio interval with [`MissedTickBehavior::Delay`], so a slow check
 /// delays the next one instead of bunching them), feeds a [`RiseFall`]
-/// that starts in `initially_up`, and sends a [`Transition`] on `tx`
+/// that starts down for the backends in `initially_down` and up for the
+/// others (a reload carries the state over), and sends a [`Transition`] on `tx`
 /// exactly when the state flips. A task ends when `tx`'s receiver is
 /// gone. Must be called within a tokio runtime.
 ///
 /// Backends of `none` checks get no task and never a transition: they
-/// always count as up, whatever `initially_up` says.
+/// always count as up, whatever `initially_down` says.
 pub fn spawn_checks(
     config: &Config,
-    initially_up: bool,
+    initially_down: &BTreeSet<BackendKey>,
     tx: UnboundedSender<Transition>,
 ) -> Checks {
     let mut tasks = JoinSet::new();
@@ -218,7 +220,7 @@ pub fn spawn_checks(
                 key,
                 vip.check.clone(),
                 target,
-                initially_up,
+                !initially_down.contains(&key),
                 tx.clone(),
             ));
         }
@@ -1272,7 +1274,7 @@ protocol = "tcp"
         let port = up.local_addr().unwrap().port();
         let config = two_backend_config(port);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let checks = spawn_checks(&config, true, tx);
+        let checks = spawn_checks(&config, &BTreeSet::new(), tx);
         assert_eq!(checks.len(), 2);
 
         let down = timeout(PATIENCE, rx.recv())
@@ -1315,7 +1317,7 @@ protocol = "tcp"
         let mut config = two_backend_config(port);
         config.vips[0].backends.truncate(1);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let _checks = spawn_checks(&config, false, tx);
+        let _checks = spawn_checks(&config, &[BackendKey { vip: 0, backend: 0 }].into(), tx);
         let up = timeout(PATIENCE, rx.recv())
             .await
             .expect("no transition")
@@ -1328,7 +1330,7 @@ protocol = "tcp"
         let mut config = two_backend_config(closed_port(LOCAL4).await);
         config.vips[0].check.kind = CheckKind::None;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let checks = spawn_checks(&config, false, tx);
+        let checks = spawn_checks(&config, &BTreeSet::new(), tx);
         assert!(checks.is_empty());
         // No task holds a sender: the channel is closed at once.
         assert_eq!(timeout(PATIENCE, rx.recv()).await.unwrap(), None);

@@ -86,6 +86,15 @@ impl Ownership {
         }
     }
 
+    /// Follows a reloaded config (whose groups, in a cluster, are the same:
+    /// see `reload`): a standalone node owns every group. The next
+    /// `renew` leases the VIPs added to owned groups and drops the removed.
+    pub fn reconfigure(&mut self, config: &Config) {
+        if config.cluster.is_none() {
+            self.owned = (0..config.groups.len()).collect();
+        }
+    }
+
     /// How often `renew` must run.
     pub fn renew_period(&self) -> Duration {
         self.renew

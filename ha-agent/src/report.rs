@@ -44,6 +44,8 @@ pub struct VipRow {
 #[derive(Serialize)]
 pub struct BackendRow {
     pub id: u32,
+    /// The VIP (its id) this backend serves.
+    pub vip: u32,
     pub address: IpAddr,
     pub mac: String,
     pub flags: Vec<&'static str>,
@@ -139,6 +141,7 @@ impl MapsReport {
                 }
                 BackendRow {
                     id,
+                    vip: b.vip_id,
                     address: ip(&b.addr),
                     mac: format_mac(&b.mac),
                     flags,
@@ -210,6 +213,7 @@ impl MapsReport {
             .map(|b| {
                 vec![
                     b.id.to_string(),
+                    b.vip.to_string(),
                     b.address.to_string(),
                     b.mac.clone(),
                     join(&b.flags),
@@ -223,7 +227,7 @@ impl MapsReport {
             &mut out,
             "Backends",
             &[
-                "ID", "ADDRESS", "MAC", "FLAGS", "WEIGHT", "PACKETS", "BYTES",
+                "ID", "VIP", "ADDRESS", "MAC", "FLAGS", "WEIGHT", "PACKETS", "BYTES",
             ],
             &backends,
         );

@@ -17,8 +17,9 @@ use ha_common::Backend;
 use crate::{
     config::Config,
     datapath::Datapath,
-    desired::{Applied, Desired, Knowledge, Tables, backend_id},
+    desired::{Applied, Desired, Knowledge, Tables},
     health::BackendKey,
+    ids::{Ids, IdsExhausted},
 };
 
 /// Times from the decision, and what phase 2 spent computing tables.
@@ -38,23 +39,40 @@ pub struct Writer {
     pub datapath: Datapath,
     applied: Applied,
     tables: Tables,
+    /// The numbering of the config last given to [`Writer::renumber`].
+    ids: Ids,
 }
 
 impl Writer {
-    /// Takes over `datapath`, whose maps may hold an earlier agent's state.
-    pub fn adopt(datapath: Datapath) -> Result<Writer> {
+    /// Takes over `datapath`, whose maps may hold an earlier agent's state
+    /// (and numbering), for `config`.
+    pub fn adopt(datapath: Datapath, config: &Config) -> Result<Writer> {
         let maps = datapath.maps();
-        let applied = Applied::adopt(&maps.vips()?, &maps.backends()?);
-        Ok(Writer {
+        let (vips, backends) = (maps.vips()?, maps.backends()?);
+        let mut writer = Writer {
             datapath,
-            applied,
+            applied: Applied::adopt(&vips, &backends),
             tables: Tables::default(),
-        })
+            ids: Ids::adopt(&vips, &backends),
+        };
+        writer.renumber(config)?;
+        Ok(writer)
+    }
+
+    /// Numbers a new `config` (a reload) keeping the ids of what stays;
+    /// every later call must pass this config. Nothing is written yet.
+    pub fn renumber(&mut self, config: &Config) -> Result<(), IdsExhausted> {
+        self.ids = self.ids.assign(config)?;
+        Ok(())
+    }
+
+    pub fn ids(&self) -> &Ids {
+        &self.ids
     }
 
     /// Brings every map to the desired state; the number of writes.
     pub fn reconcile(&mut self, config: &Config, knowledge: &Knowledge) -> Result<usize> {
-        let desired = Desired::compute(config, knowledge, &mut self.tables);
+        let desired = Desired::compute(config, &self.ids, knowledge, &mut self.tables);
         let (writes, next) = self.applied.plan(&desired);
         self.datapath.apply(&writes)?;
         self.applied = next;
@@ -71,13 +89,16 @@ impl Writer {
         key: BackendKey,
         decided: Instant,
     ) -> Result<(Backend, Timings)> {
-        let entry = knowledge.backend_entry(config, key);
-        if let Some(write) = self.applied.set_backend(backend_id(config, key), entry) {
+        let entry = knowledge.backend_entry(config, &self.ids, key);
+        if let Some(write) = self
+            .applied
+            .set_backend(self.ids.backend(config, key), entry)
+        {
             self.datapath.apply(&[write])?;
         }
         let phase1 = decided.elapsed();
         let computing = Instant::now();
-        let desired = Desired::compute(config, knowledge, &mut self.tables);
+        let desired = Desired::compute(config, &self.ids, knowledge, &mut self.tables);
         let (writes, next) = self.applied.plan(&desired);
         let compute = computing.elapsed();
         let writing = Instant::now();

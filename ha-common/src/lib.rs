@@ -109,6 +109,10 @@ pub struct Backend {
     /// `BACKEND_F_*` bits.
     pub flags: u16,
     pub weight: u32,
+    /// The VIP this backend serves: with the VIPS map, it lets a restarted
+    /// agent recover the ids an earlier one assigned (see `ha-agent`'s
+    /// `ids`), so established flows keep their backend.
+    pub vip_id: u32,
 }
 
 /// The backend may receive traffic.
@@ -230,7 +234,7 @@ const _: () = {
     assert!(GlobalCounter::ALL.len() as u32 <= GLOBAL_COUNTERS);
     assert!(core::mem::size_of::<VipKey>() == 20 && core::mem::align_of::<VipKey>() == 2);
     assert!(core::mem::size_of::<VipValue>() == 16 && core::mem::align_of::<VipValue>() == 4);
-    assert!(core::mem::size_of::<Backend>() == 28 && core::mem::align_of::<Backend>() == 4);
+    assert!(core::mem::size_of::<Backend>() == 32 && core::mem::align_of::<Backend>() == 4);
     assert!(core::mem::size_of::<FlowKey>() == 40 && core::mem::align_of::<FlowKey>() == 2);
     assert!(core::mem::size_of::<FlowValue>() == 16 && core::mem::align_of::<FlowValue>() == 8);
     assert!(core::mem::size_of::<OwnedLease>() == 8);

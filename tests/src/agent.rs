@@ -6,6 +6,7 @@
 //! test never leaves an agent or an attached program behind.
 
 use std::{
+    ffi::OsStr,
     fs,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -52,6 +53,18 @@ impl Agent {
     /// Writes `config` to a file and starts the agent on it in `ns`; with
     /// `keep_datapath`, its exit leaves the datapath running.
     pub fn start(ns: &Netns, node: &str, config: &str, keep_datapath: bool) -> Result<Agent> {
+        Agent::start_with_args(ns, node, config, keep_datapath, &[] as &[&OsStr])
+    }
+
+    /// Like `start`, with `args` added to the agent's command line (e.g.
+    /// `--xdp-object PATH`).
+    pub fn start_with_args(
+        ns: &Netns,
+        node: &str,
+        config: &str,
+        keep_datapath: bool,
+        args: &[impl AsRef<OsStr>],
+    ) -> Result<Agent> {
         let dir = std::env::temp_dir().join(format!("ha-lab-{}", ns.name()));
         fs::create_dir_all(&dir)?;
         let config_path = dir.join("ha.toml");
@@ -62,6 +75,7 @@ impl Agent {
         if keep_datapath {
             command.arg("--keep-datapath");
         }
+        command.args(args);
         let log_file = fs::File::options().create(true).append(true).open(&log)?;
         let log_start = log_file.metadata()?.len() as usize;
         let child = command
@@ -156,6 +170,16 @@ impl Agent {
         status["cluster"]["owned"]
             .as_array()
             .is_some_and(|o| o.iter().any(|g| g == group))
+    }
+
+    /// Sends a signal to the running agent (e.g. SIGHUP: reload).
+    pub fn signal(&self, signal: i32) -> Result<()> {
+        let child = self.child.as_ref().context("agent not running")?;
+        // SAFETY: kill(2) on our own, not yet reaped, child's pid.
+        if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+            bail!("kill({signal}): {}", std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// SIGKILL, as a crash: no LEAVING, pins left behind.

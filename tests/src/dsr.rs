@@ -193,11 +193,23 @@ impl DsrLab {
 
     /// Starts the agent on load balancer `lb`.
     pub fn start_agent_on(&self, lb: &str, keep_datapath: bool) -> Result<Agent> {
+        self.start_agent_with_args(lb, keep_datapath, &[] as &[&std::ffi::OsStr])
+    }
+
+    /// Starts the agent on load balancer `lb` with `args` added to its
+    /// command line, and waits until it serves every backend.
+    pub fn start_agent_with_args(
+        &self,
+        lb: &str,
+        keep_datapath: bool,
+        args: &[impl AsRef<std::ffi::OsStr>],
+    ) -> Result<Agent> {
         let (node, config) = self
             .lbs
             .get(lb)
             .with_context(|| format!("{lb} is no load balancer"))?;
-        let mut agent = Agent::start(&self.lab.host(lb).ns, node, config, keep_datapath)?;
+        let mut agent =
+            Agent::start_with_args(&self.lab.host(lb).ns, node, config, keep_datapath, args)?;
         agent.wait_healthy(self.servers.len(), Duration::from_secs(15))?;
         Ok(agent)
     }

@@ -12,6 +12,7 @@ use ha_agent::{
     config,
     datapath::{Datapath, LoadOptions},
     desired::{Applied, Desired, Knowledge, Tables, Write, addr_bytes},
+    ids::Ids,
 };
 use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, GlobalCounter, OwnedLease};
 use ha_tests::packet::*;
@@ -105,13 +106,15 @@ impl Table {
             max_flows: 4096,
             node_mac: NODE_MAC,
             pin_dir: None,
+            object: None,
         })
         .expect("load the XDP program (run as root, after cargo xtask build-ebpf)");
         let known = Knowledge {
             macs: backend_macs(),
             ..Knowledge::default()
         };
-        let desired = Desired::compute(&config, &known, &mut Tables::default());
+        let ids = Ids::default().assign(&config).expect("ids");
+        let desired = Desired::compute(&config, &ids, &known, &mut Tables::default());
         let (writes, applied) = Applied::default().plan(&desired);
         datapath.apply(&writes).expect("fill maps");
         let forever = OwnedLease {

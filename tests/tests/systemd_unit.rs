@@ -98,9 +98,10 @@ fn unit_is_notify_with_watchdog_and_least_capabilities() {
     assert_eq!(unit.one(service, "NotifyAccess"), "main");
     assert_eq!(unit.one(service, "WatchdogSec"), "5s");
     assert_eq!(unit.one(service, "Restart"), "on-failure");
-    assert!(
-        unit.all(service, "ExecReload").is_empty(),
-        "no reload until the agent reloads on SIGHUP"
+    // Synchronous: `systemctl reload` fails with the agent's error.
+    assert_eq!(
+        unit.one(service, "ExecReload"),
+        "/usr/local/sbin/hactl --config /etc/ha/ha.toml reload"
     );
 
     let start: Vec<&str> = unit.one(service, "ExecStart").split_whitespace().collect();
@@ -203,18 +204,20 @@ fn systemd_analyze_verify_accepts_the_unit() {
         println!("skipped: systemd-analyze is not on the PATH (Debian package `systemd`)");
         return;
     };
-    // verify checks that ExecStart's program exists: point it at the build.
-    let agent = match ha_tests::agent::binary("ha-agent") {
-        Ok(path) => path,
-        Err(e) => {
-            println!("{e:#}; verifying with ExecStart= naming this test binary instead");
+    // verify checks that the programs exist: point them at the build.
+    let mut text = unit_text();
+    for (key, name) in [("ExecStart", "ha-agent"), ("ExecReload", "hactl")] {
+        let program = ha_tests::agent::binary(name).unwrap_or_else(|e| {
+            println!("{e:#}; verifying with {key}= naming this test binary instead");
             std::env::current_exe().unwrap()
-        }
-    };
-    let text = unit_text();
-    let installed = "ExecStart=/usr/local/sbin/ha-agent ";
-    assert!(text.contains(installed), "no `{installed}` line to rewrite");
-    let text = text.replace(installed, &format!("ExecStart={} ", agent.display()));
+        });
+        let installed = format!("{key}=/usr/local/sbin/{name} ");
+        assert!(
+            text.contains(&installed),
+            "no `{installed}` line to rewrite"
+        );
+        text = text.replace(&installed, &format!("{key}={} ", program.display()));
+    }
 
     let (success, lines) = verify(&analyze, &text, "unit");
     let bad = complaints(&lines);

@@ -5,6 +5,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    time::Instant,
 };
 
 use anyhow::{Context, Result, bail};
@@ -27,6 +28,13 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// Where `build-ebpf` leaves the object; ha-agent's build.rs embeds it.
 const EBPF_OBJECT: &str = "ha-ebpf/target/bpfel-unknown-none/release/ha-xdp";
+/// Where `build-ebpf --build-id N` builds (its own target directory, so
+/// the default object above stays as it is).
+const BUILD_ID_TARGET: &str = "ha-ebpf/target/build-id";
+/// The build id of the other build the upgrade lab test swaps in, and
+/// where `test` puts it (tests/tests/lab_upgrade.rs reads it there).
+const UPGRADE_TEST_BUILD_ID: u32 = 1;
+const UPGRADE_TEST_OBJECT: &str = "ha-ebpf/target/ha-xdp-build-1";
 
 #[derive(Parser)]
 #[command(about = "ha project tasks")]
@@ -40,7 +48,17 @@ enum Task {
     /// Install missing prerequisites (apt packages, rust-src, bpf-linker, nextest).
     Setup,
     /// Build the XDP program (nightly, bpfel-unknown-none).
-    BuildEbpf,
+    BuildEbpf {
+        /// Compile this id into the program: another build to the kernel
+        /// (another program tag), for trying upgrades. Built in
+        /// ha-ebpf/target/build-id/; the default object is left alone.
+        #[arg(long, value_name = "N")]
+        build_id: Option<u32>,
+        /// Copy the object here as well; with --build-id the default is
+        /// ha-ebpf/target/ha-xdp-build-N.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
     /// Build everything in release mode.
     Build,
     /// Set up, build, then run every test (unit, datapath, lab).
@@ -61,10 +79,24 @@ enum Task {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
+    // Paths on the command line are the caller's, not the workspace's.
+    let caller_dir = std::env::current_dir()?;
     std::env::set_current_dir(&root)?;
     match cli.task {
         Task::Setup => setup(),
-        Task::BuildEbpf => build_ebpf(&root),
+        Task::BuildEbpf { build_id, out } => {
+            let out = out.map(|out| caller_dir.join(out));
+            match build_id {
+                Some(id) => build_ebpf_with_id(&root, id, out.as_deref()),
+                None => {
+                    build_ebpf(&root)?;
+                    match out {
+                        Some(out) => copy_object(&root.join(EBPF_OBJECT), &out),
+                        None => Ok(()),
+                    }
+                }
+            }
+        }
         Task::Build => {
             setup()?;
             build_ebpf(&root)?;
@@ -73,6 +105,12 @@ fn main() -> Result<()> {
         Task::Test { args } => {
             setup()?;
             build_ebpf(&root)?;
+            // The upgrade test swaps this other build in under traffic.
+            build_ebpf_with_id(
+                &root,
+                UPGRADE_TEST_BUILD_ID,
+                Some(&root.join(UPGRADE_TEST_OBJECT)),
+            )?;
             // The lab tests run the real ha-agent and hactl binaries.
             run(cargo().args(["build", "--workspace", "--bins"]))?;
             run(cargo()
@@ -230,7 +268,37 @@ fn apt_install_missing(packages: &[&str]) -> Result<()> {
 fn build_ebpf(root: &Path) -> Result<()> {
     run(cargo()
         .args(["+nightly", "build", "--release"])
+        .env_remove("HA_BUILD_ID")
         .current_dir(root.join("ha-ebpf")))?;
     println!("build-ebpf: {}", root.join(EBPF_OBJECT).display());
+    Ok(())
+}
+
+/// The same program with `id` compiled in (ha-ebpf reads HA_BUILD_ID), in
+/// its own target directory; copied to `out`, by default
+/// ha-ebpf/target/ha-xdp-build-<id>. The first build there compiles core
+/// too (under a minute); later ones take about a second.
+fn build_ebpf_with_id(root: &Path, id: u32, out: Option<&Path>) -> Result<()> {
+    let started = Instant::now();
+    let target_dir = root.join(BUILD_ID_TARGET);
+    run(cargo()
+        .args(["+nightly", "build", "--release", "--target-dir"])
+        .arg(&target_dir)
+        .env("HA_BUILD_ID", id.to_string())
+        .current_dir(root.join("ha-ebpf")))?;
+    let built = target_dir.join("bpfel-unknown-none/release/ha-xdp");
+    let default_out = root.join(format!("ha-ebpf/target/ha-xdp-build-{id}"));
+    copy_object(&built, out.unwrap_or(&default_out))?;
+    println!(
+        "build-ebpf: build id {id} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn copy_object(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to)
+        .with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+    println!("build-ebpf: {}", to.display());
     Ok(())
 }

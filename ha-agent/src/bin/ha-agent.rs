@@ -19,6 +19,12 @@ struct Cli {
     /// On exit, leave the XDP program and its maps pinned and running.
     #[arg(long)]
     keep_datapath: bool,
+    /// Load this XDP object instead of the built-in one, e.g. a datapath
+    /// fix built with `cargo xtask build-ebpf`; it must be built from the
+    /// same ha-common, which is checked. A pinned link from an earlier
+    /// agent is switched over to it atomically.
+    #[arg(long, value_name = "PATH")]
+    xdp_object: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -32,6 +38,7 @@ async fn main() -> std::process::ExitCode {
     match agent::run(agent::Options {
         config: cli.config,
         keep_datapath: cli.keep_datapath,
+        xdp_object: cli.xdp_object,
     })
     .await
     {

@@ -61,6 +61,9 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff), e.g. `hactl man | man -l -`.
     Man,
+    /// Re-read the agent's config file and apply it (VIPs, backends,
+    /// checks); an invalid file changes nothing and the error is shown.
+    Reload,
     /// Move a VIP group away from its owner (on every node).
     Failover {
         /// VIP group (a VIP's name unless it names a group).
@@ -117,6 +120,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 backend: *backend,
             },
         ),
+        Command::Reload => ask(cli, Request::Reload),
         Command::Standby => ask(cli, Request::Standby { on: true }),
         Command::Unstandby => ask(cli, Request::Standby { on: false }),
         Command::Failover { group, to } => ask(
@@ -157,15 +161,28 @@ fn maps(cli: &Cli, flows: usize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The control socket in the default directory when there is exactly one.
+fn only_agent_socket() -> Option<PathBuf> {
+    let sockets: Vec<PathBuf> = std::fs::read_dir(config::DEFAULT_CONTROL_DIR)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .collect();
+    match sockets.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
 fn ask(cli: &Cli, request: Request) -> Result<(), Failure> {
     let socket = match &cli.socket {
         Some(socket) => socket.clone(),
-        None => {
-            config::load(&cli.config)
-                .map_err(|e| Failure::Unreachable(e.into()))?
-                .node
-                .control_socket
-        }
+        None => match config::load(&cli.config) {
+            Ok(config) => config.node.control_socket,
+            // A file being edited (or an invalid one to reload) still lets
+            // hactl reach the agent, which then reports the error too.
+            Err(e) => only_agent_socket().ok_or_else(|| Failure::Unreachable(e.into()))?,
+        },
     };
     let response = control::call(&socket, &request).map_err(Failure::Unreachable)?;
     if cli.json {
@@ -244,8 +261,14 @@ fn print_status(status: &control::Status) {
     }
     for vip in &status.vips {
         println!(
-            "\nVIP {} ({}:{}/{})",
-            vip.name, vip.address, vip.port, vip.protocol
+            "\nVIP {} ({}:{}/{}), owner {}, {} packets, {} bytes",
+            vip.name,
+            vip.address,
+            vip.port,
+            vip.protocol,
+            vip.owner.as_deref().unwrap_or("none"),
+            vip.packets,
+            vip.bytes
         );
         let rows: Vec<Vec<String>> = vip
             .backends
@@ -258,13 +281,17 @@ fn print_status(status: &control::Status) {
                     if b.draining { "draining" } else { "-" }.into(),
                     if b.resolved { "yes" } else { "no" }.into(),
                     b.weight.to_string(),
+                    b.packets.to_string(),
+                    b.bytes.to_string(),
                 ]
             })
             .collect();
         print!(
             "{}",
             table(
-                &["ID", "BACKEND", "HEALTH", "DRAIN", "MAC", "WEIGHT"],
+                &[
+                    "ID", "BACKEND", "HEALTH", "DRAIN", "MAC", "WEIGHT", "PACKETS", "BYTES"
+                ],
                 &rows
             )
         );

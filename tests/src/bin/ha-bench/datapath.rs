@@ -14,6 +14,7 @@ use ha_agent::{
     config,
     datapath::{Datapath, LoadOptions, PassProgram},
     desired::{Applied, Desired, Knowledge, Tables, addr_bytes},
+    ids::Ids,
 };
 use ha_common::OwnedLease;
 use ha_tests::packet::{TCP, TCP_ACK, TCP_SYN, arp_request, l4_frame};
@@ -135,14 +136,16 @@ pub fn run() -> Result<()> {
         max_flows: config.datapath.max_flows,
         node_mac: NODE_MAC,
         pin_dir: None,
+        object: None,
     })
     .context("load the XDP program (root needed)")?;
     let known = Knowledge {
         macs,
         ..Knowledge::default()
     };
-    let (writes, _) =
-        Applied::default().plan(&Desired::compute(&config, &known, &mut Tables::default()));
+    let ids = Ids::default().assign(&config)?;
+    let desired = Desired::compute(&config, &ids, &known, &mut Tables::default());
+    let (writes, _) = Applied::default().plan(&desired);
     datapath.apply(&writes)?;
     datapath.set_owned(
         &addr_bytes(VIP.into()),

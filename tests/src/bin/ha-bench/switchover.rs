@@ -61,6 +61,7 @@ pub fn run() -> Result<()> {
             max_flows: config.datapath.max_flows,
             node_mac: [2, 0xaa, 0, 0, 0, 1],
             pin_dir: None,
+            object: None,
         })
         .context("load the XDP program (root needed)")?;
         let mut knowledge = Knowledge {
@@ -69,7 +70,7 @@ pub fn run() -> Result<()> {
                 .collect::<HashMap<_, _>>(),
             ..Knowledge::default()
         };
-        let mut writer = Writer::adopt(datapath)?;
+        let mut writer = Writer::adopt(datapath, &config)?;
         writer.reconcile(&config, &knowledge)?;
 
         let mut row = Row {

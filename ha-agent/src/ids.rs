@@ -1,0 +1,243 @@
+//! Map ids of VIPs and backends that stay put across reloads and restarts.
+//!
+//! Why: a flow entry remembers (vip_id, backend_id). Ids numbered by config
+//! position would shift when a VIP or backend is added or removed before
+//! another, and every established flow of the shifted ones would be
+//! re-placed. So an id, once given, stays with its VIP (address, port,
+//! protocol) or backend (VIP, address) until that goes away; a restarted
+//! agent recovers them from the pinned VIPS and BACKENDS maps.
+//!
+//! A new entry gets the lowest id that neither the old nor the new
+//! numbering uses, so a slot is never handed over within one change (the
+//! removed entry's ring and counters are gone before the id comes back).
+
+use std::collections::{BTreeSet, HashMap};
+
+use ha_common::{Addr, Backend, MAX_BACKENDS, MAX_VIPS, VipKey, VipValue};
+
+use crate::{
+    config::Config,
+    desired::{addr_bytes, vip_key},
+    health::BackendKey,
+};
+
+/// A backend's identity: its VIP and its address.
+type BackendIdentity = (VipKey, Addr);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ids {
+    vips: HashMap<VipKey, u32>,
+    backends: HashMap<BackendIdentity, u32>,
+}
+
+/// A configuration that needs more ids than the maps have.
+#[derive(Debug, thiserror::Error)]
+#[error("no free {what} id left (the maps hold {max}): too many {what}s at once")]
+pub struct IdsExhausted {
+    what: &'static str,
+    max: u32,
+}
+
+impl Ids {
+    /// The numbering an earlier agent left in the maps. Backend entries
+    /// whose VIP is gone (written as empty) are ignored.
+    pub fn adopt(vips: &[(VipKey, VipValue)], backends: &[(u32, Backend)]) -> Ids {
+        let by_id: HashMap<u32, VipKey> = vips.iter().map(|(k, v)| (v.vip_id, *k)).collect();
+        Ids {
+            vips: vips.iter().map(|(k, v)| (*k, v.vip_id)).collect(),
+            backends: backends
+                .iter()
+                .filter_map(|(id, b)| by_id.get(&b.vip_id).map(|vip| ((*vip, b.addr), *id)))
+                .collect(),
+        }
+    }
+
+    /// The numbering of `config`: known VIPs and backends keep their ids,
+    /// new ones get fresh ids in config order.
+    pub fn assign(&self, config: &Config) -> Result<Ids, IdsExhausted> {
+        let vip_keys: Vec<VipKey> = config.vips.iter().map(vip_key).collect();
+        let backend_keys: Vec<BackendIdentity> = config
+            .vips
+            .iter()
+            .zip(&vip_keys)
+            .flat_map(|(vip, key)| vip.backends.iter().map(|b| (*key, addr_bytes(b.address))))
+            .collect();
+        Ok(Ids {
+            vips: renumber(&self.vips, &vip_keys, "VIP", MAX_VIPS)?,
+            backends: renumber(&self.backends, &backend_keys, "backend", MAX_BACKENDS)?,
+        })
+    }
+
+    /// The id of the `index`th configured VIP (the numbering must be of
+    /// this config).
+    pub fn vip(&self, config: &Config, index: usize) -> u32 {
+        self.vips[&vip_key(&config.vips[index])]
+    }
+
+    pub fn backend(&self, config: &Config, key: BackendKey) -> u32 {
+        self.backends[&identity(config, key)]
+    }
+}
+
+/// What a backend is, independent of its position in the config: the key
+/// that carries its state across a reload.
+pub fn identity(config: &Config, key: BackendKey) -> BackendIdentity {
+    let vip = &config.vips[key.vip];
+    (vip_key(vip), addr_bytes(vip.backends[key.backend].address))
+}
+
+/// Ids 1..max for `wanted`: `known` ones kept, the others the lowest free.
+fn renumber<K: Copy + Eq + std::hash::Hash>(
+    known: &HashMap<K, u32>,
+    wanted: &[K],
+    what: &'static str,
+    max: u32,
+) -> Result<HashMap<K, u32>, IdsExhausted> {
+    let mut ids: HashMap<K, u32> = wanted
+        .iter()
+        .filter_map(|k| known.get(k).map(|id| (*k, *id)))
+        .collect();
+    let mut taken: BTreeSet<u32> = known.values().chain(ids.values()).copied().collect();
+    let mut candidate = 1;
+    for key in wanted {
+        if ids.contains_key(key) {
+            continue;
+        }
+        while taken.contains(&candidate) {
+            candidate += 1;
+        }
+        if candidate >= max {
+            return Err(IdsExhausted { what, max: max - 1 });
+        }
+        taken.insert(candidate);
+        ids.insert(*key, candidate);
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use std::path::Path;
+
+    fn config(vips: &[(&str, &[&str])]) -> Config {
+        let mut text = String::from("[node]\nname = \"lb1\"\ninterface = \"eth0\"\n");
+        for (vip, backends) in vips {
+            text += &format!("[[vip]]\naddress = \"{vip}\"\nport = 80\nprotocol = \"tcp\"\n");
+            for b in *backends {
+                text += &format!("  [[vip.backend]]\n  address = \"{b}\"\n");
+            }
+        }
+        config::parse(Path::new("ids.toml"), &text).expect("valid config")
+    }
+
+    fn backend_ids(ids: &Ids, config: &Config) -> Vec<Vec<u32>> {
+        (0..config.vips.len())
+            .map(|vip| {
+                (0..config.vips[vip].backends.len())
+                    .map(|backend| ids.backend(config, BackendKey { vip, backend }))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_numbering_follows_config_order() {
+        let c = config(&[
+            ("198.18.0.100", &["198.18.0.11", "198.18.0.12"]),
+            ("198.18.0.101", &["198.18.0.11"]),
+        ]);
+        let ids = Ids::default().assign(&c).unwrap();
+        assert_eq!((ids.vip(&c, 0), ids.vip(&c, 1)), (1, 2));
+        assert_eq!(backend_ids(&ids, &c), [vec![1, 2], vec![3]]);
+    }
+
+    #[test]
+    fn removing_and_adding_keeps_every_other_id() {
+        let before = config(&[
+            (
+                "198.18.0.100",
+                &["198.18.0.11", "198.18.0.12", "198.18.0.13"],
+            ),
+            ("198.18.0.101", &["198.18.0.21"]),
+        ]);
+        let old = Ids::default().assign(&before).unwrap();
+        // The first VIP and a backend go; a VIP and a backend come.
+        let after = config(&[
+            ("198.18.0.102", &["198.18.0.31"]),
+            ("198.18.0.101", &["198.18.0.22", "198.18.0.21"]),
+        ]);
+        let new = old.assign(&after).unwrap();
+        assert_eq!(new.vip(&after, 1), 2, "kept VIP keeps its id");
+        assert_eq!(new.backend(&after, BackendKey { vip: 1, backend: 1 }), 4);
+        // New entries skip the ids the old numbering still uses.
+        assert_eq!(new.vip(&after, 0), 3);
+        assert_eq!(backend_ids(&new, &after), [vec![5], vec![6, 4]]);
+        // Once the old ones are gone, their ids are free again.
+        let later = config(&[
+            ("198.18.0.102", &["198.18.0.31"]),
+            ("198.18.0.101", &["198.18.0.22", "198.18.0.21"]),
+            ("198.18.0.103", &["198.18.0.41"]),
+        ]);
+        let newer = new.assign(&later).unwrap();
+        assert_eq!(newer.vip(&later, 2), 1);
+        assert_eq!(newer.backend(&later, BackendKey { vip: 2, backend: 0 }), 1);
+    }
+
+    #[test]
+    fn the_numbering_survives_a_restart_through_the_maps() {
+        let c = config(&[
+            ("198.18.0.100", &["198.18.0.11"]),
+            ("198.18.0.101", &["198.18.0.11", "198.18.0.12"]),
+        ]);
+        let shuffled = Ids::default()
+            .assign(&config(&[("198.18.0.101", &["198.18.0.12"])]))
+            .unwrap()
+            .assign(&c)
+            .unwrap();
+        let vips: Vec<(VipKey, VipValue)> = (0..2)
+            .map(|i| {
+                let value = VipValue {
+                    vip_id: shuffled.vip(&c, i),
+                    ..VipValue::default()
+                };
+                (vip_key(&c.vips[i]), value)
+            })
+            .collect();
+        let backends: Vec<(u32, Backend)> = [(0, 0), (1, 0), (1, 1)]
+            .into_iter()
+            .map(|(vip, backend)| {
+                let key = BackendKey { vip, backend };
+                let entry = Backend {
+                    addr: identity(&c, key).1,
+                    vip_id: shuffled.vip(&c, vip),
+                    ..Backend::default()
+                };
+                (shuffled.backend(&c, key), entry)
+            })
+            .collect();
+        let adopted = Ids::adopt(&vips, &backends);
+        assert_eq!(adopted.assign(&c).unwrap(), shuffled);
+    }
+
+    #[test]
+    fn too_many_at_once_is_an_error_not_a_reuse() {
+        let addrs: Vec<String> = (0..MAX_VIPS - 1).map(|i| format!("198.18.1.{i}")).collect();
+        let vips: Vec<(&str, &[&str])> = addrs
+            .iter()
+            .map(|a| (a.as_str(), &["198.18.0.11"][..]))
+            .collect();
+        let full = Ids::default().assign(&config(&vips)).unwrap();
+        let others: Vec<String> = (0..MAX_VIPS - 1).map(|i| format!("198.18.2.{i}")).collect();
+        let vips: Vec<(&str, &[&str])> = others
+            .iter()
+            .map(|a| (a.as_str(), &["198.18.0.11"][..]))
+            .collect();
+        let err = full.assign(&config(&vips)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no free VIP id left (the maps hold 31): too many VIPs at once"
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! What a configuration reload may change, and what it changed: pure.
+//!
+//! Why: a reload applies entirely or changes nothing. VIPs, backends,
+//! weights and checks change under traffic (ids stay with what stays, see
+//! `ids`); what the running process is built around (the node, the
+//! datapath's sizes and pins, the metrics listener, the cluster and, in a
+//! cluster, the VIP groups that heartbeats number) needs a restart, and a
+//! reload that touches it is refused naming the sections. State kept per
+//! backend (health, drains) follows the backend by identity, not position.
+
+use std::{collections::BTreeSet, fmt};
+
+use crate::{config::Config, desired::backend_keys, health::BackendKey, ids::identity};
+
+/// A reload that needs a restart instead.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} changed: restart the agent to apply (nothing was changed)", .sections.join(", "))]
+pub struct RestartNeeded {
+    pub sections: Vec<&'static str>,
+}
+
+/// What a reload changes, for the log and `hactl reload`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub vips_added: Vec<String>,
+    pub vips_removed: Vec<String>,
+    /// VIPs kept whose settings (check, group, on_no_backend) changed.
+    pub vips_changed: Vec<String>,
+    pub backends_added: usize,
+    pub backends_removed: usize,
+    /// Backends kept whose weight or MAC changed.
+    pub backends_changed: usize,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+}
+
+impl fmt::Display for Changes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return write!(f, "no change");
+        }
+        let mut parts = Vec::new();
+        for (what, names) in [
+            ("added", &self.vips_added),
+            ("removed", &self.vips_removed),
+            ("changed", &self.vips_changed),
+        ] {
+            if !names.is_empty() {
+                parts.push(format!("VIPs {what}: {}", names.join(", ")));
+            }
+        }
+        for (what, n) in [
+            ("added", self.backends_added),
+            ("removed", self.backends_removed),
+            ("changed", self.backends_changed),
+        ] {
+            if n > 0 {
+                parts.push(format!("backends {what}: {n}"));
+            }
+        }
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+/// Checks that `new` can replace `old` in a running agent, and says what
+/// changes.
+pub fn diff(old: &Config, new: &Config) -> Result<Changes, RestartNeeded> {
+    let mut sections = Vec::new();
+    if old.node != new.node {
+        sections.push("[node]");
+    }
+    if old.datapath != new.datapath {
+        sections.push("[datapath]");
+    }
+    if old.metrics != new.metrics {
+        sections.push("[metrics]");
+    }
+    if old.cluster != new.cluster {
+        sections.push("[cluster]");
+    }
+    if old.cluster.is_some() && old.groups != new.groups {
+        sections.push("the VIP groups (numbered in heartbeats)");
+    }
+    if !sections.is_empty() {
+        return Err(RestartNeeded { sections });
+    }
+    let mut changes = Changes::default();
+    let key = |c: &Config, i: usize| crate::desired::vip_key(&c.vips[i]);
+    for (i, vip) in new.vips.iter().enumerate() {
+        match (0..old.vips.len()).find(|&j| key(old, j) == key(new, i)) {
+            None => changes.vips_added.push(vip.name.clone()),
+            Some(j) => {
+                let before = &old.vips[j];
+                if before.check != vip.check
+                    || old.groups[before.group] != new.groups[vip.group]
+                    || before.on_no_backend != vip.on_no_backend
+                {
+                    changes.vips_changed.push(vip.name.clone());
+                }
+            }
+        }
+    }
+    for (j, vip) in old.vips.iter().enumerate() {
+        if !(0..new.vips.len()).any(|i| key(old, j) == key(new, i)) {
+            changes.vips_removed.push(vip.name.clone());
+        }
+    }
+    for k in backend_keys(new) {
+        match find(old, &identity(new, k)) {
+            None => changes.backends_added += 1,
+            Some(o) => {
+                if old.vips[o.vip].backends[o.backend] != new.vips[k.vip].backends[k.backend] {
+                    changes.backends_changed += 1;
+                }
+            }
+        }
+    }
+    changes.backends_removed = backend_keys(old)
+        .filter(|k| find(new, &identity(old, *k)).is_none())
+        .count();
+    Ok(changes)
+}
+
+/// The backends of `keys` (positions in `old`) that `new` still has, at
+/// their positions in `new`.
+pub fn follow(old: &Config, new: &Config, keys: &BTreeSet<BackendKey>) -> BTreeSet<BackendKey> {
+    keys.iter()
+        .filter_map(|k| find(new, &identity(old, *k)))
+        .collect()
+}
+
+fn find(config: &Config, wanted: &(ha_common::VipKey, ha_common::Addr)) -> Option<BackendKey> {
+    backend_keys(config).find(|k| identity(config, *k) == *wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[node]
+name = "lb1"
+interface = "eth0"
+
+[[vip]]
+name = "web"
+address = "198.18.0.100"
+port = 80
+protocol = "tcp"
+  [[vip.backend]]
+  address = "198.18.0.11"
+  [[vip.backend]]
+  address = "198.18.0.12"
+
+[[vip]]
+name = "dns"
+address = "2001:2::100"
+port = 53
+protocol = "udp"
+  [[vip.backend]]
+  address = "2001:2::11"
+"#;
+
+    fn parse(text: &str) -> Config {
+        config::parse(Path::new("reload.toml"), text).expect("valid config")
+    }
+
+    fn edit(from: &str, to: &str) -> Config {
+        assert!(BASE.contains(from), "{from}");
+        parse(&BASE.replacen(from, to, 1))
+    }
+
+    #[test]
+    fn the_same_file_changes_nothing() {
+        let changes = diff(&parse(BASE), &parse(BASE)).unwrap();
+        assert!(changes.is_empty());
+        assert_eq!(changes.to_string(), "no change");
+    }
+
+    #[test]
+    fn vips_and_backends_added_removed_and_changed_are_counted() {
+        let old = parse(BASE);
+        let new = edit(
+            "  [[vip.backend]]\n  address = \"198.18.0.11\"\n",
+            "  [[vip.backend]]\n  address = \"198.18.0.13\"\n",
+        );
+        let changes = diff(&old, &new).unwrap();
+        assert_eq!((changes.backends_added, changes.backends_removed), (1, 1));
+        assert_eq!(
+            changes.to_string(),
+            "backends added: 1; backends removed: 1"
+        );
+
+        let new = parse(&format!(
+            "{}\n[[vip]]\nname = \"api\"\naddress = \"198.18.0.101\"\nport = 443\n\
+             protocol = \"tcp\"\n  [[vip.backend]]\n  address = \"198.18.0.21\"\n  weight = 3\n",
+            BASE.replacen(
+                "  address = \"198.18.0.12\"",
+                "  address = \"198.18.0.12\"\n  weight = 2",
+                1
+            )
+        ));
+        let changes = diff(&old, &new).unwrap();
+        assert_eq!(changes.vips_added, ["api"]);
+        assert_eq!((changes.backends_added, changes.backends_changed), (1, 1));
+    }
+
+    #[test]
+    fn a_removed_vip_is_named() {
+        let old = parse(BASE);
+        let cut = BASE.find("[[vip]]\nname = \"dns\"").unwrap();
+        let changes = diff(&old, &parse(&BASE[..cut])).unwrap();
+        assert_eq!(changes.vips_removed, ["dns"]);
+        assert_eq!(changes.backends_removed, 1);
+    }
+
+    #[test]
+    fn restart_only_sections_are_refused_by_name() {
+        let old = parse(BASE);
+        let new = edit(
+            "interface = \"eth0\"",
+            "interface = \"eth1\"\n[datapath]\nring_size = 13",
+        );
+        assert_eq!(
+            diff(&old, &new).unwrap_err().to_string(),
+            "[node], [datapath] changed: restart the agent to apply (nothing was changed)"
+        );
+    }
+
+    #[test]
+    fn backend_state_follows_the_backend_not_its_position() {
+        let old = parse(BASE);
+        // A backend is inserted before 198.18.0.12 and the first VIP moves
+        // behind the second.
+        let web = &BASE[BASE.find("[[vip]]\nname = \"web\"").unwrap()
+            ..BASE.find("[[vip]]\nname = \"dns\"").unwrap()];
+        let dns = &BASE[BASE.find("[[vip]]\nname = \"dns\"").unwrap()..];
+        let head = &BASE[..BASE.find("[[vip]]").unwrap()];
+        let web = web.replacen(
+            "  [[vip.backend]]\n  address = \"198.18.0.12\"",
+            "  [[vip.backend]]\n  address = \"198.18.0.14\"\n  [[vip.backend]]\n  address = \"198.18.0.12\"",
+            1,
+        );
+        let new = parse(&format!("{head}{dns}\n{web}"));
+        let down: BTreeSet<BackendKey> = [
+            BackendKey { vip: 0, backend: 1 }, // web 198.18.0.12
+            BackendKey { vip: 1, backend: 0 }, // dns 2001:2::11
+        ]
+        .into();
+        let followed = follow(&old, &new, &down);
+        assert_eq!(
+            followed,
+            [
+                BackendKey { vip: 0, backend: 0 }, // dns 2001:2::11
+                BackendKey { vip: 1, backend: 2 }, // web 198.18.0.12
+            ]
+            .into()
+        );
+    }
+}
