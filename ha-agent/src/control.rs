@@ -3,19 +3,23 @@
 //! A Unix stream socket, root only, one JSON request line answered by one
 //! JSON response line. Every message carries `version`, so an hactl and an
 //! agent of different releases refuse each other clearly instead of
-//! misreading. This module holds the protocol and the client; the agent
-//! serves it from its main loop.
+//! misreading. This module holds the protocol, the client and the server,
+//! which hands each request to the agent's main loop.
 
 use std::{
     io::{BufRead, BufReader, Write},
     net::IpAddr,
-    os::unix::net::UnixStream,
+    os::unix::{fs::PermissionsExt, net::UnixStream},
     path::Path,
     time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _},
+    sync::mpsc,
+};
 
 /// Bumped on any incompatible change of `Request` or `Response`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -158,6 +162,61 @@ pub fn call(socket: &Path, request: &Request) -> Result<Response> {
         .read_line(&mut line)
         .context("read the agent's answer")?;
     decode(&line)
+}
+
+/// A request on its way to the agent's main loop, with the way back.
+pub type Call = (Request, tokio::sync::oneshot::Sender<Response>);
+
+/// Listens on the control socket (mode 0600: root only) and hands each
+/// request to the main loop, which owns all state.
+pub fn serve(path: &Path, calls: mpsc::Sender<Call>) -> Result<Server> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create control socket directory {}", dir.display()))?;
+    }
+    // A socket left by a killed agent would make bind fail.
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("bind control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let calls = calls.clone();
+            tokio::spawn(async move {
+                if let Err(e) = answer(stream, calls).await {
+                    tracing::debug!(error = %e, "control connection");
+                }
+            });
+        }
+    });
+    Ok(Server(task))
+}
+
+/// Aborts the control listener with the agent.
+pub struct Server(tokio::task::JoinHandle<()>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn answer(stream: tokio::net::UnixStream, calls: mpsc::Sender<Call>) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    tokio::io::BufReader::new(read).read_line(&mut line).await?;
+    let response = match decode::<Request>(&line) {
+        Ok(request) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            calls.send((request, tx)).await?;
+            rx.await?
+        }
+        Err(e) => Response::Error {
+            message: format!("{e:#}"),
+        },
+    };
+    write.write_all(encode(&response).as_bytes()).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,187 @@
+//! What the agent tells about itself: `hactl status` and the Prometheus
+//! snapshot.
+
+use anyhow::Result;
+use ha_common::{
+    BACKEND_F_DRAINING, BACKEND_F_HEALTHY, GlobalCounter, backend_stats_index, vip_stats_index,
+};
+
+use super::Agent;
+use crate::{
+    cluster::shell::Shell,
+    control::{BackendStatus, ClusterStatus, PeerStatus, Status, VipStatus},
+    desired::backend_keys,
+    metrics::{BackendSample, ClusterSample, PeerSample, Snapshot, VipSample},
+};
+
+impl Agent {
+    pub(super) fn cluster_status(&self, shell: &Shell) -> ClusterStatus {
+        let now = shell.now();
+        ClusterStatus {
+            quorum: shell.machine.has_quorum(),
+            owned: (0..self.config.groups.len())
+                .filter(|g| self.ownership.owns(*g))
+                .map(|g| self.config.groups[g].clone())
+                .collect(),
+            peers: shell
+                .machine
+                .peers()
+                .into_iter()
+                .map(|p| PeerStatus {
+                    node: p.node,
+                    up: p.up,
+                    last_heard_ms: p
+                        .last_heard
+                        .map(|t| now.saturating_sub(t).as_millis() as u64),
+                    eligible: p.eligible,
+                    priority: p.priority,
+                    digest_matches: p.digest_matches,
+                })
+                .collect(),
+            dropped: shell
+                .rejected()
+                .into_iter()
+                .map(|(reason, count)| (reason.name().to_string(), count))
+                .collect(),
+        }
+    }
+
+    /// What Prometheus sees: the datapath's counters summed over CPUs,
+    /// health, drains, ownership, the cluster and switchover latencies.
+    pub(super) fn snapshot(&self) -> Result<Snapshot> {
+        let counters = self.writer.datapath.maps().counters()?;
+        let vips = self
+            .config
+            .vips
+            .iter()
+            .enumerate()
+            .map(|(index, vip)| {
+                let id = self.writer.ids().vip(&self.config, index);
+                let c = counters[vip_stats_index(id) as usize];
+                VipSample {
+                    name: vip.name.clone(),
+                    address: vip.address,
+                    port: vip.port,
+                    protocol: vip.protocol,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    owned: self.ownership.owns(vip.group),
+                }
+            })
+            .collect();
+        let backends = backend_keys(&self.config)
+            .map(|key| {
+                let id = self.writer.ids().backend(&self.config, key);
+                let c = counters[backend_stats_index(id) as usize];
+                let entry = self
+                    .knowledge
+                    .backend_entry(&self.config, self.writer.ids(), key);
+                let vip = &self.config.vips[key.vip];
+                BackendSample {
+                    vip: vip.name.clone(),
+                    address: vip.backends[key.backend].address,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    up: entry.flags & BACKEND_F_HEALTHY != 0,
+                    draining: entry.flags & BACKEND_F_DRAINING != 0,
+                }
+            })
+            .collect();
+        let globals = GlobalCounter::ALL
+            .iter()
+            .map(|g| {
+                (
+                    g.name(),
+                    counters[*g as usize].packets,
+                    counters[*g as usize].bytes,
+                )
+            })
+            .collect();
+        let cluster = self.cluster.as_ref().map(|shell| {
+            let now = shell.now();
+            ClusterSample {
+                quorum: shell.machine.has_quorum(),
+                peers: shell
+                    .machine
+                    .peers()
+                    .into_iter()
+                    .map(|p| PeerSample {
+                        node: p.node,
+                        up: p.up,
+                        last_heard_seconds: p
+                            .last_heard
+                            .map(|t| now.saturating_sub(t).as_secs_f64()),
+                    })
+                    .collect(),
+                dropped: shell
+                    .rejected()
+                    .into_iter()
+                    .map(|(reason, n)| (reason.name(), n))
+                    .collect(),
+            }
+        });
+        Ok(Snapshot {
+            node: self.config.node.name.clone(),
+            vips,
+            backends,
+            globals,
+            cluster,
+            decisions: self.phase2.clone(),
+            phase1: self.phase1.clone(),
+        })
+    }
+
+    pub(super) fn status(&self) -> Status {
+        let counters = self.writer.datapath.maps().counters().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "status without counters");
+            Vec::new()
+        });
+        let counter = |index: u32| counters.get(index as usize).copied().unwrap_or_default();
+        let ids = self.writer.ids();
+        let vips = self
+            .config
+            .vips
+            .iter()
+            .enumerate()
+            .map(|(index, vip)| {
+                let c = counter(vip_stats_index(ids.vip(&self.config, index)));
+                VipStatus {
+                    name: vip.name.clone(),
+                    address: vip.address,
+                    port: vip.port,
+                    protocol: vip.protocol.to_string(),
+                    owner: self.owner(vip.group),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    backends: backend_keys(&self.config)
+                        .filter(|k| k.vip == index)
+                        .map(|key| {
+                            let backend = &vip.backends[key.backend];
+                            let id = ids.backend(&self.config, key);
+                            let entry = self.knowledge.backend_entry(&self.config, ids, key);
+                            let c = counter(backend_stats_index(id));
+                            BackendStatus {
+                                id,
+                                address: backend.address,
+                                up: !self.knowledge.down.contains(&key),
+                                draining: entry.flags & BACKEND_F_DRAINING != 0,
+                                resolved: self.knowledge.mac(&self.config, key).is_some(),
+                                weight: backend.weight,
+                                packets: c.packets,
+                                bytes: c.bytes,
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Status {
+            node: self.config.node.name.clone(),
+            vips,
+            cluster: self
+                .cluster
+                .as_ref()
+                .map(|shell| self.cluster_status(shell)),
+        }
+    }
+}
