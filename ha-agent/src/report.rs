@@ -4,6 +4,7 @@
 use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv6Addr},
+    path::Path,
 };
 
 use anyhow::Result;
@@ -14,17 +15,28 @@ use ha_common::{
 use serde::Serialize;
 
 use crate::{
-    datapath::{Maps, monotonic_coarse_ns, monotonic_ns},
+    datapath::{Maps, monotonic_coarse_ns, monotonic_ns, pinned_link},
     netlink::format_mac,
 };
 
 #[derive(Serialize)]
 pub struct MapsReport {
+    /// The attached program, when its link is pinned beside the maps.
+    pub program: Option<ProgramRow>,
     pub vips: Vec<VipRow>,
     pub backends: Vec<BackendRow>,
     pub flow_count: usize,
     pub flows: Vec<FlowRow>,
     pub counters: Vec<CounterRow>,
+}
+
+/// Which build of the program forwards (an upgrade changes id and tag).
+#[derive(Serialize)]
+pub struct ProgramRow {
+    pub link_id: u32,
+    pub program_id: u32,
+    /// The kernel's tag of the program's instructions, hex.
+    pub tag: String,
 }
 
 #[derive(Serialize)]
@@ -96,7 +108,14 @@ fn endpoint(addr: &Addr, port_be: u16) -> String {
 }
 
 impl MapsReport {
-    pub fn read(maps: &Maps, flow_limit: usize) -> Result<MapsReport> {
+    /// The maps pinned in `dir`, and the program on the link pinned there.
+    pub fn read(dir: &Path, flow_limit: usize) -> Result<MapsReport> {
+        let maps = Maps::open_pinned(dir)?;
+        let program = pinned_link(dir).ok().map(|(link_id, p)| ProgramRow {
+            link_id,
+            program_id: p.id,
+            tag: format!("{:016x}", p.tag),
+        });
         let counters = maps.counters()?;
         let now = monotonic_ns();
         let owned = maps.owned()?;
@@ -172,6 +191,7 @@ impl MapsReport {
             })
             .collect();
         Ok(MapsReport {
+            program,
             vips,
             backends,
             flow_count,
@@ -182,6 +202,13 @@ impl MapsReport {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
+        if let Some(p) = &self.program {
+            let _ = writeln!(
+                out,
+                "program id {} tag {} on link {}\n",
+                p.program_id, p.tag, p.link_id
+            );
+        }
         let vips: Vec<Vec<String>> = self
             .vips
             .iter()

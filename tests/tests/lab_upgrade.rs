@@ -167,6 +167,13 @@ fn swapped(pins: &Path, link: u32, before: &ProgramInfo, expected: &ProgramInfo)
         now.tag, expected.tag,
         "the attached program is not the expected build"
     );
+    // What the operator sees.
+    let maps = hactl_json(&["maps", "--pin-dir", &pins.to_string_lossy()]).expect("hactl maps");
+    assert_eq!(
+        maps["program"]["tag"],
+        format!("{:016x}", expected.tag),
+        "{maps}"
+    );
     now
 }
 

@@ -7,12 +7,11 @@
 
 use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 use ha_agent::{
     config,
     control::{self, Request, Response},
-    datapath::Maps,
     report::{MapsReport, table},
 };
 
@@ -141,15 +140,13 @@ fn maps(cli: &Cli, flows: usize) -> Result<(), Failure> {
             config.datapath.pin_dir.join(&config.node.name)
         }
     };
-    let maps = Maps::open_pinned(&dir)
-        .with_context(|| {
-            format!(
-                "no datapath pinned at {} (is the agent running?)",
-                dir.display()
-            )
-        })
-        .map_err(Failure::Unreachable)?;
-    let report = MapsReport::read(&maps, flows).map_err(Failure::Refused)?;
+    if !dir.join(ha_common::map::VIPS).exists() {
+        return Err(Failure::Unreachable(anyhow::anyhow!(
+            "no datapath pinned at {} (is the agent running?)",
+            dir.display()
+        )));
+    }
+    let report = MapsReport::read(&dir, flows).map_err(Failure::Refused)?;
     if cli.json {
         println!(
             "{}",
