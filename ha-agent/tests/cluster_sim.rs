@@ -31,22 +31,24 @@
 //!
 //! Checked after every event:
 //! 1. Majority quorum: no group is owned by two running nodes that both
-//!    see a quorum (`owns(g) && has_quorum()`). Asserted in the timely
-//!    network; in the hostile one the overlaps are counted and timed (see
-//!    [`Network::Hostile`] for why they cannot be ruled out there).
+//!    see a quorum (`owns(g) && has_quorum()`), in both networks.
 //! 2. A running node that is ineligible or in standby owns nothing.
 //! 3. After the heal at time H: from some instant S on, every group has
 //!    exactly one owner until the end, and S - H is at most dead_after
 //!    plus one interval plus 4 x PERFECT_DELAY (plus preempt_delay minus
-//!    dead_after when that is positive). Why that bound: every node hears all the others within an
-//!    interval of the heal (a frozen node drops its stale view at its first
-//!    tick), and the best one has been the heir for the succession hold
-//!    (dead_after) by H + interval + dead_after; then it takes, or the
-//!    owner hands over to it (one delivery delay). Frames still in flight
-//!    from the chaos phase (up to 3 intervals late) are older than the
-//!    fresh ones and ignored. No `hactl failover` is issued in the last 3
-//!    dead_after before the heal: an operator's handover is not a fault,
-//!    and one whose target missed the command takes up to that long.
+//!    dead_after when that is positive). Why that bound: every node's
+//!    next frame after the heal (within an interval) is answered at once
+//!    by the peers whose last frame echoed none of its recent ones, so
+//!    within an interval and two delays every node hears the others and is
+//!    heard (a frozen node drops its stale view at its first tick) and the
+//!    best one is ready and bids; by one more delay its peers see it
+//!    ready; a dead_after later it has bid long enough to take, or the
+//!    owner hands over to it (one more delay). Frames still in flight from
+//!    the chaos phase (up to 3 intervals late), and reports of them, are
+//!    older than the fresh ones and ignored. No `hactl failover` is issued
+//!    in the last 3 dead_after before the heal: an operator's handover is
+//!    not a fault, and one whose target missed the command takes up to
+//!    that long.
 //!
 //! A failing seed is printed with the command that replays it with a
 //! trace: `HA_SIM_SEED=<seed> cargo test -p ha-agent --test cluster_sim
@@ -113,21 +115,15 @@ impl Rng {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Network {
     /// Within a partition side every frame arrives, within `TIMELY_DELAY`
-    /// = half an interval (the state machine's timing argument needs less
-    /// than 2/3), reordered and duplicated at will; frames cross sides
-    /// only if sent before the cut. Check 1 is asserted. Partitions here
-    /// change more often than the state machine's claim assumes (at most
-    /// once per dead_after): no schedule has broken check 1 that way so
-    /// far (400,000 run in release), but if one does, look at how fast
-    /// its partitions change first (see `cluster::state`, Safety).
+    /// = half an interval, reordered and duplicated at will; frames cross
+    /// sides only if sent before the cut.
     Timely,
     /// Also per-link loss (0 to 100 %, each direction on its own) and
     /// delays up to 3 intervals: a peer can look DOWN while it is alive
     /// and hears us, and connectivity stops being symmetric and
-    /// transitive (a and c both hear b but not each other: both see a
-    /// quorum, and b does not relay claims, so no rule on the current
-    /// heartbeat can stop both owning; see
-    /// `line_topology_is_beyond_one_hop_heartbeats`). Check 1 is measured.
+    /// transitive (a and c both hear b but not each other: see
+    /// `line_topology_is_safe`). The state machine's safety argument does
+    /// not depend on timing, so check 1 holds here too.
     Hostile,
 }
 
@@ -306,11 +302,6 @@ struct Stats {
     worst_settle: Duration,
     timely: u64,
     hostile: u64,
-    /// Hostile schedules in which two quorate nodes owned a group at once.
-    hostile_split: u64,
-    /// Longest such overlap, and the seed where it happened.
-    worst_split: Duration,
-    worst_split_seed: u64,
 }
 
 impl Stats {
@@ -322,16 +313,10 @@ impl Stats {
         self.worst_settle = self.worst_settle.max(s.worst_settle);
         self.timely += s.timely;
         self.hostile += s.hostile;
-        self.hostile_split += s.hostile_split;
-        if s.worst_split > self.worst_split {
-            self.worst_split = s.worst_split;
-            self.worst_split_seed = s.worst_split_seed;
-        }
     }
 }
 
 struct Sim {
-    seed: u64,
     rng: Rng,
     setup: Setup,
     now: Duration,
@@ -345,8 +330,6 @@ struct Sim {
     healed_at: Option<Duration>,
     /// Start of the current run of "exactly one owner per group".
     stable_since: Option<Duration>,
-    /// Per group: since when two quorate nodes own it (hostile network).
-    split_since: Vec<Option<Duration>>,
     trace: Option<String>,
     stats: Stats,
 }
@@ -381,7 +364,6 @@ impl Sim {
             max_delay: PERFECT_DELAY,
         };
         let mut sim = Sim {
-            seed,
             rng,
             now: Duration::ZERO,
             seq: 0,
@@ -406,7 +388,6 @@ impl Sim {
             dup: 0.0,
             healed_at: None,
             stable_since: None,
-            split_since: vec![None; setup.groups],
             trace: trace.then(String::new),
             stats: Stats::default(),
             setup,
@@ -587,7 +568,7 @@ impl Sim {
     fn transmit(&mut self, from: usize, o: Outgoing) {
         let node = &mut self.nodes[from];
         node.sequence += 1;
-        let hb = o.to_heartbeat(CLUSTER_ID, node.sequence, self.now.as_millis() as u64);
+        let hb = o.to_heartbeat(CLUSTER_ID, node.sequence);
         for to in 0..self.nodes.len() {
             if to == from || self.side[to] != self.side[from] {
                 continue;
@@ -825,33 +806,10 @@ impl Sim {
             let owner = |i: &usize| self.running(*i).is_some_and(|c| c.owns(g));
             let quorate = |i: &usize| self.running(*i).is_some_and(|c| c.has_quorum());
             single &= (0..n).filter(owner).count() == 1;
-            if self.setup.quorum == Quorum::Majority {
-                let split = (0..n).filter(owner).filter(quorate).count() > 1;
-                let quorate: Vec<String> = if split {
-                    (0..n).filter(owner).filter(quorate).map(name).collect()
-                } else {
-                    Vec::new()
-                };
-                if split && self.setup.network == Network::Timely {
-                    return Err(format!("group {g} owned by {quorate:?}, all quorate"));
-                }
-                match (split, self.split_since[g]) {
-                    (true, None) => {
-                        log!(self, "SPLIT: group {g} owned by {quorate:?}, all quorate");
-                        self.split_since[g] = Some(self.now);
-                        self.stats.hostile_split = 1;
-                    }
-                    (false, Some(s)) => {
-                        let d = self.now - s;
-                        log!(self, "split of group {g} over after {d:?}");
-                        if d > self.stats.worst_split {
-                            self.stats.worst_split = d;
-                            self.stats.worst_split_seed = self.seed;
-                        }
-                        self.split_since[g] = None;
-                    }
-                    _ => {}
-                }
+            let majority = self.setup.quorum == Quorum::Majority;
+            if majority && (0..n).filter(owner).filter(quorate).count() > 1 {
+                let both: Vec<String> = (0..n).filter(owner).filter(quorate).map(name).collect();
+                return Err(format!("group {g} owned by {both:?}, all quorate"));
             }
         }
         if let Some(h) = self.healed_at {
@@ -911,8 +869,7 @@ fn campaign(n: u64, count: u64) {
     }
     println!(
         "{n} nodes: {} schedules passed ({} timely, {} hostile), {} failed, {} events, \
-         {} takes, {} fences, worst settle {:?}; hostile: {} with two quorate owners, \
-         longest {:?} (seed {}); {:.1?}",
+         {} takes, {} fences, worst settle {:?}; {:.1?}",
         total.schedules,
         total.timely,
         total.hostile,
@@ -921,9 +878,6 @@ fn campaign(n: u64, count: u64) {
         total.takes,
         total.fences,
         total.worst_settle,
-        total.hostile_split,
-        total.worst_split,
-        total.worst_split_seed,
         t.elapsed()
     );
     if !failures.is_empty() {
@@ -965,13 +919,12 @@ fn replay() {
     }
 }
 
-/// The known limit, pinned: a hears b, c hears b, a and c do not hear each
+/// The line topology: a hears b, c hears b, a and c do not hear each
 /// other. a (the owner) and c (the heir: b ranks lower) both see a quorum
-/// through b, and nothing in a heartbeat tells c that a still holds the
-/// group. When frames relay what their sender hears and the claims it
-/// sees, this should turn into "c never takes".
+/// through b; b's reports carry a's claim to c, so c never takes while a
+/// holds. Once a loses b too, a lets go (no quorum) before c takes over.
 #[test]
-fn line_topology_is_beyond_one_hop_heartbeats() {
+fn line_topology_is_safe() {
     let names = ["a", "b", "c"];
     let prios = [30, 10, 20];
     let mut nodes: Vec<Cluster> = (0..3)
@@ -1002,10 +955,12 @@ fn line_topology_is_beyond_one_hop_heartbeats() {
                     if let Action::Send(o) = a {
                         sequence += 1;
                         for to in (0..3).filter(|&to| to != i && hears[to][i]) {
-                            wire.push((now + step, to, o.to_heartbeat(CLUSTER_ID, sequence, 0)));
+                            wire.push((now + step, to, o.to_heartbeat(CLUSTER_ID, sequence)));
                         }
                     }
                 }
+                let quorate_owners = nodes.iter().filter(|c| c.owns(0) && c.has_quorum());
+                assert!(quorate_owners.count() <= 1, "two quorate owners at {now:?}");
             }
         }
     };
@@ -1024,8 +979,15 @@ fn line_topology_is_beyond_one_hop_heartbeats() {
     hears[0][2] = false;
     hears[2][0] = false;
     run(&mut nodes, &hears, Duration::from_secs(2));
-    let both = [0, 2]
-        .iter()
-        .all(|&i| nodes[i].owns(0) && nodes[i].has_quorum());
-    assert!(both, "the line topology no longer splits: flip this test");
+    assert!(nodes.iter().all(|c| c.has_quorum()));
+    assert!(nodes[0].owns(0) && !nodes[2].owns(0));
+    // c learns a's claim only from b.
+    let a = |c: &Cluster| c.peers().into_iter().find(|p| p.node == "a").unwrap();
+    assert!(!a(&nodes[2]).up && a(&nodes[2]).claims == [0]);
+    // a loses b as well: it releases, then c takes over.
+    hears[0][1] = false;
+    hears[1][0] = false;
+    run(&mut nodes, &hears, Duration::from_secs(3));
+    assert!(!nodes[0].owns(0) && !nodes[0].has_quorum());
+    assert!(nodes[2].owns(0) && nodes[2].has_quorum());
 }

@@ -228,12 +228,14 @@ fn forged_replayed_and_foreign_heartbeats_are_dropped_and_counted() {
         node: dsr.node_name("lb2").to_string(),
         incarnation: 1,
         sequence: 1,
-        sent_at_ms: 0,
+        sent_at_us: 0,
         priority: 255,
         eligible: true,
         claims: vec![0],
+        bids: vec![],
         leaving: false,
         standby: false,
+        peers: vec![],
         digest: [0; 32],
     };
     let frames = [
@@ -274,7 +276,16 @@ fn forged_replayed_and_foreign_heartbeats_are_dropped_and_counted() {
     }
     wait_owner(&lb1, true, Duration::from_secs(1));
     wait_owner(&lb2, false, Duration::from_secs(1));
-    println!("dropped by lb1: {}", status["cluster"]["dropped"]);
+    // The real peer's heartbeats, unlike the forged ones, were answered:
+    // their echoes give a round trip (a sanity range, not a speed claim).
+    let rtt_us = status["cluster"]["peers"][0]["rtt_us"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no heartbeat round trip measured: {status}"));
+    assert!(rtt_us > 0 && rtt_us < 1_000_000, "{status}");
+    println!(
+        "dropped by lb1: {}; heartbeat round trip to lb2: {rtt_us} us",
+        status["cluster"]["dropped"]
+    );
 }
 
 #[test]

@@ -117,9 +117,7 @@ impl Shell {
         for action in self.machine.handle(input) {
             match action {
                 Action::Send(outgoing) => {
-                    let frame =
-                        self.sender
-                            .seal(&outgoing.to_heartbeat(self.cluster_id, 0, wall_ms()));
+                    let frame = self.sender.seal(&outgoing.to_heartbeat(self.cluster_id, 0));
                     for peer in &self.peers {
                         if let Err(e) = self.socket.send_to(&frame, peer).await {
                             tracing::debug!(%peer, error = %e, "heartbeat not sent");
@@ -192,7 +190,7 @@ impl Shell {
     }
 }
 
-/// Milliseconds since the UNIX epoch (heartbeat send times, incarnations).
+/// Milliseconds since the UNIX epoch (incarnations, operator requests).
 pub fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

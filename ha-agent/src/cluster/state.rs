@@ -12,95 +12,140 @@
 //!
 //! # Rules
 //!
-//! With `i` = interval and `D` = dead_after:
-//! - Membership: a peer is UP from a valid frame until `D` passes without
-//!   a newer one, or until it says LEAVING. Frames older than the freshest
+//! With `i` = interval, `D` = dead_after, `Lq` the quorum window and `Lt`
+//! the take window ([`ClusterParams::quorum_window`],
+//! [`ClusterParams::take_window`]; `Lq + Lt = D - D/256`):
+//! - Membership: a peer is UP from a valid frame until `D` passes without a
+//!   newer one, or until it says LEAVING. Frames older than the freshest
 //!   (incarnation, sequence) seen are ignored, so reordering and
 //!   duplication never roll a peer back.
+//! - Reports: every frame carries, for each UP peer, the newest frame
+//!   accepted from it: its (incarnation, sequence), age (time since it was
+//!   received), send time (the echo), priority, claims and bids.
+//! - Knowledge: per peer, the freshest frame known of it, heard from it or
+//!   reported by any peer, with its claims and bids. It is live until `D`
+//!   after whoever heard the frame received it: receipt + `D`, or the
+//!   relaying frame's receipt + `D` - age; of two copies of one frame, the
+//!   earlier. A newer frame replaces older knowledge whatever the source,
+//!   so a release heard directly is not undone by a late relay, and a
+//!   crashed owner's claim expires `D` after its last frame arrived (relays
+//!   do not prolong it). Reports about this node are no knowledge (see
+//!   Quorum).
 //! - Quorum ([`Quorum`]): by default a majority of the configured nodes,
-//!   counting this node and the peers heard within the quorum window
-//!   `D - 2i` ([`ClusterParams::quorum_window`]).
+//!   counting this node and every peer whose latest frame echoes one of
+//!   ours sent less than `Lq` ago: a majority that we hear and that hears
+//!   us. A frame more than 1.5 intervals newer than the one our last frame
+//!   echoed is answered at once, so that after a cut the peer counts us
+//!   again within a round trip. Each echo, less the report's age, also
+//!   gives a round-trip sample ([`PeerView::rtt`]).
 //! - Ready (sent as the frame's `eligible` bit): locally eligible, not in
 //!   standby, not leaving, quorate, and the digest agrees with a quorum of
 //!   the nodes it sees. Candidates for a group are this node if ready and
 //!   the UP peers that are ready, not in standby and have this digest.
 //!   Rank: (priority, name), highest first; a `hactl failover` in progress
 //!   excludes the former owner and puts its target first.
-//! - Succession: a group's *heir* is the best candidate that does not
-//!   claim it. A node takes a group when nobody UP claims it and it has
-//!   been the heir continuously for `D` ([`ClusterParams::succession_hold`]).
-//!   The heir of a held group is established long before its owner fails,
-//!   so it takes over the moment the owner is DOWN (`D` after its last
-//!   frame), LEAVING or releasing. A node that only just became the heir
-//!   (it started, became eligible, regained quorum, was named by a
-//!   failover) waits `D`: every stale view in the cluster has expired by
-//!   then and its readiness has been heard. This is also the startup
-//!   choice: after a full-cluster restart the groups come up about one
-//!   interval (hearing each other) plus `D` after the nodes; a single
-//!   restarted node costs no outage (the others hold its groups, and a
-//!   preempting node gets them back by a handover). A node that is heir
-//!   only because of a failover its peers may not know of claims the group
-//!   (in its frames) during the hold, so that a peer that ranks itself
-//!   first sees the claim; if both claim, rank decides.
-//! - Release: everything at once when no longer ready; a group when an UP
-//!   peer with a higher rank claims it too (the lower yields at once), when
-//!   a lower peer keeps claiming it for `D` (it does not hear this node:
-//!   give way rather than keep two owners), on a failover, and on
-//!   preemption: with `preempt`, to a better candidate that has been one
-//!   for `max(preempt_delay, D)` (by then it may take: the handover costs
-//!   one delivery delay). With `preempt = false` the owner keeps the group
-//!   while it stays ready.
+//! - Bids: a group's *heir* is the best candidate that does not claim it.
+//!   The heir bids for it (sends it in `bids`) unless it knows a live bid
+//!   of a node of higher rank: of two bidders whose views differ, the lower
+//!   steps back. It bids while another node owns the group too, so the heir
+//!   of a held group has bid long before the owner fails.
+//! - Take: a node takes a group when it has bid for it continuously for `D`
+//!   ([`ClusterParams::succession_hold`]), it knows no other node's live
+//!   claim or bid for it, and a majority spoke to it recently: counting
+//!   itself and every peer whose latest frame was sent less than `Lt` ago
+//!   (it was sent no earlier than our echoed send time plus its age) and
+//!   whose incarnation this node has heard for `D` (a restarted node has
+//!   forgotten what it heard before). So the heir takes over the moment the
+//!   owner's claim expires, it says LEAVING or it releases. A node that
+//!   only just became the heir (it started, became eligible, regained
+//!   quorum, was named by a failover) waits `D`: after a full-cluster
+//!   restart the groups come up about one interval (hearing each other and
+//!   being heard) plus `D` after the nodes; a single restarted node costs
+//!   no outage (the others hold its groups, and a preempting node gets them
+//!   back by a handover).
+//! - Release: everything at once when no longer ready, except for a
+//!   digest that differs (a reload not yet done on every node: the owner
+//!   keeps serving with its config; no live node that disagrees takes
+//!   over, and one whose peers are down has nobody to disagree with); a
+//!   group when a node
+//!   with a higher rank claims it too (known directly or by relay: the
+//!   lower yields at once), when a lower node keeps claiming it for `D` (it
+//!   does not hear this node: give way rather than keep two owners), on a
+//!   failover, and on preemption: with `preempt`, to a better candidate
+//!   that has been one for `max(preempt_delay, D)` (by then it has bid long
+//!   enough to take: the handover costs one delivery delay). With
+//!   `preempt = false` the owner keeps the group while it stays ready.
 //! - Fencing ([`Fencing::Required`]): before taking anything, every peer
 //!   that went DOWN without LEAVING is fenced; a failure raises a fault and
 //!   blocks the take (retried every `D`).
 //!
 //! # Safety (Majority quorum)
 //!
-//! Claim: no two nodes own a group while both see a quorum, provided frames
-//! within a partition side arrive within Δ < 2i/3 (duplicated and
-//! reordered at will), partitions are symmetric (a node hears the nodes of
-//! its own side only) and change at most once per `D`, and the shell ticks
-//! at [`Cluster::next_timeout`]. Two owners need two takes that did not
-//! see each other's claim:
-//! - a take over a DOWN owner X happens `D` after the last frame from X;
-//!   if X still owned, it was cut off from this node's (majority) side, so
-//!   its last frame from that side is at most `i + Δ` newer, and it lost
-//!   quorum `D - 2i` after that: before the take. (A frame that ends a
-//!   silence is answered at once, so that a short heal between two cuts
-//!   does not let X hear the majority while the majority misses X.)
-//! - any other take comes from a node that has been the heir for `D`. A
-//!   rival that took meanwhile either did so more than Δ before the end of
-//!   that hold, and its claim was heard (no take), or it decided on a view
-//!   older than the heir's readiness, and both views were cut apart by a
-//!   partition: the minority one's quorum lapses `D - 2i + Δ` after the
-//!   cut, before the hold ends. Views that differ for good (a failover
-//!   some node missed) are covered by the claim during the hold.
-//! - simultaneous claims that both arrive are resolved by rank.
+//! Claim: no two nodes own a group while both see a quorum, on any network:
+//! frames lost, delayed, duplicated or reordered at will, links one-way,
+//! connectivity not transitive, partitions changing at any pace, processes
+//! frozen and resumed, crashed and restarted. It assumes only a shell that
+//! ticks at [`Cluster::next_timeout`] (a quorum lapses when it is due),
+//! `Lq + Lt <= D` and clocks whose rates differ little: a time is only ever
+//! compared with times of the clock that measured it, but durations
+//! measured on different clocks meet, and the argument below loses about
+//! three times their relative drift times `D`. The windows leave `D/256`
+//! for that: NTP slews a monotonic clock by at most 0.05 %.
 //!
-//! The simulator checks this claim after every event of thousands of
-//! random schedules in such a network (with partitions that also change
-//! faster). Partitions flapping between two configurations faster than the
-//! quorum window can make a and c take turns hearing b without ever
-//! hearing each other: that is the case below.
+//! A node's *stint* on a group runs from when it starts bidding for it
+//! until it stops bidding and owning it, without a gap. Every frame the
+//! node sends meanwhile names the group (as a bid or a claim), it is ready
+//! and so quorate throughout, and it takes the group `D` or more into the
+//! stint. Two facts: (a) knowledge of a frame lives at least until the
+//! frame's send time + `D`, whoever relayed it (everyone received it after
+//! it was sent, and the age accounts for the time a relay held it); (b) an
+//! echo shows that the peer received our frame after its send time, and
+//! echo + age that the peer sent its frame after that.
 //!
-//! Connectivity that is not symmetric and transitive defeats any rule on
-//! one-hop heartbeats: if a hears b and c hears b but a and c do not hear
-//! each other, a and c both see a quorum and neither can learn the other's
-//! claim (b does not relay it). The simulator measures that case; closing
-//! it needs frames that echo what the sender hears and relay the claims it
-//! sees.
+//! Suppose X and Y both own group g at time t and both are quorate, and Y
+//! took it at `tY`, no earlier than X took it. X's stint began by `tY - D`.
+//! Let `s = tY - Lt`, within that stint: X was quorate at `s`, so a
+//! majority MX had each received a frame of X sent after
+//! `s - Lq >= tY - D`: within the stint, naming g. Y took at `tY` with a
+//! majority MY, each of which sent Y a frame after `s` (b), in an
+//! incarnation that was running by `tY - D`. Some node Z is in both. If Z
+//! is Y, Y itself received that frame of X; if Z is X, Y received a frame
+//! of X sent after `s`. Else Z received X's frame (by `s`, and in its
+//! current life) before sending its frame to Y (after `s`), so that frame
+//! reports X's newest frame known to Z (X was UP there: heard less than `D`
+//! before). Either way Y knew, at `tY`, a frame of X sent after `tY - D`,
+//! within the stint, so naming g, and live by (a), as was any newer one it
+//! knew (sent before `tY`, also within the stint): Y could not take. (A Y
+//! restarted after receiving X's frame bids `D` first, and that frame was
+//! sent less than `D` before `tY`.) In words: a node keeps its quorum only
+//! while a majority heard its claim lately; a node takes only after a
+//! majority spoke to it since; the two majorities share a node whose report
+//! carries the claim.
+//!
+//! Liveness needs round trips within `Lq` (a peer's latest echo is up to
+//! two intervals and two delays old when its next frame arrives) and
+//! answers within `Lt` (one interval and two delays): with the default `D`
+//! of 4 intervals, `Lq` is just under 2.5 and `Lt` 1.5 intervals, so
+//! one-way delays below a quarter interval keep both steady. Worse networks
+//! make quorum come and go; the claim holds. The simulator checks it after
+//! every event of thousands of random schedules on timely and hostile
+//! networks (one-way loss, delays of several intervals, non-transitive
+//! connectivity) and the line topology (a hears b, c hears b, a and c do
+//! not hear each other), which heartbeats without reports cannot make safe.
 
 use std::fmt;
 use std::time::Duration;
 
-use super::{Heartbeat, NodeName};
+use super::{Heartbeat, NodeName, PeerReport, wire};
 
 /// Default heartbeat interval (DESIGN §3).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
 /// A peer is DOWN after this many intervals without a valid frame.
 pub const DEFAULT_DEAD_INTERVALS: u32 = 4;
-/// Group indices travel as u16 in heartbeats.
-pub const MAX_GROUPS: usize = u16::MAX as usize + 1;
+/// Groups a heartbeat can name.
+pub const MAX_GROUPS: usize = wire::MAX_GROUPS;
+/// Nodes whose reports fit in a heartbeat, this one included.
+pub const MAX_NODES: usize = wire::MAX_REPORTS + 1;
 
 /// Who may act without hearing the rest of the cluster.
 ///
@@ -109,10 +154,12 @@ pub const MAX_GROUPS: usize = u16::MAX as usize + 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Quorum {
     /// A strict majority of the configured nodes, counting this node and
-    /// the peers heard within [`ClusterParams::quorum_window`].
+    /// the peers that hear it and that it hears (an echo of one of its
+    /// frames within [`ClusterParams::quorum_window`]).
     Majority,
-    /// Two-node clusters (like corosync's `two_node`): with the peer UP
-    /// there is quorum; alone, a node has quorum only if
+    /// Two-node clusters (like corosync's `two_node`): with the peer
+    /// counted as for a majority there is quorum; alone, a node has quorum
+    /// only if
     /// - `tie_breaker`: the tie-breaker answers (reported through
     ///   [`Input::TieBreaker`]; unreachable until reported). It protects a
     ///   node cut off from the network, NOT a split between two nodes that
@@ -153,9 +200,10 @@ pub struct ClusterParams {
     pub groups: usize,
     /// Heartbeat interval.
     pub interval: Duration,
-    /// A peer silent this long is DOWN. At least 2 intervals; 4 (the
-    /// default) or more for the full safety margin of
-    /// [`ClusterParams::quorum_window`].
+    /// A peer silent this long is DOWN, and a claim heard this long ago
+    /// expires. At least 2 intervals; 4 (the default) or more for a quorum
+    /// that survives the delays of a round trip (see
+    /// [`ClusterParams::quorum_window`]).
     pub dead_after: Duration,
     /// Whether an owner gives a group up to a better candidate.
     pub preempt: bool,
@@ -184,25 +232,32 @@ impl ClusterParams {
         }
     }
 
-    /// How recently a majority must have been heard for this node to see a
-    /// quorum: `dead_after` - 2 intervals. An owner cut off from the
-    /// majority thus lets go of its groups before the majority declares it
-    /// DOWN: the majority counts `dead_after` from the last frame it got
-    /// from the owner, which can be one lost frame (an interval) plus the
-    /// delivery delay older than the last one the owner got from the
-    /// majority. Never below 1.5 intervals (a quorum must survive the
-    /// jitter between two heartbeats), so with `dead_after` under 4
-    /// intervals the margin shrinks to `dead_after` - 1.5 intervals.
+    /// How recently a peer must have echoed one of this node's frames to
+    /// count toward its quorum: `dead_after` less the take window and a
+    /// 256th of `dead_after` for clock drift. With the default 4
+    /// intervals, just under 2.5 intervals: a peer's latest echo is up to
+    /// two intervals and two delays old when its next frame arrives.
     pub fn quorum_window(&self) -> Duration {
-        let floor = self.interval * 3 / 2;
-        self.dead_after
-            .saturating_sub(2 * self.interval)
-            .max(floor)
-            .min(self.dead_after)
+        self.dead_after - self.take_window() - self.dead_after / 256
     }
 
-    /// How long a node must have been a group's heir before it takes the
-    /// group: `dead_after` (see the module documentation).
+    /// How recently a peer must have sent its latest frame (as far as its
+    /// echo and age show) to count toward a take: 1.5 intervals (a frame
+    /// every interval, plus the delays), less when `dead_after` is under 4
+    /// intervals, so that the quorum window keeps 2.5 intervals, but at
+    /// least a quarter of `dead_after`. The two windows add up to no more
+    /// than `dead_after`, which the safety argument needs (see the module
+    /// documentation).
+    pub fn take_window(&self) -> Duration {
+        let i = self.interval;
+        self.dead_after
+            .saturating_sub(i * 5 / 2)
+            .max(self.dead_after / 4)
+            .min(i * 3 / 2)
+    }
+
+    /// How long a node must have bid for a group before it takes it:
+    /// `dead_after` (see the module documentation).
     pub fn succession_hold(&self) -> Duration {
         self.dead_after
     }
@@ -219,10 +274,13 @@ impl ClusterParams {
         if self.groups > MAX_GROUPS {
             return Err(ParamsError::TooManyGroups(self.groups));
         }
+        if self.nodes.len() > MAX_NODES {
+            return Err(ParamsError::TooManyNodes(self.nodes.len()));
+        }
         if self.interval.is_zero() {
             return Err(ParamsError::ZeroInterval);
         }
-        if self.dead_after < 2 * self.interval {
+        if self.dead_after < 3 * self.interval {
             return Err(ParamsError::DeadAfterTooShort {
                 dead_after: self.dead_after,
                 interval: self.interval,
@@ -245,9 +303,11 @@ pub enum ParamsError {
     Duplicate(NodeName),
     #[error("{0} VIP groups; at most {MAX_GROUPS} fit in a heartbeat")]
     TooManyGroups(usize),
+    #[error("{0} nodes; the reports of at most {MAX_NODES} fit in a heartbeat")]
+    TooManyNodes(usize),
     #[error("the heartbeat interval must be longer than zero")]
     ZeroInterval,
-    #[error("dead_after ({dead_after:?}) must be at least 2 intervals ({interval:?} each)")]
+    #[error("dead_after ({dead_after:?}) must be at least 3 intervals ({interval:?} each)")]
     DeadAfterTooShort {
         dead_after: Duration,
         interval: Duration,
@@ -288,10 +348,11 @@ pub enum Input {
     /// `to`, if given, is preferred in the election that follows. Deliver
     /// it to every node (like drains): each node then excludes the former
     /// owner for that election and none preempts back to it while the new
-    /// owner holds the group. The new owner takes it after its succession
-    /// hold (`dead_after` without an owner), or at once if it already was
-    /// the heir (no `to`, or `to` is the next best). A node that never gets
-    /// the command follows the normal ranking; rank settles any clash.
+    /// owner holds the group. The new owner takes it after bidding for
+    /// `dead_after`, or at once if it already was the heir (no `to`, or
+    /// `to` is the next best). A node that never gets the command follows
+    /// the normal ranking; rank settles any clash (the lower bidder steps
+    /// back).
     Failover {
         now: Duration,
         group: usize,
@@ -322,8 +383,8 @@ impl Input {
 /// Why: the machine decides, the shell acts (sockets, maps, hooks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send this state to every peer now (the shell adds cluster id,
-    /// sequence and time: [`Outgoing::to_heartbeat`]).
+    /// Send this state to every peer now (the shell adds cluster id and
+    /// sequence: [`Outgoing::to_heartbeat`]).
     Send(Outgoing),
     /// Mark the group OWNED, announce it (gratuitous ARP / NA), run
     /// `on_owner`.
@@ -356,39 +417,77 @@ pub enum Action {
 
 /// This node's part of a heartbeat.
 ///
-/// Why: the machine owns the meaning of the fields; the wire sender owns
-/// cluster id, sequence numbers and the send time.
+/// Why: the machine owns the meaning of the fields, the send time
+/// included (peers echo it back to this machine); the wire sender owns
+/// cluster id and sequence numbers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
     pub node: NodeName,
     pub incarnation: u64,
+    /// The machine's `now` when it made the frame.
+    pub sent_at: Duration,
     pub priority: u8,
     /// Ready to own: locally eligible, not standby or leaving, quorate,
     /// digest agreed.
     pub eligible: bool,
-    /// Groups this node owns, ascending, and a group it claims ahead of
-    /// owning it (a failover target during its hold).
+    /// Groups this node owns, ascending.
     pub claims: Vec<u16>,
+    /// Groups this node bids for (it is their heir), ascending.
+    pub bids: Vec<u16>,
     pub leaving: bool,
     pub standby: bool,
+    /// The newest frame accepted from each UP peer.
+    pub peers: Vec<PeerReport>,
     pub digest: [u8; 32],
 }
 
 impl Outgoing {
-    pub fn to_heartbeat(&self, cluster_id: u64, sequence: u64, sent_at_ms: u64) -> Heartbeat {
+    pub fn to_heartbeat(&self, cluster_id: u64, sequence: u64) -> Heartbeat {
         Heartbeat {
             cluster_id,
             node: self.node.clone(),
             incarnation: self.incarnation,
             sequence,
-            sent_at_ms,
+            sent_at_us: micros(self.sent_at),
             priority: self.priority,
             eligible: self.eligible,
             claims: self.claims.clone(),
+            bids: self.bids.clone(),
             leaving: self.leaving,
             standby: self.standby,
+            peers: self.peers.clone(),
             digest: self.digest,
         }
+    }
+
+    /// Whether this says anything `other` does not: all but the send time
+    /// and the reports' sequences, ages and echoes, which change with
+    /// every frame.
+    fn differs(&self, other: &Outgoing) -> bool {
+        type Own<'a> = (&'a str, u64, u8, bool, &'a [u16], &'a [u16], bool, bool);
+        fn own(o: &Outgoing) -> Own<'_> {
+            let (claims, bids) = (&o.claims, &o.bids);
+            (
+                &o.node,
+                o.incarnation,
+                o.priority,
+                o.eligible,
+                claims,
+                bids,
+                o.leaving,
+                o.standby,
+            )
+        }
+        fn report(r: &PeerReport) -> (&str, u64, u8, &[u16], &[u16]) {
+            (&r.node, r.incarnation, r.priority, &r.claims, &r.bids)
+        }
+        own(self) != own(other)
+            || self.digest != other.digest
+            || !self
+                .peers
+                .iter()
+                .map(report)
+                .eq(other.peers.iter().map(report))
     }
 }
 
@@ -409,7 +508,8 @@ pub enum Reason {
     Ineligible,
     Standby,
     Leaving,
-    /// Released: this node's digest disagrees with the cluster.
+    /// Not ready: this node's digest disagrees with the cluster. It keeps
+    /// what it holds and takes nothing, so this is never a release reason.
     DigestMismatch,
     /// Released: a higher node claims it too.
     Yielded(NodeName),
@@ -478,10 +578,17 @@ pub struct PeerView {
     /// The peer's `eligible` bit: ready to own.
     pub eligible: bool,
     pub standby: bool,
+    /// The groups it owns, as far as this node knows (from its own frames
+    /// or a peer's report, while that knowledge is live).
     pub claims: Vec<u16>,
     pub digest_matches: bool,
     /// Must be fenced before this node takes anything.
     pub needs_fencing: bool,
+    /// Round-trip time, smoothed (7/8 old, 1/8 new sample, as TCP's SRTT);
+    /// `None` until its frames echo ours.
+    pub rtt: Option<Duration>,
+    /// The latest round-trip sample.
+    pub rtt_sample: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -500,20 +607,68 @@ enum FenceState {
 #[derive(Clone, Debug)]
 struct Peer {
     name: NodeName,
-    /// Freshest accepted (incarnation, sequence).
+    /// Freshest (incarnation, sequence) accepted from the peer itself.
     last: Option<(u64, u64)>,
     heard_at: Option<Duration>,
+    /// When its current incarnation was first heard.
+    incarnation_since: Option<Duration>,
     up: bool,
     /// Said LEAVING in its current incarnation.
     left: bool,
+    /// Of the freshest frame known (its own or reported).
     priority: u8,
     ready: bool,
     standby: bool,
     digest: [u8; 32],
-    claims: Vec<bool>,
+    /// What its latest own frame said, to report it to the other peers.
+    newest: Option<Newest>,
+    /// (incarnation, send time) of its frame that our last frame echoed.
+    echoed: Option<(u64, u64)>,
+    /// What this node knows of its groups.
+    known: Option<Known>,
+    /// Its latest frame's report about this node (this incarnation).
+    ack: Option<Ack>,
+    /// Smoothed round-trip time and the latest sample.
+    srtt: Option<Duration>,
+    rtt_sample: Option<Duration>,
     /// Since when it has been a candidate, continuously.
     candidate_since: Option<Duration>,
     fence: FenceState,
+}
+
+/// A peer's latest own frame, as this node reports it.
+#[derive(Clone, Debug)]
+struct Newest {
+    sent_at_us: u64,
+    priority: u8,
+    claims: Vec<u16>,
+    bids: Vec<u16>,
+}
+
+/// The freshest frame known of a peer: its claims and bids, and until
+/// when they count.
+#[derive(Clone, Debug)]
+struct Known {
+    key: (u64, u64),
+    claims: Vec<bool>,
+    bids: Vec<bool>,
+    until: Duration,
+}
+
+/// A peer's echo of one of our frames.
+#[derive(Clone, Copy, Debug)]
+struct Ack {
+    /// The echoed frame's send time (our clock).
+    echo: Duration,
+    /// How long the peer held our frame before answering.
+    age: Duration,
+}
+
+impl Ack {
+    /// The peer sent its frame no earlier than this (our clock).
+    fn answered(&self) -> Duration {
+        self.echo + self.age
+    }
 }
 
 /// A `hactl failover` in progress for one group.
@@ -522,9 +677,9 @@ struct Handover {
     from: Option<NodeName>,
     to: Option<NodeName>,
     /// Dropped if nobody but `from` has claimed the group by then. The
-    /// target takes it after its succession hold (`dead_after`); if it
-    /// never got the command, the nodes that did wait until this deadline
-    /// (and a hold) before electing by rank again.
+    /// target takes it after bidding for `dead_after`; if it never got
+    /// the command, the nodes that did wait until this deadline (and a
+    /// bid) before electing by rank again.
     until: Duration,
 }
 
@@ -554,13 +709,11 @@ pub struct Cluster {
     owned: Vec<bool>,
     /// Per group: the peer that claimed it last (for take reasons).
     last_owner: Vec<Option<usize>>,
-    /// Per group: since when a lower UP peer claims a group this node owns.
+    /// Per group: since when a lower peer claims a group this node owns.
     conflict_since: Vec<Option<Duration>>,
     handover: Vec<Option<Handover>>,
-    /// Per group: since when this node has been its heir, continuously.
-    heir_since: Vec<Option<Duration>>,
-    /// Per group: claimed (sent in `claims`) but not owned yet.
-    announced: Vec<bool>,
+    /// Per group: since when this node has bid for it, continuously.
+    bid_since: Vec<Option<Duration>>,
     /// Per owned group: do not preempt back to this node (failover).
     keep_from: Vec<Option<NodeName>>,
     quorum: bool,
@@ -596,13 +749,19 @@ impl Cluster {
                 name: name.clone(),
                 last: None,
                 heard_at: None,
+                incarnation_since: None,
                 up: false,
                 left: false,
                 priority: 0,
                 ready: false,
                 standby: false,
                 digest: [0; 32],
-                claims: vec![false; params.groups],
+                newest: None,
+                echoed: None,
+                known: None,
+                ack: None,
+                srtt: None,
+                rtt_sample: None,
                 candidate_since: None,
                 fence,
             })
@@ -622,8 +781,7 @@ impl Cluster {
             conflict_since: vec![None; g],
             handover: vec![None; g],
             keep_from: vec![None; g],
-            heir_since: vec![None; g],
-            announced: vec![false; g],
+            bid_since: vec![None; g],
             quorum: false,
             seen_peer: false,
             ready: false,
@@ -703,30 +861,38 @@ impl Cluster {
 
     /// Every configured peer, by name.
     pub fn peers(&self) -> Vec<PeerView> {
-        self.peers
-            .iter()
-            .map(|p| PeerView {
-                node: p.name.clone(),
-                up: p.up,
-                last_heard: p.heard_at,
-                incarnation: p.last.map(|(i, _)| i),
-                priority: p.priority,
-                eligible: p.ready,
-                standby: p.standby,
-                claims: claims_of(&p.claims),
-                digest_matches: p.digest == self.digest,
-                needs_fencing: matches!(
-                    p.fence,
-                    FenceState::Needed | FenceState::Pending | FenceState::Failed { .. }
-                ),
+        (0..self.peers.len())
+            .map(|i| {
+                let p = &self.peers[i];
+                PeerView {
+                    node: p.name.clone(),
+                    up: p.up,
+                    last_heard: p.heard_at,
+                    incarnation: p.last.map(|(i, _)| i),
+                    priority: p.priority,
+                    eligible: p.ready,
+                    standby: p.standby,
+                    claims: (0..self.p.groups)
+                        .filter(|&g| self.claims(i, g))
+                        .map(|g| g as u16)
+                        .collect(),
+                    digest_matches: p.digest == self.digest,
+                    needs_fencing: matches!(
+                        p.fence,
+                        FenceState::Needed | FenceState::Pending | FenceState::Failed { .. }
+                    ),
+                    rtt: p.srtt,
+                    rtt_sample: p.rtt_sample,
+                }
             })
             .collect()
     }
 
     /// The latest time by which the shell should call [`Input::Tick`] so
-    /// that no decision waits: the next heartbeat, a peer leaving the
-    /// quorum window or going DOWN, the end of a succession hold, a
-    /// preemption, conflict or failover deadline, a fence retry.
+    /// that no decision waits: the next heartbeat, a peer's echo leaving
+    /// the quorum window, a peer going DOWN, a known claim or bid
+    /// expiring, the end of a bid's hold, a preemption, conflict or
+    /// failover deadline, a fence retry.
     pub fn next_timeout(&self) -> Duration {
         let now = self.now;
         let mut t = self.next_beat;
@@ -737,8 +903,15 @@ impl Cluster {
         };
         for p in &self.peers {
             if let (true, Some(h)) = (p.up, p.heard_at) {
-                at(h + self.p.quorum_window());
                 at(h + self.p.dead_after);
+            }
+            if let Some(a) = p.ack {
+                at(a.echo + self.p.quorum_window());
+            }
+            if let Some(k) = &p.known {
+                if k.claims.iter().chain(&k.bids).any(|&b| b) {
+                    at(k.until);
+                }
             }
             if let Some(s) = p.candidate_since {
                 at(s + self.preempt_wait());
@@ -747,7 +920,7 @@ impl Cluster {
                 at(retry_at);
             }
         }
-        for s in self.heir_since.iter().flatten() {
+        for s in self.bid_since.iter().flatten() {
             at(*s + self.p.succession_hold());
         }
         for c in self.conflict_since.iter().flatten() {
@@ -784,6 +957,7 @@ impl Cluster {
         let Some(i) = self.peers.iter().position(|p| p.name == hb.node) else {
             return; // unknown node or our own name: not a peer
         };
+        let dead_after = self.p.dead_after;
         let p = &mut self.peers[i];
         let key = (hb.incarnation, hb.sequence);
         if p.last.is_some_and(|last| key <= last) {
@@ -791,35 +965,34 @@ impl Cluster {
         }
         if p.last.is_none_or(|(inc, _)| hb.incarnation > inc) {
             p.left = false; // a new life
+            p.incarnation_since = Some(now);
         }
         p.last = Some(key);
         if p.left {
             return; // the incarnation that left stays gone
         }
-        // A frame that ends a silence (more than 1.5 intervals, or a peer
-        // coming UP) is answered at once: the silence was likely a cut that
-        // also ate our frames, and the peer must hear us now, not up to an
-        // interval later, or its view of us would lag ours of it by more
-        // than the quorum window's margin allows.
-        let gap = self.p.interval * 3 / 2;
-        if !p.up || p.heard_at.is_none_or(|h| now > h + gap) {
+        // A frame more than 1.5 intervals newer than the one our last
+        // frame echoed (or the first of a peer we did not report) is
+        // answered at once: after a cut, a restart, a freeze or frames
+        // that arrived late, the peer needs a fresh echo now, not up to an
+        // interval later, to count us toward its quorum. In steady state
+        // the echoes of our periodic frames keep up without answers.
+        let gap = micros(self.p.interval * 3 / 2);
+        let stale = |(inc, echo): (u64, u64)| {
+            inc != hb.incarnation || hb.sent_at_us > echo.saturating_add(gap)
+        };
+        if p.echoed.is_none_or(stale) {
             self.answer = true;
         }
         p.heard_at = Some(now);
-        p.priority = hb.priority;
         p.ready = hb.eligible;
         p.standby = hb.standby;
         p.digest = hb.digest;
-        p.claims.iter_mut().for_each(|c| *c = false);
-        for &g in &hb.claims {
-            if let Some(c) = p.claims.get_mut(g as usize) {
-                *c = true;
-            }
-        }
+        p.ack = None;
         if hb.leaving {
             p.left = true;
             p.ready = false;
-            p.claims.iter_mut().for_each(|c| *c = false);
+            p.newest = None;
             p.fence = FenceState::Clean;
             if p.up {
                 p.up = false;
@@ -828,8 +1001,15 @@ impl Cluster {
                     leaving: true,
                 });
             }
+            self.learn(i, key, hb.priority, &[], &[], now + dead_after);
             return;
         }
+        p.newest = Some(Newest {
+            sent_at_us: hb.sent_at_us,
+            priority: hb.priority,
+            claims: hb.claims.clone(),
+            bids: hb.bids.clone(),
+        });
         if !p.up {
             p.up = true;
             p.fence = FenceState::Clean;
@@ -838,11 +1018,100 @@ impl Cluster {
                 node: p.name.clone(),
             });
         }
-        for g in 0..self.p.groups {
-            if self.peers[i].claims[g] {
-                self.last_owner[g] = Some(i);
+        self.learn(i, key, hb.priority, &hb.claims, &hb.bids, now + dead_after);
+        for r in &hb.peers {
+            if r.node == self.p.me {
+                if r.incarnation == self.incarnation {
+                    self.acked(i, now, r);
+                }
+            } else if let Some(j) = self.peers.iter().position(|p| p.name == r.node)
+                && j != i
+            {
+                let age = Duration::from_micros(r.age_us.into());
+                let until = (now + dead_after).saturating_sub(age);
+                let key = (r.incarnation, r.sequence);
+                self.learn(j, key, r.priority, &r.claims, &r.bids, until);
             }
         }
+    }
+
+    /// Peer `i`'s latest frame reports our frame sent at `r.echo_us`
+    /// (this incarnation's clock): it counts toward the quorum while that
+    /// is recent, and gives a round-trip sample. An echo from the future
+    /// (impossible from an honest peer) counts for nothing.
+    fn acked(&mut self, i: usize, now: Duration, r: &PeerReport) {
+        let ack = Ack {
+            echo: Duration::from_micros(r.echo_us),
+            age: Duration::from_micros(r.age_us.into()),
+        };
+        let Some(rtt) = now.checked_sub(ack.answered()) else {
+            return;
+        };
+        let p = &mut self.peers[i];
+        p.ack = Some(ack);
+        p.rtt_sample = Some(rtt);
+        p.srtt = Some(p.srtt.map_or(rtt, |s| (s * 7 + rtt) / 8));
+    }
+
+    /// Learns what frame `key` of peer `j` said, live until `until`: the
+    /// freshest frame wins; of two copies of one frame, the earlier expiry.
+    fn learn(
+        &mut self,
+        j: usize,
+        key: (u64, u64),
+        priority: u8,
+        claims: &[u16],
+        bids: &[u16],
+        until: Duration,
+    ) {
+        let p = &mut self.peers[j];
+        if let Some(k) = &mut p.known {
+            if key < k.key {
+                return;
+            }
+            if key == k.key {
+                k.until = k.until.min(until);
+                return;
+            }
+        }
+        let set = |groups: &[u16]| {
+            let mut v = vec![false; self.p.groups];
+            for &g in groups {
+                if let Some(b) = v.get_mut(usize::from(g)) {
+                    *b = true;
+                }
+            }
+            v
+        };
+        let known = Known {
+            key,
+            claims: set(claims),
+            bids: set(bids),
+            until,
+        };
+        for g in 0..self.p.groups {
+            if known.claims[g] {
+                self.last_owner[g] = Some(j);
+            }
+        }
+        p.priority = priority;
+        p.known = Some(known);
+    }
+
+    /// Whether peer `i` owns `g` as far as this node knows.
+    fn claims(&self, i: usize, g: usize) -> bool {
+        self.peers[i]
+            .known
+            .as_ref()
+            .is_some_and(|k| self.now < k.until && k.claims[g])
+    }
+
+    /// Whether peer `i` bids for `g` as far as this node knows.
+    fn bids(&self, i: usize, g: usize) -> bool {
+        self.peers[i]
+            .known
+            .as_ref()
+            .is_some_and(|k| self.now < k.until && k.bids[g])
     }
 
     fn on_failover(&mut self, now: Duration, group: usize, to: Option<NodeName>) {
@@ -852,10 +1121,9 @@ impl Cluster {
         let from = if self.owned[group] {
             Some(self.p.me.clone())
         } else {
-            self.peers
-                .iter()
-                .find(|p| p.up && p.claims[group])
-                .map(|p| p.name.clone())
+            (0..self.peers.len())
+                .find(|&i| self.claims(i, group))
+                .map(|i| self.peers[i].name.clone())
         };
         if (from.is_none() && to.is_none()) || (from.is_some() && from == to) {
             return;
@@ -868,7 +1136,7 @@ impl Cluster {
     }
 
     /// A better candidate must have been one this long before an owner
-    /// gives way to it: by then it has been the heir long enough to take.
+    /// gives way to it: by then it has bid long enough to take.
     fn preempt_wait(&self) -> Duration {
         self.p.preempt_delay.max(self.p.succession_hold())
     }
@@ -914,7 +1182,7 @@ impl Cluster {
         // candidate_since is kept up to date by decide(), before any call.
         let peers = (0..self.peers.len())
             .filter(|&i| self.peers[i].candidate_since.is_some())
-            .filter(move |&i| !(heir && self.peers[i].claims[g]))
+            .filter(move |&i| !(heir && self.claims(i, g)))
             .map(Who::Peer);
         let me = (self.ready && !(heir && self.owned[g])).then_some(Who::Me);
         let cands = || peers.clone().chain(me);
@@ -943,15 +1211,14 @@ impl Cluster {
     }
 
     fn decide(&mut self, now: Duration, out: &mut Vec<Action>) {
-        // Quorum and digest agreement.
-        let up = self.peers.iter().filter(|p| p.up).count();
+        // Quorum: the peers that echo a recent frame of ours.
         let window = self.p.quorum_window();
-        let recent = self
+        let backing = self
             .peers
             .iter()
-            .filter(|p| p.up && p.heard_at.is_some_and(|h| now < h + window))
+            .filter(|p| p.ack.is_some_and(|a| now < a.echo + window))
             .count();
-        let quorum = self.quorum_ok(1 + recent);
+        let quorum = self.quorum_ok(1 + backing);
         if quorum != self.quorum {
             self.quorum = quorum;
             if quorum {
@@ -960,6 +1227,8 @@ impl Cluster {
                 self.raise_fault(Fault::QuorumLost, out);
             }
         }
+        // Digest agreement.
+        let up = self.peers.iter().filter(|p| p.up).count();
         let agree = 1 + self
             .peers
             .iter()
@@ -999,10 +1268,8 @@ impl Cluster {
             if let Some(h) = &self.handover[g] {
                 let from = h.from.as_deref();
                 let taken = (self.owned[g] && from != Some(self.p.me.as_str()))
-                    || self
-                        .peers
-                        .iter()
-                        .any(|p| p.up && p.claims[g] && from != Some(p.name.as_str()));
+                    || (0..self.peers.len())
+                        .any(|i| self.claims(i, g) && from != Some(self.peers[i].name.as_str()));
                 if taken || now >= h.until {
                     self.handover[g] = None;
                 }
@@ -1015,8 +1282,8 @@ impl Cluster {
                 continue;
             }
             let reason = match &unready {
+                None | Some(Reason::DigestMismatch) => self.release_reason(g, now),
                 Some(r) => Some(r.clone()),
-                None => self.release_reason(g, now),
             };
             if let Some(reason) = reason {
                 self.owned[g] = false;
@@ -1025,45 +1292,59 @@ impl Cluster {
                 out.push(Action::Release { group: g, reason });
             }
         }
-        // Heirs and takes.
+        // Bids and takes. A take needs a majority that spoke to this node
+        // within the take window, in incarnations heard for dead_after.
         let hold = self.p.succession_hold();
+        let (take_window, dead_after) = (self.p.take_window(), self.p.dead_after);
+        let answered = self
+            .peers
+            .iter()
+            .filter(|p| p.ack.is_some_and(|a| now < a.answered() + take_window))
+            .filter(|p| p.incarnation_since.is_some_and(|s| now >= s + dead_after))
+            .count();
+        let take_quorum = self.quorum_ok(1 + answered);
         let unfenced = self
             .peers
             .iter()
             .any(|p| !matches!(p.fence, FenceState::Clean | FenceState::Done));
         let mut blocked_by_fencing = false;
+        let n = self.peers.len();
         for g in 0..self.p.groups {
-            let heir = self.best(g, true, true) == Some(Who::Me);
-            self.heir_since[g] = if heir {
-                self.heir_since[g].or(Some(now))
+            let outbid =
+                (0..n).any(|i| self.bids(i, g) && self.rank(Who::Peer(i)) > self.rank(Who::Me));
+            let bidding = !outbid && self.best(g, true, true) == Some(Who::Me);
+            self.bid_since[g] = if bidding {
+                self.bid_since[g].or(Some(now))
             } else {
                 None
             };
-            let claimed = self.peers.iter().any(|p| p.up && p.claims[g]);
-            // Heir only through a failover that some peers may not know
-            // of: claim during the hold, so that a peer that thinks itself
-            // the heir sees it (if both claim, rank decides).
-            self.announced[g] =
-                heir && !self.owned[g] && !claimed && self.best(g, true, false) != Some(Who::Me);
-            if self.owned[g] || claimed || self.heir_since[g].is_none_or(|s| now < s + hold) {
+            let contested = (0..n).any(|i| self.claims(i, g) || self.bids(i, g));
+            if contested || !take_quorum || self.bid_since[g].is_none_or(|s| now < s + hold) {
                 continue;
             }
             if unfenced {
-                // Keep an announced claim up meanwhile: dropping it would
-                // look like a release to the other heirs.
+                // Keep bidding meanwhile: dropping the bid would let a
+                // lower bidder go ahead.
                 blocked_by_fencing = true;
                 continue;
             }
-            let reason = match self.last_owner[g].map(|i| &self.peers[i]) {
+            let reason = match self.last_owner[g] {
                 None => Reason::Elected,
-                Some(p) if p.up => Reason::OwnerReleased(p.name.clone()),
-                Some(p) if p.left => Reason::OwnerLeft(p.name.clone()),
-                Some(p) => Reason::OwnerDown(p.name.clone()),
+                Some(i) => {
+                    let p = &self.peers[i];
+                    if p.left {
+                        Reason::OwnerLeft(p.name.clone())
+                    } else if p.known.as_ref().is_some_and(|k| now < k.until) {
+                        Reason::OwnerReleased(p.name.clone())
+                    } else {
+                        Reason::OwnerDown(p.name.clone())
+                    }
+                }
             };
             self.last_owner[g] = None;
             self.keep_from[g] = self.handover[g].take().and_then(|h| h.from);
             self.owned[g] = true;
-            self.announced[g] = false;
+            self.bid_since[g] = None;
             out.push(Action::Take { group: g, reason });
         }
         if blocked_by_fencing {
@@ -1083,7 +1364,7 @@ impl Cluster {
         // Two claims: the lower yields at once; the higher gives way only
         // if the lower keeps claiming for dead_after (it cannot hear us).
         let claimants: Vec<usize> = (0..self.peers.len())
-            .filter(|&i| self.peers[i].up && self.peers[i].claims[g])
+            .filter(|&i| self.claims(i, g))
             .collect();
         if let Some(&i) = claimants
             .iter()
@@ -1117,27 +1398,48 @@ impl Cluster {
         None
     }
 
-    fn outgoing(&self) -> Outgoing {
+    fn outgoing(&self, now: Duration) -> Outgoing {
+        let groups = |on: &[bool]| (0..on.len()).filter(|&g| on[g]).map(|g| g as u16).collect();
+        let bidding: Vec<bool> = self.bid_since.iter().map(Option::is_some).collect();
         Outgoing {
             node: self.p.me.clone(),
             incarnation: self.incarnation,
+            sent_at: now,
             priority: self.p.priority,
             eligible: self.ready,
-            claims: (0..self.p.groups)
-                .filter(|&g| self.owned[g] || self.announced[g])
-                .map(|g| g as u16)
-                .collect(),
+            claims: groups(&self.owned),
+            bids: groups(&bidding),
             leaving: self.leaving,
             standby: self.standby,
+            peers: self
+                .peers
+                .iter()
+                .filter(|p| p.up)
+                .filter_map(|p| {
+                    let (newest, (incarnation, sequence), heard) =
+                        (p.newest.as_ref()?, p.last?, p.heard_at?);
+                    Some(PeerReport {
+                        node: p.name.clone(),
+                        incarnation,
+                        sequence,
+                        age_us: u32::try_from(micros(now - heard)).unwrap_or(u32::MAX),
+                        echo_us: newest.sent_at_us,
+                        priority: newest.priority,
+                        claims: newest.claims.clone(),
+                        bids: newest.bids.clone(),
+                    })
+                })
+                .collect(),
             digest: self.digest,
         }
     }
 
     /// A heartbeat every interval on a fixed schedule (a shell that ticks
     /// every interval sends on every tick), and at once when the content
-    /// changes (a release or take reaches the peers without waiting).
+    /// changes (a release, take or bid, or one relayed, reaches the peers
+    /// without waiting).
     fn send(&mut self, now: Duration, out: &mut Vec<Action>) {
-        let o = self.outgoing();
+        let o = self.outgoing(now);
         let periodic = now >= self.next_beat;
         if periodic {
             self.next_beat += self.p.interval;
@@ -1145,15 +1447,24 @@ impl Cluster {
                 self.next_beat = now + self.p.interval; // after a stall
             }
         }
-        if periodic || std::mem::take(&mut self.answer) || self.last_sent.as_ref() != Some(&o) {
+        let changed = self.last_sent.as_ref().is_none_or(|l| l.differs(&o));
+        if periodic || std::mem::take(&mut self.answer) || changed {
+            for p in &mut self.peers {
+                p.echoed = o
+                    .peers
+                    .iter()
+                    .find(|r| r.node == p.name)
+                    .map(|r| (r.incarnation, r.echo_us));
+            }
             out.push(Action::Send(o.clone()));
             self.last_sent = Some(o);
         }
     }
 }
 
-fn claims_of(v: &[bool]) -> Vec<u16> {
-    (0..v.len()).filter(|&g| v[g]).map(|g| g as u16).collect()
+/// Whole microseconds (saturating): heartbeat times.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -1256,7 +1567,7 @@ mod tests {
             for a in c.handle(input) {
                 if let Action::Send(o) = &a {
                     self.sequence[i] += 1;
-                    let hb = o.to_heartbeat(1, self.sequence[i], 0);
+                    let hb = o.to_heartbeat(1, self.sequence[i]);
                     for to in 0..self.nodes.len() {
                         if to != i && !self.cut[i][to] {
                             self.wire.push((self.now + DELAY, to, hb.clone()));
@@ -1381,10 +1692,22 @@ mod tests {
         ));
         p.dead_after = 4 * I;
         assert_eq!(p.validate(), Ok(()));
-        assert_eq!(p.quorum_window(), 2 * I);
         assert_eq!(p.succession_hold(), 4 * I);
-        p.dead_after = 2 * I;
-        assert_eq!(p.quorum_window(), I * 3 / 2);
+        for (dead, take) in [(4, I * 3 / 2), (3, I * 3 / 4), (2, I / 2), (10, I * 3 / 2)] {
+            p.dead_after = dead * I;
+            assert_eq!(p.take_window(), take, "{dead} intervals");
+            let drift = p.dead_after / 256;
+            assert_eq!(p.quorum_window() + take + drift, p.dead_after);
+        }
+        let names: Vec<String> = (0..=MAX_NODES).map(|i| i.to_string()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        p = ClusterParams::new("0", 1, &names, 1);
+        assert_eq!(p.validate(), Err(ParamsError::TooManyNodes(MAX_NODES + 1)));
+        p = ClusterParams::new("0", 1, &names[..MAX_NODES], MAX_GROUPS + 1);
+        assert_eq!(
+            p.validate(),
+            Err(ParamsError::TooManyGroups(MAX_GROUPS + 1))
+        );
     }
 
     #[test]
@@ -1394,7 +1717,7 @@ mod tests {
         assert_eq!(lab.owners(1), ["a"]);
         let takes = lab.takes("a", Duration::ZERO);
         assert_eq!(takes.len(), 2);
-        // Ready once it hears a peer, then the succession hold.
+        // Ready once a peer answers its first frame, then it bids for D.
         assert!(takes[0].0 >= D && takes[0].0 <= D + I, "{takes:?}");
         assert_eq!(takes[0].2, Reason::Elected);
         assert!(lab.takes("b", Duration::ZERO).is_empty());
@@ -1474,8 +1797,9 @@ mod tests {
     fn preempt_hands_over_after_the_succession_hold() {
         let (lab, t0, released, taken) = preemption(|_| {});
         let (released, taken) = (released.unwrap(), taken.unwrap());
-        // a is ready at once (it hears b and c within a delay), b gives way
-        // once a has been a candidate for dead_after, a takes on b's release.
+        // a is ready within a round trip (b and c answer its first frame),
+        // b gives way once a has been a candidate for dead_after, a takes
+        // on b's release.
         assert!(
             released >= t0 + D && released <= t0 + D + 3 * DELAY,
             "{:?}",
@@ -1530,12 +1854,14 @@ mod tests {
             node: node.into(),
             incarnation: 1,
             sequence: seq,
-            sent_at_ms: 0,
+            sent_at_us: 0,
             priority: prio,
             eligible: true,
             claims: claims.to_vec(),
+            bids: Vec::new(),
             leaving: false,
             standby: false,
+            peers: Vec::new(),
             digest: [0; 32],
         }
     }
@@ -1560,6 +1886,149 @@ mod tests {
         assert_eq!(b.peers()[0].claims, [0]);
         let acts = b.handle(Input::Tick { now: t + D / 2 });
         assert!(!acts.iter().any(|a| matches!(a, Action::Take { .. })));
+    }
+
+    /// `b`'s frame `seq` reporting `a`'s frame `a_seq` (claiming `claims`)
+    /// received `age` before.
+    fn relay(seq: u64, a_seq: u64, claims: &[u16], age: Duration) -> Heartbeat {
+        let mut hb = frame("b", 20, seq, &[]);
+        hb.peers.push(PeerReport {
+            node: "a".into(),
+            incarnation: 1,
+            sequence: a_seq,
+            age_us: age.as_micros() as u32,
+            echo_us: 0,
+            priority: 30,
+            claims: claims.to_vec(),
+            bids: Vec::new(),
+        });
+        hb
+    }
+
+    #[test]
+    fn relayed_claims_live_dead_after_less_their_age_and_yield_to_fresher_frames() {
+        let mut p = ClusterParams::new("c", 10, &["a", "b", "c"], 2);
+        p.quorum = Quorum::Disabled;
+        let mut c = Cluster::new(p, Duration::ZERO, 1).unwrap();
+        let a = |c: &Cluster| c.peers().into_iter().find(|p| p.node == "a").unwrap();
+        let t = D;
+        c.handle(Input::Heartbeat {
+            now: t,
+            hb: relay(1, 7, &[0], 3 * MS),
+        });
+        let view = a(&c);
+        assert!(!view.up && view.claims == [0] && view.priority == 30);
+        // Another copy of that frame, relayed later: the earlier expiry.
+        c.handle(Input::Heartbeat {
+            now: t + MS,
+            hb: relay(2, 7, &[0], MS),
+        });
+        c.handle(Input::Tick {
+            now: t + D - 3 * MS - Duration::from_micros(1),
+        });
+        assert_eq!(a(&c).claims, [0]);
+        c.handle(Input::Tick {
+            now: t + D - 3 * MS,
+        });
+        assert!(a(&c).claims.is_empty());
+        // A newer frame heard directly is not undone by an older relay.
+        let t = 3 * D;
+        c.handle(Input::Heartbeat {
+            now: t,
+            hb: frame("a", 30, 9, &[1]),
+        });
+        c.handle(Input::Heartbeat {
+            now: t,
+            hb: relay(3, 8, &[0], MS),
+        });
+        assert_eq!(a(&c).claims, [1]);
+        // A newer relayed frame replaces it; a relay about c itself is no
+        // knowledge.
+        let mut hb = relay(4, 10, &[], MS);
+        hb.peers[0].node = "c".into();
+        hb.peers[0].claims = vec![0, 1];
+        c.handle(Input::Heartbeat { now: t, hb });
+        c.handle(Input::Heartbeat {
+            now: t,
+            hb: relay(5, 10, &[], MS),
+        });
+        assert!(a(&c).claims.is_empty());
+    }
+
+    /// a and c do not hear each other, both hear b: each thinks itself the
+    /// heir and bids; c learns a's higher bid from b and steps back.
+    #[test]
+    fn of_two_bidders_the_lower_steps_back() {
+        let mut lab = Lab::new(ABC, 1, |_| {});
+        lab.cut("a", "c", true);
+        lab.start_all();
+        lab.run_for(Duration::from_secs(1));
+        assert_eq!(lab.owners(0), ["a"]);
+        assert!(lab.takes("c", Duration::ZERO).is_empty());
+        assert!(lab.nodes.iter().flatten().all(|c| c.has_quorum()));
+    }
+
+    /// c hears only b, which echoes c's frames: c bids, and takes after
+    /// dead_after, unless b restarted meanwhile. A restarted b counts
+    /// toward a take only once heard for dead_after: it may have forgotten
+    /// a claim (of a, which c cannot hear) that it relayed before.
+    #[test]
+    fn a_restarted_peer_counts_toward_takes_after_dead_after() {
+        let mut c = Cluster::new(ClusterParams::new("c", 20, &["a", "b", "c"], 1), MS, 1).unwrap();
+        c.handle(Input::Eligibility {
+            now: MS,
+            eligible: true,
+        });
+        let mut echo = 0;
+        let mut taken = None;
+        let (mut incarnation, mut seq) = (1, 0);
+        for k in 1..40u32 {
+            let now = k * I / 2;
+            if now == 3 * D / 2 {
+                (incarnation, seq) = (2, 0);
+            }
+            seq += 1;
+            let mut hb = frame("b", 10, seq, &[]);
+            hb.incarnation = incarnation;
+            hb.peers.push(PeerReport {
+                node: "c".into(),
+                incarnation: 1,
+                sequence: 0,
+                age_us: 0,
+                echo_us: echo,
+                priority: 20,
+                claims: Vec::new(),
+                bids: Vec::new(),
+            });
+            for a in c.handle(Input::Heartbeat { now, hb }) {
+                match a {
+                    Action::Send(o) => echo = o.sent_at.as_micros() as u64,
+                    Action::Take { .. } => taken = taken.or(Some(now)),
+                    _ => {}
+                }
+            }
+            if now == D + I {
+                assert!(c.owns(0), "took at {taken:?}");
+                c.handle(Input::Standby { now, on: true });
+                c.handle(Input::Standby { now, on: false });
+                taken = None;
+            }
+        }
+        // Bidding again from D + I, it could take at 2D + I; b restarted at
+        // 1.5 D, so it counts from 2.5 D.
+        assert_eq!(taken, Some(5 * D / 2));
+    }
+
+    #[test]
+    fn round_trips_are_measured_from_echoes() {
+        let lab = settled(ABC, 1, |_| {});
+        for c in lab.nodes.iter().flatten() {
+            for p in c.peers() {
+                assert_eq!((p.rtt, p.rtt_sample), (Some(2 * DELAY), Some(2 * DELAY)));
+            }
+        }
+        let fresh = Cluster::new(ClusterParams::new("a", 1, &["a", "b"], 1), D, 1).unwrap();
+        assert_eq!(fresh.peers()[0].rtt, None);
     }
 
     #[test]
@@ -1610,13 +2079,17 @@ mod tests {
         assert!(takes[0].0 > released[0].0);
         assert!(lab.node("a").faults().contains(&Fault::QuorumLost));
         assert_eq!((lab.owners(0), lab.owners(1)), (vec!["b"], vec!["b"]));
-        // Healed: a rejoins, and preempts b after the succession hold.
+        // Healed: a rejoins, and preempts b after bidding for D. a is ready
+        // once b or c answers its next frame (an interval and a round
+        // trip), b learns that a delay later and gives way D after that, a
+        // takes on b's release: four delays in all.
         let t1 = lab.now;
         lab.cut("a", "b", false);
         lab.cut("a", "c", false);
         lab.run_for(Duration::from_secs(1));
         assert_eq!((lab.owners(0), lab.owners(1)), (vec!["a"], vec!["a"]));
-        assert!(lab.takes("a", t1)[0].0 <= t1 + I + D + 3 * DELAY);
+        let taken = lab.takes("a", t1)[0].0;
+        assert!(taken <= t1 + I + D + 4 * DELAY, "{:?}", taken - t1);
         assert!(lab.takes("c", Duration::ZERO).is_empty());
     }
 
@@ -1667,6 +2140,36 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_on_the_owner_first_keeps_its_group_and_the_other_takes_only_once_it_is_down() {
+        let mut lab = Lab::new(&[("a", 10), ("b", 20)], 1, |p| {
+            p.quorum = Quorum::TwoNode { tie_breaker: false }
+        });
+        lab.start_all();
+        lab.run_for(Duration::from_secs(1));
+        assert_eq!(lab.owners(0), ["b"]);
+        // The owner reloads first: it keeps serving, both say so loudly.
+        lab.input("b", |now| Input::Digest {
+            now,
+            digest: [7; 32],
+        });
+        lab.run_for(Duration::from_secs(1));
+        assert_eq!(lab.owners(0), ["b"]);
+        assert!(lab.node("a").faults().contains(&Fault::DigestMismatch));
+        assert!(lab.node("b").faults().contains(&Fault::DigestMismatch));
+        // a never took over meanwhile; the owner dies before a reloads:
+        // once it is down nothing disagrees, and a takes over.
+        assert!(
+            !lab.actions("a", Duration::ZERO)
+                .iter()
+                .any(|(_, a)| matches!(a, Action::Take { .. }))
+        );
+        lab.crash("b");
+        lab.run_for(Duration::from_secs(1));
+        assert_eq!(lab.owners(0), ["a"]);
+        assert!(lab.node("a").faults().is_empty());
+    }
+
+    #[test]
     fn a_node_with_another_digest_faults_and_takes_nothing() {
         let mut lab = Lab::new(ABC, 1, |_| {});
         lab.start_all();
@@ -1686,11 +2189,12 @@ mod tests {
         assert!(!lab.node("a").is_ready());
         assert!(lab.node("b").faults().is_empty());
         assert!(!lab.node("b").peers()[0].digest_matches);
-        // Without c, b sees one node that agrees of two: nobody may own.
+        // Without c, b sees one node that agrees of two: it faults, and
+        // keeps what it holds (a differing digest never releases).
         let t0 = lab.now;
         lab.crash("c");
         lab.run_for(Duration::from_secs(1));
-        assert!(lab.owners(0).is_empty());
+        assert_eq!(lab.owners(0), ["b"]);
         assert!(lab.node("b").faults().contains(&Fault::DigestMismatch));
         // The operator fixes a: it agrees again and preempts after the hold.
         lab.input("a", |now| Input::Digest {
@@ -1725,7 +2229,7 @@ mod tests {
         lab.run_for(Duration::from_secs(1));
         let takes = lab.takes("b", t0);
         assert_eq!(takes.len(), 1);
-        // b only just became ready: the succession hold applies.
+        // b only just became ready: it bids for D first.
         assert_eq!(takes[0].0, t1 + D);
         // Losing the tie-breaker too: release at once.
         lab.input("b", |now| Input::TieBreaker {
@@ -1821,7 +2325,7 @@ mod tests {
                 .any(|p| p.node == "a" && p.up && p.incarnation == Some(2))
         );
         assert_eq!(lab.owners(0), ["a"]);
-        // Ready once it hears a peer (within an interval), then the hold.
+        // Ready once a peer answers its first frame, then it bids for D.
         assert!(lab.takes("a", t0)[0].0 <= t0 + 10 * MS + I + D + 3 * DELAY);
     }
 

@@ -3,31 +3,56 @@
 //! (authentication, cluster id, own frames looped back, replay window) and
 //! the key file loader. Pure: no sockets, no clock.
 //!
-//! # Frame, version 1
+//! # Frame, version 2
 //!
-//! All integers big-endian. `n` is the name's length, `c` the number of
-//! claims.
+//! All integers big-endian. `n` is the name's length.
 //!
-//! | offset        | size | field        | meaning                                          |
-//! |---------------|------|--------------|--------------------------------------------------|
-//! | 0             | 2    | magic        | `b"HA"`                                          |
-//! | 2             | 1    | version      | `1` ([`VERSION`])                                |
-//! | 3             | 1    | flags        | bit 0 eligible, bit 1 leaving, bit 2 standby; bits 3..=7 zero |
-//! | 4             | 8    | cluster_id   | u64                                              |
-//! | 12            | 8    | incarnation  | u64                                              |
-//! | 20            | 8    | sequence     | u64                                              |
-//! | 28            | 8    | sent_at_ms   | u64, sender's clock, ms since the UNIX epoch     |
-//! | 36            | 1    | priority     | u8                                               |
-//! | 37            | 1    | name length  | `n`, 1..=32 ([`MAX_NAME_LEN`])                   |
-//! | 38            | n    | node name    | UTF-8                                            |
-//! | 38 + n        | 2    | claims count | `c`, u16, at most 256 ([`MAX_CLAIMS`])           |
-//! | 40 + n        | 2c   | claims       | u16 each: VIP group indices                      |
-//! | 40 + n + 2c   | 32   | digest       | configuration/operator-state digest              |
-//! | 72 + n + 2c   | 32   | tag          | HMAC-SHA256 over bytes `0 .. 72 + n + 2c`        |
+//! | offset | size | field        | meaning                                          |
+//! |--------|------|--------------|--------------------------------------------------|
+//! | 0      | 2    | magic        | `b"HA"`                                          |
+//! | 2      | 1    | version      | `2` ([`VERSION`])                                |
+//! | 3      | 1    | flags        | bit 0 eligible, bit 1 leaving, bit 2 standby; bits 3..=7 zero |
+//! | 4      | 8    | cluster_id   | u64                                              |
+//! | 12     | 8    | incarnation  | u64                                              |
+//! | 20     | 8    | sequence     | u64                                              |
+//! | 28     | 8    | sent_at_us   | u64, µs on the sender's monotonic clock; only the sender interprets it |
+//! | 36     | 1    | priority     | u8                                               |
+//! | 37     | 1    | name length  | `n`, 1..=32 ([`MAX_NAME_LEN`])                   |
+//! | 38     | n    | node name    | UTF-8                                            |
+//! |        |      | claims       | group set: the groups the sender owns            |
+//! |        |      | bids         | group set: the groups it means to take           |
+//! |        | 1    | report count | `r`, at most 15 ([`MAX_REPORTS`])                |
+//! |        |      | reports      | `r` peer reports, below                          |
+//! |        | 32   | digest       | configuration/operator-state digest              |
+//! |        | 32   | tag          | HMAC-SHA256 over every byte before it            |
 //!
-//! A frame is `104 + n + 2c` bytes: at least [`MIN_FRAME_LEN`] (105) and at
-//! most [`MAX_FRAME_LEN`] (648), so it always fits one UDP datagram in one
+//! A *group set* is a length byte `k`, 0..=8, then `k` bytes: bit `j`
+//! (least significant first) of byte `i` is VIP group `8i + j`, so groups
+//! 0..64 ([`MAX_GROUPS`]); the last byte is not zero (one encoding per
+//! set). A bitmap keeps the worst frame small: every peer's report carries
+//! two sets.
+//!
+//! A *peer report* (what the sender last accepted from one peer it
+//! considers UP) is:
+//!
+//! | size | field       | meaning                                                 |
+//! |------|-------------|---------------------------------------------------------|
+//! | 1    | name length | `m`, 1..=32                                             |
+//! | m    | node name   | UTF-8; never the sender's, never twice in one frame     |
+//! | 8    | incarnation | of that peer's newest frame                             |
+//! | 8    | sequence    | of that frame                                           |
+//! | 4    | age_us      | u32, µs from receiving it to sending this one (saturating) |
+//! | 8    | echo_us     | that frame's `sent_at_us`                               |
+//! | 1    | priority    | that frame's priority                                   |
+//! |      | claims      | group set: that frame's claims                          |
+//! |      | bids        | group set: that frame's bids                            |
+//!
+//! A frame is at least [`MIN_FRAME_LEN`] (106) bytes (one-byte name, empty
+//! sets, no reports) and at most [`MAX_FRAME_LEN`] (1353: 32-byte names,
+//! full sets, 15 reports), so it always fits one UDP datagram in one
 //! Ethernet frame (1500-byte MTU less 48 bytes of IPv6 and UDP headers).
+//! Settled, a 3-node cluster with 4 groups and 3-byte names sends frames
+//! of 180 bytes.
 //!
 //! # Receiving
 //!
@@ -35,9 +60,11 @@
 //! version (`Version`); the tag over everything before it, in constant time
 //! (`Unauthenticated`), before any variable-length field is looked at; the
 //! cluster id (`ForeignCluster`); then the fields themselves (`Malformed`:
-//! name length out of range or not UTF-8, claims count over the limit,
-//! lengths that do not add up to the frame's, unknown flag bits). A new
-//! meaning for a flag bit therefore needs a new version.
+//! a name length out of range or a name not UTF-8, a group set longer than
+//! 8 bytes or ending in a zero byte, more than 15 reports, a report about
+//! the sender or a second one about the same node, lengths that do not add
+//! up to the frame's, unknown flag bits). A new meaning for a flag bit
+//! therefore needs a new version.
 //!
 //! [`Receiver`] runs [`decode`], drops our own frames looped back
 //! (`FromSelf`: also what a second node configured with our name looks
@@ -77,12 +104,12 @@ use anyhow::{Context, bail};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::Heartbeat;
+use super::{Heartbeat, PeerReport};
 
 /// First two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"HA";
 /// The frame version this module writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Flags bit: the sender is eligible to own VIPs.
 pub const FLAG_ELIGIBLE: u8 = 1 << 0;
 /// Flags bit: the sender stops on purpose.
@@ -93,8 +120,13 @@ const FLAGS_KNOWN: u8 = FLAG_ELIGIBLE | FLAG_LEAVING | FLAG_STANDBY;
 
 /// Longest node name, in bytes.
 pub const MAX_NAME_LEN: usize = 32;
-/// Most claims one frame carries.
-pub const MAX_CLAIMS: usize = 256;
+/// Groups a group set can name: `0..MAX_GROUPS`.
+pub const MAX_GROUPS: usize = 64;
+const SET_BYTES: usize = MAX_GROUPS / 8;
+/// Most peer reports one frame carries: one per peer of a cluster of the
+/// largest size the configuration allows.
+pub const MAX_REPORTS: usize = 15;
+const _: () = assert!(crate::config::MAX_CLUSTER_NODES <= MAX_REPORTS + 1);
 /// Length of the configuration digest.
 pub const DIGEST_LEN: usize = 32;
 /// Length of the HMAC-SHA256 tag.
@@ -109,14 +141,19 @@ const OFF_SENT_AT: usize = 28;
 const OFF_PRIORITY: usize = 36;
 const OFF_NAME_LEN: usize = 37;
 const OFF_NAME: usize = 38;
-/// Bytes of a frame besides the name and the claims.
-const FIXED_LEN: usize = OFF_NAME + 2 + DIGEST_LEN + TAG_LEN;
+/// Bytes of a frame besides the name, the group sets' contents and the
+/// reports: the header, two set lengths, the report count, digest and tag.
+const FIXED_LEN: usize = OFF_NAME + 2 + 1 + DIGEST_LEN + TAG_LEN;
+/// Bytes of a report besides its name and its sets' contents.
+const REPORT_FIXED_LEN: usize = 1 + 8 + 8 + 4 + 8 + 1 + 2;
+const MAX_REPORT_LEN: usize = REPORT_FIXED_LEN + MAX_NAME_LEN + 2 * SET_BYTES;
 
-/// Shortest valid frame: a one-byte name, no claims.
+/// Shortest valid frame: a one-byte name, empty sets, no reports.
 pub const MIN_FRAME_LEN: usize = FIXED_LEN + 1;
-/// Longest valid frame: a 32-byte name, 256 claims.
-pub const MAX_FRAME_LEN: usize = FIXED_LEN + MAX_NAME_LEN + 2 * MAX_CLAIMS;
-const _: () = assert!(FIXED_LEN == 104 && MIN_FRAME_LEN == 105 && MAX_FRAME_LEN == 648);
+/// Longest valid frame: 32-byte names, full sets, [`MAX_REPORTS`] reports.
+pub const MAX_FRAME_LEN: usize =
+    FIXED_LEN + MAX_NAME_LEN + 2 * SET_BYTES + MAX_REPORTS * MAX_REPORT_LEN;
+const _: () = assert!(FIXED_LEN == 105 && MIN_FRAME_LEN == 106 && MAX_FRAME_LEN == 1353);
 // One datagram in one Ethernet frame, even over IPv6 (40 + 8 header bytes).
 const _: () = assert!(MAX_FRAME_LEN + 48 <= 1500);
 
@@ -263,11 +300,27 @@ pub fn load_key(path: &Path) -> anyhow::Result<Key> {
 ///
 /// # Panics
 ///
-/// If `hb.node` is empty or longer than [`MAX_NAME_LEN`] bytes, or
-/// `hb.claims` has more than [`MAX_CLAIMS`] entries: configuration
-/// validation must rule these out.
+/// If a name (the sender's or a report's) is empty or longer than
+/// [`MAX_NAME_LEN`] bytes, a group is [`MAX_GROUPS`] or more, there are more
+/// than [`MAX_REPORTS`] reports, or a report names the sender or a node
+/// already reported: configuration validation and the state machine rule
+/// these out.
 pub fn encode(hb: &Heartbeat, key: &Key) -> Vec<u8> {
     write_frame(hb, hb.cluster_id, hb.incarnation, hb.sequence, key)
+}
+
+/// The length of `hb`'s frame.
+pub fn frame_len(hb: &Heartbeat) -> usize {
+    // The length bytes of the sets are in the fixed lengths.
+    let set = |groups: &[u16]| set_bytes(groups).len() - 1;
+    FIXED_LEN
+        + hb.node.len()
+        + set(&hb.claims)
+        + set(&hb.bids)
+        + hb.peers
+            .iter()
+            .map(|r| REPORT_FIXED_LEN + r.node.len() + set(&r.claims) + set(&r.bids))
+            .sum::<usize>()
 }
 
 fn write_frame(
@@ -277,18 +330,19 @@ fn write_frame(
     sequence: u64,
     key: &Key,
 ) -> Vec<u8> {
-    let name = hb.node.as_bytes();
     assert!(
-        (1..=MAX_NAME_LEN).contains(&name.len()),
-        "heartbeat node name {:?} is {} bytes; 1..={MAX_NAME_LEN} fit the frame",
-        hb.node,
-        name.len()
+        hb.peers.len() <= MAX_REPORTS,
+        "heartbeat reports {} peers; at most {MAX_REPORTS} fit the frame",
+        hb.peers.len()
     );
-    assert!(
-        hb.claims.len() <= MAX_CLAIMS,
-        "heartbeat claims {} groups; at most {MAX_CLAIMS} fit the frame",
-        hb.claims.len()
-    );
+    for (i, r) in hb.peers.iter().enumerate() {
+        assert!(
+            r.node != hb.node && hb.peers[..i].iter().all(|o| o.node != r.node),
+            "heartbeat of {:?} reports {:?} twice or about itself",
+            hb.node,
+            r.node
+        );
+    }
     let mut flags = 0;
     if hb.eligible {
         flags |= FLAG_ELIGIBLE;
@@ -299,26 +353,65 @@ fn write_frame(
     if hb.standby {
         flags |= FLAG_STANDBY;
     }
-    let mut f = Vec::with_capacity(FIXED_LEN + name.len() + 2 * hb.claims.len());
+    let mut f = Vec::with_capacity(frame_len(hb));
     f.extend_from_slice(&MAGIC);
     f.push(VERSION);
     f.push(flags);
     f.extend_from_slice(&cluster_id.to_be_bytes());
     f.extend_from_slice(&incarnation.to_be_bytes());
     f.extend_from_slice(&sequence.to_be_bytes());
-    f.extend_from_slice(&hb.sent_at_ms.to_be_bytes());
+    f.extend_from_slice(&hb.sent_at_us.to_be_bytes());
     f.push(hb.priority);
-    f.push(name.len() as u8);
-    f.extend_from_slice(name);
-    f.extend_from_slice(&(hb.claims.len() as u16).to_be_bytes());
-    for claim in &hb.claims {
-        f.extend_from_slice(&claim.to_be_bytes());
+    put_name(&mut f, &hb.node);
+    put_set(&mut f, &hb.claims);
+    put_set(&mut f, &hb.bids);
+    f.push(hb.peers.len() as u8);
+    for r in &hb.peers {
+        put_name(&mut f, &r.node);
+        f.extend_from_slice(&r.incarnation.to_be_bytes());
+        f.extend_from_slice(&r.sequence.to_be_bytes());
+        f.extend_from_slice(&r.age_us.to_be_bytes());
+        f.extend_from_slice(&r.echo_us.to_be_bytes());
+        f.push(r.priority);
+        put_set(&mut f, &r.claims);
+        put_set(&mut f, &r.bids);
     }
     f.extend_from_slice(&hb.digest);
     let tag: [u8; TAG_LEN] = key.mac().chain_update(&f).finalize().into_bytes().into();
     f.extend_from_slice(&tag);
     debug_assert_eq!(f.len(), f.capacity());
     f
+}
+
+fn put_name(f: &mut Vec<u8>, name: &str) {
+    assert!(
+        (1..=MAX_NAME_LEN).contains(&name.len()),
+        "heartbeat node name {name:?} is {} bytes; 1..={MAX_NAME_LEN} fit the frame",
+        name.len()
+    );
+    f.push(name.len() as u8);
+    f.extend_from_slice(name.as_bytes());
+}
+
+/// A group set's bytes: the length byte, then the bitmap up to its last
+/// non-zero byte.
+fn set_bytes(groups: &[u16]) -> Vec<u8> {
+    let mut bits = 0u64;
+    for &g in groups {
+        assert!(
+            usize::from(g) < MAX_GROUPS,
+            "heartbeat names group {g}; groups 0..{MAX_GROUPS} fit the frame"
+        );
+        bits |= 1 << g;
+    }
+    let len = (u64::BITS - bits.leading_zeros()).div_ceil(8) as usize;
+    let mut out = vec![len as u8];
+    out.extend_from_slice(&bits.to_le_bytes()[..len]);
+    out
+}
+
+fn put_set(f: &mut Vec<u8>, groups: &[u16]) {
+    f.extend_from_slice(&set_bytes(groups));
 }
 
 /// The heartbeat in `frame`, if it is well formed, tagged with `key` and of
@@ -349,22 +442,30 @@ pub fn decode(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Heartbeat, Rej
         return Err(Reject::Malformed);
     }
     let mut rest = Reader(&body[OFF_NAME_LEN..]);
-    let name_len = usize::from(rest.u8()?);
-    if !(1..=MAX_NAME_LEN).contains(&name_len) {
+    let node = rest.name()?;
+    let claims = rest.set()?;
+    let bids = rest.set()?;
+    let count = usize::from(rest.u8()?);
+    if count > MAX_REPORTS {
         return Err(Reject::Malformed);
     }
-    let node = std::str::from_utf8(rest.take(name_len)?)
-        .map_err(|_| Reject::Malformed)?
-        .to_owned();
-    let count = usize::from(rest.u16()?);
-    if count > MAX_CLAIMS {
-        return Err(Reject::Malformed);
+    let mut peers: Vec<PeerReport> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = rest.name()?;
+        if name == node || peers.iter().any(|r| r.node == name) {
+            return Err(Reject::Malformed);
+        }
+        peers.push(PeerReport {
+            node: name,
+            incarnation: rest.u64()?,
+            sequence: rest.u64()?,
+            age_us: rest.u32()?,
+            echo_us: rest.u64()?,
+            priority: rest.u8()?,
+            claims: rest.set()?,
+            bids: rest.set()?,
+        });
     }
-    let claims = rest
-        .take(2 * count)?
-        .chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-        .collect();
     let digest = rest.take(DIGEST_LEN)?.try_into().expect("32 bytes");
     if !rest.0.is_empty() {
         return Err(Reject::Malformed);
@@ -374,12 +475,14 @@ pub fn decode(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Heartbeat, Rej
         node,
         incarnation: u64_at(OFF_INCARNATION),
         sequence: u64_at(OFF_SEQUENCE),
-        sent_at_ms: u64_at(OFF_SENT_AT),
+        sent_at_us: u64_at(OFF_SENT_AT),
         priority: body[OFF_PRIORITY],
         eligible: flags & FLAG_ELIGIBLE != 0,
         claims,
+        bids,
         leaving: flags & FLAG_LEAVING != 0,
         standby: flags & FLAG_STANDBY != 0,
+        peers,
         digest,
     })
 }
@@ -402,9 +505,45 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
 
-    fn u16(&mut self) -> Result<u16, Reject> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+    fn u32(&mut self) -> Result<u32, Reject> {
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn u64(&mut self) -> Result<u64, Reject> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    /// A length byte (1..=[`MAX_NAME_LEN`]) and that many bytes of UTF-8.
+    fn name(&mut self) -> Result<String, Reject> {
+        let len = usize::from(self.u8()?);
+        if !(1..=MAX_NAME_LEN).contains(&len) {
+            return Err(Reject::Malformed);
+        }
+        std::str::from_utf8(self.take(len)?)
+            .map(str::to_owned)
+            .map_err(|_| Reject::Malformed)
+    }
+
+    /// A group set (see the module doc), as ascending group indices.
+    fn set(&mut self) -> Result<Vec<u16>, Reject> {
+        let len = usize::from(self.u8()?);
+        if len > SET_BYTES {
+            return Err(Reject::Malformed);
+        }
+        let bytes = self.take(len)?;
+        if bytes.last() == Some(&0) {
+            return Err(Reject::Malformed);
+        }
+        let mut bits = [0; 8];
+        bits[..len].copy_from_slice(bytes);
+        let bits = u64::from_le_bytes(bits);
+        Ok((0..MAX_GROUPS as u16)
+            .filter(|&g| bits & (1 << g) != 0)
+            .collect())
     }
 }
 
@@ -596,12 +735,35 @@ mod tests {
             node: "lb-2.example".to_owned(),
             incarnation: 1_700_000_000_123,
             sequence: 42,
-            sent_at_ms: 1_700_000_012_345,
+            sent_at_us: 12_345_678,
             priority: 200,
             eligible: true,
-            claims: vec![0, 3, 65535],
+            claims: vec![0, 3, 63],
+            bids: vec![9],
             leaving: true,
             standby: true,
+            peers: vec![
+                PeerReport {
+                    node: "lb-1.example".to_owned(),
+                    incarnation: 1_700_000_000_001,
+                    sequence: 7,
+                    age_us: 1234,
+                    echo_us: 9_876_543,
+                    priority: 100,
+                    claims: vec![1],
+                    bids: vec![],
+                },
+                PeerReport {
+                    node: "lb-3".to_owned(),
+                    incarnation: 5,
+                    sequence: u64::MAX,
+                    age_us: u32::MAX,
+                    echo_us: 0,
+                    priority: 0,
+                    claims: vec![],
+                    bids: vec![0, 8],
+                },
+            ],
             digest: std::array::from_fn(|i| i as u8 ^ 0xa5),
         }
     }
@@ -631,8 +793,23 @@ mod tests {
     fn wire_round_trip_full_heartbeat() {
         let hb = full();
         let frame = encode(&hb, &key());
-        assert_eq!(frame.len(), 104 + hb.node.len() + 2 * hb.claims.len());
+        assert_eq!(frame.len(), 210);
+        assert_eq!(frame.len(), frame_len(&hb));
         assert_eq!(decode(&frame, &key(), CLUSTER), Ok(hb));
+    }
+
+    /// A report of `name` (of `len` bytes) with every field at its widest.
+    fn widest_report(name: String) -> PeerReport {
+        PeerReport {
+            node: name,
+            incarnation: u64::MAX,
+            sequence: u64::MAX,
+            age_us: u32::MAX,
+            echo_us: u64::MAX,
+            priority: u8::MAX,
+            claims: (0..MAX_GROUPS as u16).collect(),
+            bids: (0..MAX_GROUPS as u16).collect(),
+        }
     }
 
     #[test]
@@ -644,45 +821,85 @@ mod tests {
             hb.standby = standby;
             hb.node = "a".to_owned();
             hb.claims.clear();
+            hb.bids.clear();
+            hb.peers.clear();
             let frame = encode(&hb, &key());
             assert_eq!(frame.len(), MIN_FRAME_LEN);
             assert_eq!(decode(&frame, &key(), CLUSTER).as_ref(), Ok(&hb));
         }
         hb.node = "é".repeat(16); // 32 bytes of UTF-8
-        hb.claims = (0..MAX_CLAIMS as u16)
-            .map(|i| i.wrapping_mul(257))
+        hb.claims = (0..MAX_GROUPS as u16).collect();
+        hb.bids = hb.claims.clone();
+        hb.peers = (0..MAX_REPORTS)
+            .map(|i| widest_report(format!("{i:0>32}")))
             .collect();
         hb.sequence = u64::MAX;
+        hb.sent_at_us = u64::MAX;
         hb.priority = u8::MAX;
         let frame = encode(&hb, &key());
         assert_eq!(frame.len(), MAX_FRAME_LEN);
         assert_eq!(decode(&frame, &key(), CLUSTER), Ok(hb));
     }
 
+    /// A group set's bitmap ends at its highest group, and every set of
+    /// groups decodes to itself, ascending.
+    #[test]
+    fn wire_group_sets() {
+        assert_eq!(set_bytes(&[]), [0]);
+        assert_eq!(set_bytes(&[0]), [1, 0x01]);
+        assert_eq!(set_bytes(&[7, 8]), [2, 0x80, 0x01]);
+        assert_eq!(set_bytes(&[63]), [8, 0, 0, 0, 0, 0, 0, 0, 0x80]);
+        let mut hb = full();
+        for groups in [vec![], vec![5], vec![1, 2, 3, 62], vec![8, 16, 24, 32, 40]] {
+            hb.claims = groups.clone();
+            hb.bids = groups.iter().map(|g| 63 - g).rev().collect();
+            hb.peers[0].claims = groups.clone();
+            let got = decode(&encode(&hb, &key()), &key(), CLUSTER).unwrap();
+            assert_eq!(got, hb, "{groups:?}");
+        }
+    }
+
     /// Pins the byte layout and the tag (computed independently with
-    /// Python's hmac/hashlib over the same bytes).
+    /// Python's hmac/hashlib over the same bytes, built from the module
+    /// doc's table).
     #[test]
     fn wire_golden_frame() {
         let frame = encode(&full(), &key());
         let expected_body = concat!(
-            "4841",             // magic
-            "01",               // version
-            "07",               // flags
-            "0123456789abcdef", // cluster id
-            "0000018bcfe5687b", // incarnation
-            "000000000000002a", // sequence
-            "0000018bcfe59839", // sent_at_ms
-            "c8",               // priority
-            "0c",               // name length
-            "6c622d322e6578616d706c65",
-            "0003",
-            "00000003ffff",
+            "4841",                       // magic
+            "02",                         // version
+            "07",                         // flags
+            "0123456789abcdef",           // cluster id
+            "0000018bcfe5687b",           // incarnation
+            "000000000000002a",           // sequence
+            "0000000000bc614e",           // sent_at_us
+            "c8",                         // priority
+            "0c6c622d322e6578616d706c65", // name
+            "080900000000000080",         // claims 0, 3, 63
+            "020002",                     // bids 9
+            "02",                         // 2 reports
+            "0c6c622d312e6578616d706c65", // report: name
+            "0000018bcfe56801",           // incarnation
+            "0000000000000007",           // sequence
+            "000004d2",                   // age_us
+            "000000000096b43f",           // echo_us
+            "64",                         // priority
+            "0102",                       // claims 1
+            "00",                         // no bids
+            "046c622d33",                 // report: name
+            "0000000000000005",           // incarnation
+            "ffffffffffffffff",           // sequence
+            "ffffffff",                   // age_us
+            "0000000000000000",           // echo_us
+            "00",                         // priority
+            "00",                         // no claims
+            "020101",                     // bids 0, 8
             "a5a4a7a6a1a0a3a2adacafaea9a8abaab5b4b7b6b1b0b3b2bdbcbfbeb9b8bbba",
         );
         assert_eq!(hex(&body(&frame)), expected_body);
         assert_eq!(
             hex(&frame[frame.len() - TAG_LEN..]),
-            "76dd35f21591e3c1687109fd2b115ef36e59b66e4d8efdc5979a32e13607060a"
+            "a8950bcce58961c80fb38743edc1692f6a8d32f0cb9d6ceb4ca4ad9114d551fb"
         );
     }
 
@@ -751,17 +968,26 @@ mod tests {
     #[test]
     fn wire_version_checked_before_auth_and_length() {
         let mut frame = encode(&full(), &key());
-        frame[OFF_VERSION] = 2;
+        frame[OFF_VERSION] = 1;
         assert_eq!(decode(&frame, &key(), CLUSTER), Err(Reject::Version));
-        assert_eq!(decode(b"HA\x02\x00", &key(), CLUSTER), Err(Reject::Version));
+        assert_eq!(decode(b"HA\x01\x00", &key(), CLUSTER), Err(Reject::Version));
+        assert_eq!(decode(b"HA\x03\x00", &key(), CLUSTER), Err(Reject::Version));
         assert_eq!(
-            decode(b"HA\x01\x00", &key(), CLUSTER),
+            decode(b"HA\x02\x00", &key(), CLUSTER),
             Err(Reject::Malformed)
         );
         assert_eq!(
-            decode(b"XA\x01\x00", &key(), CLUSTER),
+            decode(b"XA\x02\x00", &key(), CLUSTER),
             Err(Reject::Malformed)
         );
+    }
+
+    /// A report of `name` with zero numbers and empty sets.
+    fn raw_report(name: &[u8]) -> Vec<u8> {
+        let mut r = vec![name.len() as u8];
+        r.extend_from_slice(name);
+        r.extend_from_slice(&[0; REPORT_FIXED_LEN - 1]);
+        r
     }
 
     /// Authenticated but inconsistent frames (a buggy or malicious key
@@ -770,6 +996,16 @@ mod tests {
     fn wire_authenticated_garbage_is_malformed() {
         let good = body(&encode(&full(), &key()));
         let name_end = OFF_NAME + "lb-2.example".len();
+        let bids_at = name_end + 1 + 8; // after the claims: 0, 3, 63
+        let count_at = bids_at + 1 + 2; // after the bids: 9
+        let digest = &good[good.len() - DIGEST_LEN..];
+        let with_reports = |count: u8, reports: &[Vec<u8>]| {
+            let mut b = good[..count_at].to_vec();
+            b.push(count);
+            reports.iter().for_each(|r| b.extend_from_slice(r));
+            b.extend_from_slice(digest);
+            b
+        };
         let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
 
         let mut b = good.clone();
@@ -794,24 +1030,51 @@ mod tests {
         cases.push(("name length past its bytes", b));
 
         let mut b = good.clone();
-        b[name_end..name_end + 2].copy_from_slice(&4u16.to_be_bytes());
-        cases.push(("claims count past the data", b));
+        b[name_end] = 9; // and a ninth byte: otherwise consistent
+        b.insert(bids_at, 1);
+        cases.push(("group set longer than 8 bytes", b));
 
         let mut b = good.clone();
-        b[name_end..name_end + 2].copy_from_slice(&2u16.to_be_bytes());
-        cases.push(("claims count short: trailing bytes", b));
+        b[bids_at] = 3;
+        b.insert(count_at, 0);
+        cases.push(("group set ending in a zero byte", b));
 
-        let mut b = good[..name_end].to_vec();
-        b.extend_from_slice(&257u16.to_be_bytes());
-        b.extend(std::iter::repeat_n(0, 2 * 257 + DIGEST_LEN));
+        let mut b = good.clone();
+        b[bids_at] = 8;
+        cases.push(("group set past the data", b));
+
+        let mut b = good.clone();
+        b[count_at] = 3;
+        cases.push(("report count past the data", b));
+
+        let mut b = good.clone();
+        b[count_at] = 1;
+        cases.push(("report count short: trailing bytes", b));
+
+        let many: Vec<Vec<u8>> = (b'a'..=b'p').map(|n| raw_report(&[n])).collect();
+        let b = with_reports(16, &many);
         assert!(b.len() + TAG_LEN <= MAX_FRAME_LEN);
-        cases.push(("too many claims", b));
+        cases.push(("16 reports", b));
+
+        cases.push(("report about the sender", {
+            with_reports(1, &[raw_report(b"lb-2.example")])
+        }));
+        cases.push(("two reports about one node", {
+            with_reports(2, &[raw_report(b"x"), raw_report(b"x")])
+        }));
+        cases.push(("report name empty", with_reports(1, &[raw_report(b"")])));
+        cases.push(("report name not UTF-8", {
+            with_reports(1, &[raw_report(b"\xff")])
+        }));
+        cases.push(("report name too long", {
+            with_reports(1, &[raw_report(&[b'x'; 33])])
+        }));
 
         let mut b = good.clone();
         b.push(0);
         cases.push(("trailing byte", b));
 
-        let mut b = good;
+        let mut b = good.clone();
         b.pop();
         cases.push(("digest short", b));
 
@@ -823,6 +1086,9 @@ mod tests {
                 "{what}"
             );
         }
+        // The report builder itself makes valid reports.
+        let fine = with_reports(2, &[raw_report(b"x"), raw_report(b"y")]);
+        assert!(decode(&tagged(&fine), &key(), CLUSTER).is_ok());
     }
 
     #[test]
@@ -983,6 +1249,22 @@ mod tests {
     fn encode_refuses_long_name() {
         let mut hb = full();
         hb.node = "x".repeat(33);
+        encode(&hb, &key());
+    }
+
+    #[test]
+    #[should_panic(expected = "groups 0..64")]
+    fn encode_refuses_group_64() {
+        let mut hb = full();
+        hb.peers[1].bids.push(64);
+        encode(&hb, &key());
+    }
+
+    #[test]
+    #[should_panic(expected = "twice or about itself")]
+    fn encode_refuses_a_report_about_the_sender() {
+        let mut hb = full();
+        hb.peers[0].node = hb.node.clone();
         encode(&hb, &key());
     }
 
