@@ -81,9 +81,11 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
 /// A peer is down after this many heartbeat intervals without a valid
 /// frame, unless `dead_after` says otherwise.
 pub const DEFAULT_DEAD_INTERVALS: u32 = 4;
-/// `dead_after` must be at least this many intervals, so that one lost
-/// heartbeat never takes a peer down.
-pub const MIN_DEAD_INTERVALS: u32 = 2;
+/// `dead_after` must be at least this many intervals: one lost heartbeat
+/// must not take a peer down, and quorum counts only peers that answered
+/// within the quorum window (`dead_after` less two intervals), which needs
+/// a round trip.
+pub const MIN_DEAD_INTERVALS: u32 = 3;
 /// Default priority of a node in the election.
 pub const DEFAULT_PRIORITY: u8 = 100;
 /// Default time the fence command may take.
@@ -1519,7 +1521,7 @@ impl Source<'_> {
                         written,
                         "cluster.dead_after",
                         format!(
-                            "{} must be at least {MIN_DEAD_INTERVALS} x the interval {}{of}, {}, so that one lost heartbeat does not take a peer down",
+                            "{} must be at least {MIN_DEAD_INTERVALS} x the interval {}{of}, {}, so that one lost heartbeat does not take a peer down and quorum has time for a round trip",
                             format_duration(dead_after),
                             format_duration(interval),
                             format_duration(least),
@@ -4007,25 +4009,25 @@ hook_timeout = "1s"
             .cluster
             .unwrap();
         assert_eq!(cluster.dead_after, Duration::from_secs(40));
-        // At least 2 x interval.
+        // At least 3 x interval.
         check(
-            &with_cluster("dead_after = \"99ms\"\n", 3),
+            &with_cluster("dead_after = \"149ms\"\n", 3),
             14,
             14,
             "cluster.dead_after",
-            "99ms must be at least 2 x the interval 50ms (default), 100ms",
+            "149ms must be at least 3 x the interval 50ms (default), 150ms",
         );
         check(
-            &with_cluster("interval = \"1s\"\ndead_after = \"1500ms\"\n", 3),
+            &with_cluster("interval = \"1s\"\ndead_after = \"2500ms\"\n", 3),
             15,
             14,
             "cluster.dead_after",
-            "1500ms must be at least 2 x the interval 1s, 2s, so that one lost heartbeat",
+            "2500ms must be at least 3 x the interval 1s, 3s, so that one lost heartbeat",
         );
-        let cluster = ok(&with_cluster("dead_after = \"100ms\"\n", 3))
+        let cluster = ok(&with_cluster("dead_after = \"150ms\"\n", 3))
             .cluster
             .unwrap();
-        assert_eq!(cluster.dead_after, Duration::from_millis(100));
+        assert_eq!(cluster.dead_after, Duration::from_millis(150));
         let cluster = ok(&with_cluster("dead_after = \"3s\"\n", 3))
             .cluster
             .unwrap();

@@ -78,6 +78,8 @@ pub struct PeerStatus {
     pub node: String,
     pub up: bool,
     pub last_heard_ms: Option<u64>,
+    /// Smoothed heartbeat round trip, once measured.
+    pub rtt_us: Option<u64>,
     pub eligible: bool,
     pub priority: u8,
     /// Agrees with this node on configuration and operator state.

@@ -38,6 +38,7 @@
 //! | `ha_cluster_quorum` | gauge | | 1 while this node has quorum |
 //! | `ha_cluster_peer_up` | gauge | `peer` | 1 while the peer's heartbeats arrive |
 //! | `ha_cluster_peer_last_heard_seconds` | gauge | `peer` | time since its last valid heartbeat (absent: never heard) |
+//! | `ha_cluster_peer_rtt_seconds` | gauge | `peer` | heartbeat round trip to the peer, smoothed (absent: not measured yet) |
 //! | `ha_heartbeats_dropped_total` | counter | `reason` | heartbeat frames dropped, by reason (`unauthenticated`, `replayed`, ...) |
 //! | `ha_switchover_phase1_seconds` | histogram | | backend switchover: decision to phase 1 done (backend entry written) |
 //! | `ha_switchover_phase2_seconds` | histogram | | backend switchover: decision to phase 2 done (Maglev table flipped) |
@@ -174,6 +175,8 @@ pub struct PeerSample {
     pub up: bool,
     /// Time since its last valid heartbeat; `None`: never heard.
     pub last_heard_seconds: Option<f64>,
+    /// Smoothed heartbeat round trip; `None`: not measured yet.
+    pub rtt_seconds: Option<f64>,
 }
 
 /// A Prometheus histogram with fixed buckets: counts per bucket (rendered
@@ -387,6 +390,15 @@ pub fn render(s: &Snapshot) -> String {
                 p.last_heard_seconds
                     .map(|seconds| Sample::new(peer(p), seconds))
             }),
+        );
+        out.family(
+            "ha_cluster_peer_rtt_seconds",
+            "gauge",
+            "Heartbeat round trip to the peer in seconds, smoothed (absent: not measured yet).",
+            cluster
+                .peers
+                .iter()
+                .filter_map(|p| p.rtt_seconds.map(|rtt| Sample::new(peer(p), rtt))),
         );
         out.family(
             "ha_heartbeats_dropped_total",
@@ -924,11 +936,13 @@ mod tests {
                         node: "lb2".into(),
                         up: true,
                         last_heard_seconds: Some(0.025),
+                        rtt_seconds: Some(0.000125),
                     },
                     PeerSample {
                         node: "lb3".into(),
                         up: false,
                         last_heard_seconds: None,
+                        rtt_seconds: None,
                     },
                 ],
                 dropped: vec![("unauthenticated", 2), ("replayed", 0)],
@@ -988,6 +1002,9 @@ ha_cluster_peer_up{{peer="lb3"}} 0
 # HELP ha_cluster_peer_last_heard_seconds Seconds since the last valid heartbeat of the peer (absent: never heard).
 # TYPE ha_cluster_peer_last_heard_seconds gauge
 ha_cluster_peer_last_heard_seconds{{peer="lb2"}} 0.025
+# HELP ha_cluster_peer_rtt_seconds Heartbeat round trip to the peer in seconds, smoothed (absent: not measured yet).
+# TYPE ha_cluster_peer_rtt_seconds gauge
+ha_cluster_peer_rtt_seconds{{peer="lb2"}} 0.000125
 # HELP ha_heartbeats_dropped_total Heartbeat frames dropped, by reason.
 # TYPE ha_heartbeats_dropped_total counter
 ha_heartbeats_dropped_total{{reason="unauthenticated"}} 2
@@ -1125,7 +1142,7 @@ ha_switchover_phase2_seconds_count 1
             assert!(samples > 0, "{name} without samples");
             families.push((name, kind));
         }
-        assert_eq!(families.len(), 16);
+        assert_eq!(families.len(), 17);
     }
 
     #[test]

@@ -33,6 +33,7 @@ impl Agent {
                     last_heard_ms: p
                         .last_heard
                         .map(|t| now.saturating_sub(t).as_millis() as u64),
+                    rtt_us: p.rtt.map(|rtt| rtt.as_micros() as u64),
                     eligible: p.eligible,
                     priority: p.priority,
                     digest_matches: p.digest_matches,
@@ -111,6 +112,7 @@ impl Agent {
                         last_heard_seconds: p
                             .last_heard
                             .map(|t| now.saturating_sub(t).as_secs_f64()),
+                        rtt_seconds: p.rtt.map(|rtt| rtt.as_secs_f64()),
                     })
                     .collect(),
                 dropped: shell

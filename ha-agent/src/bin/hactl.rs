@@ -226,6 +226,7 @@ fn print_status(status: &control::Status) {
                     if p.up { "up" } else { "down" }.into(),
                     p.last_heard_ms
                         .map_or("never".into(), |ms| format!("{ms}ms ago")),
+                    p.rtt_us.map_or("-".into(), |us| format!("{us}us")),
                     p.priority.to_string(),
                     if p.eligible { "yes" } else { "no" }.into(),
                     if p.digest_matches { "same" } else { "DIFFERS" }.into(),
@@ -239,6 +240,7 @@ fn print_status(status: &control::Status) {
                     "PEER",
                     "STATE",
                     "LAST HEARD",
+                    "RTT",
                     "PRIORITY",
                     "ELIGIBLE",
                     "CONFIG"
