@@ -47,6 +47,15 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
+/// Tells systemd a reload began (RELOADING=1 with the monotonic time it
+/// wants beside it); `ready` ends it.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(e) => tracing::warn!(error = %e, "no monotonic time for RELOADING=1"),
+    }
+}
+
 /// Tells systemd the agent is stopping (STOPPING=1).
 pub fn stopping() {
     send(&[NotifyState::Stopping]);

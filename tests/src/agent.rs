@@ -6,7 +6,7 @@
 //! test never leaves an agent or an attached program behind.
 
 use std::{
-    ffi::OsStr,
+    ffi::OsString,
     fs,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -49,21 +49,29 @@ pub struct Agent {
     log_start: usize,
 }
 
+/// What an agent starts with beyond its config.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// Added to its command line (e.g. `--xdp-object PATH`).
+    pub args: Vec<OsString>,
+    /// Added to its environment (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, OsString)>,
+}
+
 impl Agent {
     /// Writes `config` to a file and starts the agent on it in `ns`; with
     /// `keep_datapath`, its exit leaves the datapath running.
     pub fn start(ns: &Netns, node: &str, config: &str, keep_datapath: bool) -> Result<Agent> {
-        Agent::start_with_args(ns, node, config, keep_datapath, &[] as &[&OsStr])
+        Agent::start_with(ns, node, config, keep_datapath, &Launch::default())
     }
 
-    /// Like `start`, with `args` added to the agent's command line (e.g.
-    /// `--xdp-object PATH`).
-    pub fn start_with_args(
+    /// Like `start`, with `launch`'s arguments and environment.
+    pub fn start_with(
         ns: &Netns,
         node: &str,
         config: &str,
         keep_datapath: bool,
-        args: &[impl AsRef<OsStr>],
+        launch: &Launch,
     ) -> Result<Agent> {
         let dir = std::env::temp_dir().join(format!("ha-lab-{}", ns.name()));
         fs::create_dir_all(&dir)?;
@@ -75,7 +83,7 @@ impl Agent {
         if keep_datapath {
             command.arg("--keep-datapath");
         }
-        command.args(args);
+        command.args(&launch.args).envs(launch.env.iter().cloned());
         let log_file = fs::File::options().create(true).append(true).open(&log)?;
         let log_start = log_file.metadata()?.len() as usize;
         let child = command

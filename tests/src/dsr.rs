@@ -11,7 +11,11 @@ use std::{
 use anyhow::{Context, Result};
 use ha_agent::datapath::PassProgram;
 
-use crate::{Lab, Netns, ServerProcess, Tally, agent::Agent, connect_many};
+use crate::{
+    Lab, Netns, ServerProcess, Tally,
+    agent::{Agent, Launch},
+    connect_many,
+};
 
 /// The port every backend serves and the VIP balances.
 pub const PORT: u16 = 80;
@@ -193,23 +197,23 @@ impl DsrLab {
 
     /// Starts the agent on load balancer `lb`.
     pub fn start_agent_on(&self, lb: &str, keep_datapath: bool) -> Result<Agent> {
-        self.start_agent_with_args(lb, keep_datapath, &[] as &[&std::ffi::OsStr])
+        self.start_agent_with(lb, keep_datapath, &Launch::default())
     }
 
     /// Starts the agent on load balancer `lb` with `args` added to its
     /// command line, and waits until it serves every backend.
-    pub fn start_agent_with_args(
+    pub fn start_agent_with(
         &self,
         lb: &str,
         keep_datapath: bool,
-        args: &[impl AsRef<std::ffi::OsStr>],
+        launch: &Launch,
     ) -> Result<Agent> {
         let (node, config) = self
             .lbs
             .get(lb)
             .with_context(|| format!("{lb} is no load balancer"))?;
         let mut agent =
-            Agent::start_with_args(&self.lab.host(lb).ns, node, config, keep_datapath, args)?;
+            Agent::start_with(&self.lab.host(lb).ns, node, config, keep_datapath, launch)?;
         agent.wait_healthy(self.servers.len(), Duration::from_secs(15))?;
         Ok(agent)
     }

@@ -14,7 +14,6 @@
 
 use std::{
     collections::BTreeMap,
-    ffi::OsStr,
     net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
     thread,
@@ -22,7 +21,12 @@ use std::{
 };
 
 use ha_agent::datapath::{self, Datapath, LoadOptions, ProgramInfo};
-use ha_tests::{LongLived, Netns, agent::hactl_json, dsr::DsrLab, start_rate_client};
+use ha_tests::{
+    LongLived, Netns,
+    agent::{Launch, hactl_json},
+    dsr::DsrLab,
+    start_rate_client,
+};
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const BACKENDS: [&str; 3] = ["b1", "b2", "b3"];
@@ -148,6 +152,14 @@ impl Segments {
     }
 }
 
+/// Starts the agent on another XDP object.
+fn xdp_object(path: &Path) -> Launch {
+    Launch {
+        args: vec!["--xdp-object".into(), path.into()],
+        ..Launch::default()
+    }
+}
+
 /// Removes the node's pins however the test ends (the agents here leave
 /// them on purpose).
 struct UnpinOnDrop(PathBuf);
@@ -222,11 +234,7 @@ fn another_build_replaces_the_program_under_traffic_without_losing_a_packet() {
     assert!(status.success(), "{status}\n{}", first.log());
     // A file that is no XDP object is refused before anything changes.
     let refused = dsr
-        .start_agent_with_args(
-            "lb",
-            true,
-            &[OsStr::new("--xdp-object"), OsStr::new(NOT_AN_OBJECT)],
-        )
+        .start_agent_with("lb", true, &xdp_object(Path::new(NOT_AN_OBJECT)))
         .err()
         .expect("an agent started on a file that is no XDP object");
     assert!(
@@ -239,11 +247,7 @@ fn another_build_replaces_the_program_under_traffic_without_losing_a_packet() {
     );
     let other_build = other_build();
     let mut second = dsr
-        .start_agent_with_args(
-            "lb",
-            true,
-            &[OsStr::new("--xdp-object"), other_build.as_os_str()],
-        )
+        .start_agent_with("lb", true, &xdp_object(&other_build))
         .expect("start the agent on the other build");
     let upgraded_in = traffic_started.elapsed() - upgrade_at;
     assert!(second.log().contains("Replaced"), "{}", second.log());

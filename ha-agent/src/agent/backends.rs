@@ -125,14 +125,26 @@ impl Agent {
     /// and returned to `hactl reload`). Health and drains follow each
     /// backend that stays; ids stay, so established flows keep theirs.
     pub(super) async fn reload(&mut self, netlink: &Netlink) -> Result<String> {
+        crate::systemd::reloading();
         let outcome = self.try_reload(netlink).await;
-        match &outcome {
-            Ok(changes) => tracing::info!(%changes, "configuration reloaded"),
-            Err(e) => tracing::error!(
-                error = %format!("{e:#}"),
-                "configuration reload refused: running config unchanged"
-            ),
-        }
+        let last = match &outcome {
+            Ok(changes) => {
+                tracing::info!(%changes, "configuration reloaded");
+                "reloaded"
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %format!("{e:#}"),
+                    "configuration reload refused: running config unchanged"
+                );
+                "reload refused, running the previous config"
+            }
+        };
+        crate::systemd::ready(&format!(
+            "{} VIPs on {}, {last}",
+            self.config.vips.len(),
+            self.config.node.interface
+        ));
         outcome.map(|changes| format!("reloaded: {changes}"))
     }
 
