@@ -105,7 +105,17 @@ impl Agent {
 
     /// The agent's default control socket.
     pub fn control_socket(&self) -> PathBuf {
-        Path::new("/run/ha").join(format!("{}.sock", self.node))
+        Agent::socket_of(&self.node)
+    }
+
+    /// The default control socket of node `node`.
+    pub fn socket_of(node: &str) -> PathBuf {
+        Path::new("/run/ha").join(format!("{node}.sock"))
+    }
+
+    /// Where an agent in a cluster keeps its last incarnation.
+    pub fn incarnation_file(node: &str) -> PathBuf {
+        Path::new("/run/ha").join(format!("{node}.incarnation"))
     }
 
     pub fn pin_dir(&self) -> PathBuf {

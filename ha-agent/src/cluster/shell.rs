@@ -5,6 +5,7 @@
 
 use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -68,16 +69,16 @@ pub fn params(config: &Config, cluster: &ClusterConfig) -> ClusterParams {
 }
 
 impl Shell {
-    /// Binds the heartbeat port (IPv4 and IPv6) and starts the machine. The
-    /// incarnation is the start time in milliseconds: it grows with every
-    /// start as long as the clock does not step back across a restart.
+    /// Binds the heartbeat port (IPv4 and IPv6) and starts the machine
+    /// with a new incarnation ([`next_incarnation`]).
     pub async fn open(config: &Config, cluster: &ClusterConfig) -> Result<Shell> {
         let key = wire::load_key(&cluster.key_file)?;
         let bind = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), cluster.port);
         let socket = UdpSocket::bind(bind)
             .await
             .with_context(|| format!("bind heartbeat port {bind}"))?;
-        let incarnation = wall_ms();
+        let incarnation =
+            remember_incarnation(&config.node.control_socket.with_extension("incarnation"));
         let epoch = Instant::now();
         let machine = Cluster::new(params(config, cluster), Duration::ZERO, incarnation)
             .map_err(|e| anyhow::anyhow!("cluster parameters: {e:?}"))?;
@@ -190,9 +191,55 @@ impl Shell {
     }
 }
 
+/// The start time in milliseconds, but always above the last one: peers
+/// drop frames of an incarnation lower than one they heard as replays, so
+/// a clock that stepped back across a restart must not lower it.
+pub fn next_incarnation(now_ms: u64, last: Option<u64>) -> u64 {
+    last.map_or(now_ms, |last| now_ms.max(last + 1))
+}
+
+/// [`next_incarnation`] with the last one kept in `file` (beside the
+/// control socket, so under /run: it outlives restarts, not reboots).
+fn remember_incarnation(file: &Path) -> u64 {
+    let last = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.trim().parse().ok());
+    let incarnation = next_incarnation(wall_ms(), last);
+    let written = file
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(file, format!("{incarnation}\n")));
+    if let Err(e) = written {
+        tracing::warn!(file = %file.display(), error = %e, "incarnation not remembered");
+    }
+    incarnation
+}
+
 /// Milliseconds since the UNIX epoch (incarnations, operator requests).
 pub fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incarnation_never_goes_back() {
+        assert_eq!(next_incarnation(1_000, None), 1_000);
+        assert_eq!(next_incarnation(1_000, Some(900)), 1_000);
+        // The clock stepped back across the restart.
+        assert_eq!(next_incarnation(1_000, Some(5_000)), 5_001);
+    }
+
+    #[test]
+    fn the_last_incarnation_is_remembered_in_its_file() {
+        let file = std::env::temp_dir().join(format!("ha-incarnation-{}", std::process::id()));
+        std::fs::write(&file, format!("{}\n", u64::MAX / 2)).unwrap();
+        assert_eq!(remember_incarnation(&file), u64::MAX / 2 + 1);
+        assert_eq!(remember_incarnation(&file), u64::MAX / 2 + 2);
+        std::fs::remove_file(&file).unwrap();
+    }
 }
