@@ -1,7 +1,8 @@
 //! Configuration reload under traffic (run as root): VIPs and backends
 //! added and removed with `hactl reload` and SIGHUP while a rate client
 //! opens 200 connections/s and 30 long-lived connections exchange every
-//! 10 ms; an invalid file in between changes nothing.
+//! 10 ms; an invalid file in between changes nothing. And a rolling reload
+//! of a two-node cluster: the owner keeps the VIP while the configs differ.
 
 use std::{
     fs,
@@ -259,4 +260,110 @@ fn reload_adds_and_removes_vips_and_backends_under_traffic() {
         backends3
     );
     agent.stop().expect("stop the agent");
+}
+
+/// Waits until `check` holds, or fails with `what`.
+fn wait_for(what: &str, timeout: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} not within {timeout:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn digest_matches(agent: &Agent) -> bool {
+    agent.status().expect("hactl status")["cluster"]["peers"][0]["digest_matches"] == true
+}
+
+#[test]
+fn a_rolling_reload_of_a_cluster_keeps_the_owner_and_its_connections() {
+    let dsr = DsrLab::cluster(
+        IpAddr::V4(WEB),
+        &[("lb1", 200), ("lb2", 100)],
+        &["b1", "b2", "b3"],
+        "quorum = \"two_node\"\n",
+    )
+    .expect("build the lab");
+    let lb1 = dsr.start_agent_on("lb1", false).expect("lb1");
+    let lb2 = dsr.start_agent_on("lb2", false).expect("lb2");
+    wait_for("lb1 owning the VIP", Duration::from_secs(10), || {
+        lb1.owns("web")
+    });
+    assert!(digest_matches(&lb1) && digest_matches(&lb2));
+    let b3 = dsr.backend_address("b3");
+    let b3_entry = format!("  [[vip.backend]]\n  address = \"{b3}\"\n");
+
+    let client = dsr.client();
+    let long =
+        LongLived::start(client, dsr.target, 20, Duration::from_millis(10)).expect("long-lived");
+    let rate = start_rate_client(
+        client,
+        dsr.target,
+        200,
+        Duration::from_secs(4),
+        Duration::from_secs(1),
+    );
+    let began = Instant::now();
+    thread::sleep(Duration::from_millis(1000));
+
+    // The owner first: b3 leaves. The two configs differ: both say so,
+    // and the owner keeps the VIP.
+    let reload = |agent: &Agent| {
+        let text = fs::read_to_string(&agent.config).unwrap();
+        assert!(text.contains(&b3_entry), "{text}");
+        fs::write(&agent.config, text.replacen(&b3_entry, "", 1)).unwrap();
+        let socket = agent.control_socket();
+        hactl(&["reload", "--socket", &socket.to_string_lossy()], false)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", agent.log()))
+    };
+    let removed_at = began.elapsed();
+    assert_eq!(reload(&lb1).trim(), "reloaded: backends removed: 1");
+    wait_for("lb2 seeing another config", Duration::from_secs(2), || {
+        !digest_matches(&lb2)
+    });
+    assert!(!digest_matches(&lb1));
+    thread::sleep(Duration::from_millis(500));
+    assert!(lb1.owns("web") && !lb2.owns("web"));
+
+    // Then the other node: they agree again.
+    assert_eq!(reload(&lb2).trim(), "reloaded: backends removed: 1");
+    wait_for("the configs agreeing again", Duration::from_secs(2), || {
+        digest_matches(&lb1) && digest_matches(&lb2)
+    });
+    assert!(lb1.owns("web") && !lb2.owns("web"));
+
+    let run = rate.join().expect("rate client");
+    let report = long.stop();
+    assert!(
+        !lb2.log().contains("VIP group taken") && !lb1.log().contains("VIP group released"),
+        "the VIP moved:\nlb1:\n{}\nlb2:\n{}",
+        lb1.log(),
+        lb2.log()
+    );
+    let broken: Vec<_> = report
+        .per_connection
+        .iter()
+        .filter(|c| c.backend != "b3" && c.broke.is_some())
+        .collect();
+    assert!(broken.is_empty(), "{broken:?}");
+    let late: Vec<Duration> = run
+        .attempts
+        .iter()
+        .filter(|a| a.error.is_some() && a.at > removed_at + Duration::from_millis(200))
+        .map(|a| a.at)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "failures after b3 left: {late:?} {:?}",
+        run.errors()
+    );
+    println!(
+        "rolling reload of two nodes: {} new connections ({:?}), {} failed; long-lived {:?}, \
+         broken {} (on the removed b3 only); the VIP stayed on lb1",
+        run.attempts.len(),
+        run.by_backend(),
+        run.failures(),
+        report.by_backend(),
+        report.broken().len()
+    );
 }
