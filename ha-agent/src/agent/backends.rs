@@ -16,7 +16,7 @@ use super::Agent;
 use crate::{
     cluster::state::Input,
     config::{self, Config},
-    desired::backend_keys,
+    desired::{Knowledge, backend_keys},
     health::{self, BackendKey, Checks, Transition},
     netlink::{Netlink, format_mac, solicit},
     reload,
@@ -255,11 +255,21 @@ impl Agent {
     /// Switches the backends whose effective health changed.
     pub(super) fn sync_health(&mut self, cause: &str, decided: Instant) -> Result<()> {
         let wanted = self.effective_down();
-        let changed: Vec<BackendKey> = wanted
-            .symmetric_difference(&self.knowledge.down)
-            .copied()
-            .collect();
-        self.knowledge.down = wanted;
+        self.switch_set(|k| &mut k.down, wanted, cause, decided)
+    }
+
+    /// Replaces one of the backend sets the maps follow (`down`,
+    /// `drained`) and switches every backend that entered or left it.
+    pub(super) fn switch_set(
+        &mut self,
+        set: fn(&mut Knowledge) -> &mut BTreeSet<BackendKey>,
+        wanted: BTreeSet<BackendKey>,
+        cause: &str,
+        decided: Instant,
+    ) -> Result<()> {
+        let current = set(&mut self.knowledge);
+        let changed: Vec<BackendKey> = wanted.symmetric_difference(current).copied().collect();
+        *current = wanted;
         for key in changed {
             self.switch_backend(key, cause, decided)?;
         }

@@ -17,7 +17,7 @@ use crate::{
         shell::{Received, Shell, wall_ms},
         state::{Action, Input},
     },
-    health::{BackendKey, Transition},
+    health::Transition,
     hooks::{self, Hook, Outcome},
     netlink::{Netlink, solicit},
     ownership::Event,
@@ -84,19 +84,12 @@ impl Agent {
     /// Brings drains and failovers in line with the operator state.
     pub(super) async fn apply_operator(&mut self) -> Result<()> {
         let decided = Instant::now();
-        let wanted = self.operator_drains();
-        let changed: Vec<BackendKey> = wanted
-            .symmetric_difference(&self.knowledge.drained)
-            .copied()
-            .collect();
-        self.knowledge.drained = wanted;
         let cause = format!(
             "operator state v{} from {}",
             self.operator.version, self.operator.origin
         );
-        for key in changed {
-            self.switch_backend(key, &cause, decided)?;
-        }
+        let wanted = self.operator_drains();
+        self.switch_set(|k| &mut k.drained, wanted, &cause, decided)?;
         let Some(request) = self.operator.failover.clone() else {
             return Ok(());
         };

@@ -3,7 +3,8 @@
 
 use anyhow::Result;
 use ha_common::{
-    BACKEND_F_DRAINING, BACKEND_F_HEALTHY, GlobalCounter, backend_stats_index, vip_stats_index,
+    BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Counter, GlobalCounter, backend_stats_index,
+    vip_stats_index,
 };
 
 use super::Agent;
@@ -11,6 +12,7 @@ use crate::{
     cluster::shell::Shell,
     control::{BackendStatus, ClusterStatus, PeerStatus, Status, VipStatus},
     desired::backend_keys,
+    health::BackendKey,
     metrics::{BackendSample, ClusterSample, PeerSample, Snapshot, VipSample},
 };
 
@@ -47,6 +49,23 @@ impl Agent {
         }
     }
 
+    /// The `index`th VIP's counter in `counters` (all of STATS).
+    fn vip_counter(&self, counters: &[Counter], index: usize) -> Counter {
+        let id = self.writer.ids().vip(&self.config, index);
+        counters
+            .get(vip_stats_index(id) as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn backend_counter(&self, counters: &[Counter], key: BackendKey) -> Counter {
+        let id = self.writer.ids().backend(&self.config, key);
+        counters
+            .get(backend_stats_index(id) as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// What Prometheus sees: the datapath's counters summed over CPUs,
     /// health, drains, ownership, the cluster and switchover latencies.
     pub(super) fn snapshot(&self) -> Result<Snapshot> {
@@ -57,8 +76,7 @@ impl Agent {
             .iter()
             .enumerate()
             .map(|(index, vip)| {
-                let id = self.writer.ids().vip(&self.config, index);
-                let c = counters[vip_stats_index(id) as usize];
+                let c = self.vip_counter(&counters, index);
                 VipSample {
                     name: vip.name.clone(),
                     address: vip.address,
@@ -72,8 +90,7 @@ impl Agent {
             .collect();
         let backends = backend_keys(&self.config)
             .map(|key| {
-                let id = self.writer.ids().backend(&self.config, key);
-                let c = counters[backend_stats_index(id) as usize];
+                let c = self.backend_counter(&counters, key);
                 let entry = self
                     .knowledge
                     .backend_entry(&self.config, self.writer.ids(), key);
@@ -138,7 +155,6 @@ impl Agent {
             tracing::warn!(error = %e, "status without counters");
             Vec::new()
         });
-        let counter = |index: u32| counters.get(index as usize).copied().unwrap_or_default();
         let ids = self.writer.ids();
         let vips = self
             .config
@@ -146,7 +162,7 @@ impl Agent {
             .iter()
             .enumerate()
             .map(|(index, vip)| {
-                let c = counter(vip_stats_index(ids.vip(&self.config, index)));
+                let c = self.vip_counter(&counters, index);
                 VipStatus {
                     name: vip.name.clone(),
                     address: vip.address,
@@ -161,7 +177,7 @@ impl Agent {
                             let backend = &vip.backends[key.backend];
                             let id = ids.backend(&self.config, key);
                             let entry = self.knowledge.backend_entry(&self.config, ids, key);
-                            let c = counter(backend_stats_index(id));
+                            let c = self.backend_counter(&counters, key);
                             BackendStatus {
                                 id,
                                 address: backend.address,
