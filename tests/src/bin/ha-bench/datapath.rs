@@ -123,13 +123,12 @@ pub fn run() -> Result<()> {
         "[node]\nname = \"bench\"\ninterface = \"lo\"\n\n[[vip]]\naddress = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\n{backends}"
     );
     let config = config::parse(Path::new("bench.toml"), &text)?;
+    // Every backend has the node's MAC: with repeat > 1 the kernel runs
+    // the program again on its own output, whose destination is then the
+    // node again, so every run is steered (with real backend MACs all runs
+    // but the first would pass a frame not addressed to the node).
     let macs: HashMap<IpAddr, [u8; 6]> = (0..BACKENDS)
-        .map(|i| {
-            (
-                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 20 + i)),
-                [2, 0xbb, 0, 0, 0, i],
-            )
-        })
+        .map(|i| (IpAddr::V4(Ipv4Addr::new(198, 18, 0, 20 + i)), NODE_MAC))
         .collect();
     let mut datapath = Datapath::load(&LoadOptions {
         ring_size: config.datapath.ring_size,
@@ -164,6 +163,19 @@ pub fn run() -> Result<()> {
     let (verdict, _) = bench.datapath.test_run(&frame(VIP, 40001, TCP_SYN))?;
     if verdict != XDP_TX {
         bail!("the SYN that opens the established flow was not forwarded (verdict {verdict})");
+    }
+    // What repeat > 1 runs: the output of each run is forwarded again.
+    for (name, input) in [
+        ("SYN", frame(VIP, 9_999, TCP_SYN)),
+        ("ACK", bench.established.clone()),
+    ] {
+        let (_, output) = bench.datapath.test_run(&input)?;
+        let (verdict, _) = bench.datapath.test_run(&output)?;
+        if verdict != XDP_TX {
+            bail!(
+                "a forwarded {name} is not forwarded again (verdict {verdict}): repeat would time another path"
+            );
+        }
     }
 
     // Rounds interleave the cases, so a noisy neighbour on this shared
