@@ -11,7 +11,7 @@ use ha_tests::{
     LongLived, RateRun, ServerProcess,
     agent::{Agent, counter, hactl},
     dsr::DsrLab,
-    start_rate_client,
+    start_rate_client, wait_until,
 };
 
 const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
@@ -23,16 +23,12 @@ const LONG_LIVED: usize = 20;
 
 /// Waits until `agent` reports owning the VIP group (or not).
 fn wait_owner(agent: &Agent, owns: bool, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while agent.owns("web") != owns {
-        assert!(
-            Instant::now() < deadline,
-            "ownership never became {owns}: {:?}\n{}",
-            agent.status(),
-            agent.log()
-        );
-        sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_until(timeout, || agent.owns("web") == owns),
+        "ownership never became {owns}: {:?}\n{}",
+        agent.status(),
+        agent.log()
+    );
 }
 
 /// Two nodes, lb1 preferred; requests every 5 ms while `fail` strikes lb1

@@ -16,7 +16,7 @@ use ha_tests::{
     agent::{Agent, hactl},
     connect_many,
     dsr::{DsrLab, PORT},
-    start_rate_client,
+    start_rate_client, wait_until,
 };
 use serde_json::Value;
 
@@ -264,11 +264,7 @@ fn reload_adds_and_removes_vips_and_backends_under_traffic() {
 
 /// Waits until `check` holds, or fails with `what`.
 fn wait_for(what: &str, timeout: Duration, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} not within {timeout:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_until(timeout, check), "{what} not within {timeout:?}");
 }
 
 fn digest_matches(agent: &Agent) -> bool {

@@ -231,22 +231,24 @@ impl Agent {
     /// view, so every node holds the owner's ring and a failover keeps
     /// every flow on its backend.
     pub(super) fn effective_down(&self) -> BTreeSet<BackendKey> {
-        let Some(shell) = &self.cluster else {
+        if self.cluster.is_none() {
             return self.own_down.clone();
-        };
-        let peers = shell.machine.peers();
+        }
+        let owners: Vec<Option<String>> = (0..self.config.groups.len())
+            .map(|g| self.owner(g))
+            .collect();
         backend_keys(&self.config)
             .filter(|key| {
                 let vip = &self.config.vips[key.vip];
-                let owner = peers
-                    .iter()
-                    .find(|p| p.up && p.claims.contains(&(vip.group as u16)))
-                    .and_then(|p| self.peer_views.get(&p.node));
-                match owner {
-                    Some(view) if !self.ownership.owns(vip.group) => view
+                let owners_view = owners[vip.group]
+                    .as_ref()
+                    .filter(|owner| **owner != self.config.node.name)
+                    .and_then(|owner| self.peer_views.get(owner));
+                match owners_view {
+                    Some(view) => view
                         .down
                         .contains(&(vip.name.clone(), vip.backends[key.backend].address)),
-                    _ => self.own_down.contains(key),
+                    None => self.own_down.contains(key),
                 }
             })
             .collect()

@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use ha_tests::{agent::hactl, dsr::DsrLab, start_rate_client};
+use ha_tests::{agent::hactl, dsr::DsrLab, start_rate_client, wait_until};
 
 const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
 const BACKENDS: [&str; 3] = ["b1", "b2", "b3"];
@@ -28,12 +28,8 @@ fn indent(text: &str) -> String {
 }
 
 fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        if Instant::now() > deadline {
-            bail!("{what} did not happen within {timeout:?}");
-        }
-        sleep(Duration::from_millis(20));
+    if !wait_until(timeout, done) {
+        bail!("{what} did not happen within {timeout:?}");
     }
     Ok(())
 }

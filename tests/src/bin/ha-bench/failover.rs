@@ -28,7 +28,7 @@ use ha_tests::{
     Netns, RateRun, ServerProcess,
     agent::Agent,
     dsr::{DsrLab, PORT},
-    start_rate_client,
+    start_rate_client, wait_until,
 };
 use plotters::prelude::*;
 
@@ -267,20 +267,6 @@ fn outage(run: &RateRun, failed: (Duration, Duration), took_over: bool) -> Resul
         longest_other,
         cut: failed.1.saturating_sub(failed.0),
     })
-}
-
-/// Waits until `done` holds, at most `timeout`.
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        sleep(Duration::from_millis(10));
-    }
 }
 
 /// The client reaches the VIP (5 requests in a row answer).
