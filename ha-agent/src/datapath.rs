@@ -9,7 +9,8 @@
 
 use std::{
     fs,
-    os::fd::{AsFd, AsRawFd},
+    num::NonZeroUsize,
+    os::fd::AsFd,
     path::{Path, PathBuf},
     ptr::NonNull,
     time::Duration,
@@ -29,6 +30,16 @@ use aya::{
 use ha_common::{
     Addr, Backend, Counter, FlowKey, FlowValue, GLOBAL_NODE_MAC, GLOBAL_RING_SIZE, OwnedLease,
     PROGRAM_NAME, STATS_LEN, VipKey, VipValue, map, ring_index, rings_len,
+};
+use nix::{
+    mount::{MsFlags, mount},
+    sys::{
+        mman::{MapFlags, ProtFlags, mmap, munmap},
+        resource::{RLIM_INFINITY, Resource, setrlimit},
+        statfs::{BPF_FS_MAGIC, statfs},
+    },
+    time::{ClockId, clock_gettime},
+    unistd::{SysconfVar, sysconf},
 };
 
 use crate::desired::Write;
@@ -171,7 +182,7 @@ impl Maps {
 /// The RINGS array mapped into our address space.
 struct RingMemory {
     base: NonNull<u32>,
-    len_bytes: usize,
+    len_bytes: NonZeroUsize,
     slots: usize,
     map: Map,
 }
@@ -185,25 +196,27 @@ impl RingMemory {
         let Map::Array(data) = &map else {
             bail!("map {} is not an array", map::RINGS);
         };
-        let page = page_size();
-        let len_bytes = (slots * ARRAY_STRIDE_U32S * 4).div_ceil(page) * page;
-        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array of `slots`
-        // elements; the kernel checks the length against the map.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
+        let page = page_size()?;
+        let len_bytes = NonZeroUsize::new((slots * ARRAY_STRIDE_U32S * 4).div_ceil(page) * page)
+            .with_context(|| format!("map {} has no slots", map::RINGS))?;
+        // SAFETY: a new shared mapping at an address the kernel picks (no
+        // existing memory is replaced) of a BPF_F_MMAPABLE array of `slots`
+        // elements; the kernel checks the length against the map. The
+        // memory is only accessed through `base` below `slots` elements and
+        // unmapped in Drop.
+        let base = unsafe {
+            mmap(
+                None,
                 len_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                data.fd().as_fd(),
                 0,
             )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("mmap RINGS");
         }
+        .context("mmap RINGS")?;
         Ok(RingMemory {
-            base: NonNull::new(ptr.cast()).context("mmap RINGS returned null")?,
+            base: base.cast(),
             len_bytes,
             slots,
             map,
@@ -245,8 +258,9 @@ impl RingMemory {
 
 impl Drop for RingMemory {
     fn drop(&mut self) {
-        // SAFETY: exactly the region mapped in `map`.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len_bytes) };
+        // SAFETY: exactly the region mapped in `map`; nothing borrowed from
+        // it outlives `self`. munmap of a mapped region cannot fail.
+        let _ = unsafe { munmap(self.base.cast(), self.len_bytes.get()) };
     }
 }
 
@@ -638,66 +652,49 @@ pub fn unpin_dir(dir: &Path) -> Result<()> {
 
 /// The clock of bpf_ktime_get_ns(), for lease deadlines.
 pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
+    clock_ns(ClockId::CLOCK_MONOTONIC)
 }
 
 /// The clock of bpf_ktime_get_coarse_ns(), for flow ages.
 pub fn monotonic_coarse_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC_COARSE)
+    clock_ns(ClockId::CLOCK_MONOTONIC_COARSE)
 }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+fn clock_ns(clock: ClockId) -> u64 {
+    // Fails only for a clock the kernel does not have; both exist since
+    // Linux 2.6.32.
+    let now = clock_gettime(clock).expect("the monotonic clocks exist");
+    Duration::from(now).as_nanos() as u64
 }
 
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there (systemd does
 /// this at boot; minimal containers and VMs may not).
 fn ensure_bpffs() -> Result<()> {
-    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
-    let path = std::ffi::CString::new(BPFFS).expect("no NUL");
-    // SAFETY: statfs into a zeroed struct.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut stat) } == 0 && stat.f_type == BPF_FS_MAGIC {
+    if statfs(BPFFS).is_ok_and(|fs| fs.filesystem_type() == BPF_FS_MAGIC) {
         return Ok(());
     }
     tracing::info!("mounting bpffs at {BPFFS}");
-    let fstype = std::ffi::CString::new("bpf").expect("no NUL");
-    // SAFETY: plain mount(2) with static strings.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            path.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("mount bpffs at /sys/fs/bpf");
-    }
-    Ok(())
+    mount(
+        Some("bpf"),
+        BPFFS,
+        Some("bpf"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("mount bpffs at {BPFFS}"))
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones do
 /// not. Raising it can fail without CAP_SYS_RESOURCE, which is fine there.
 fn raise_memlock_limit() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit with a valid struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        tracing::debug!("setrlimit(MEMLOCK) failed; fine on kernels >= 5.11");
+    if let Err(e) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
+        tracing::debug!(error = %e, "setrlimit(MEMLOCK) failed; fine on kernels >= 5.11");
     }
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+fn page_size() -> Result<usize> {
+    let page = sysconf(SysconfVar::PAGE_SIZE)
+        .context("sysconf(PAGE_SIZE)")?
+        .context("the system reports no page size")?;
+    Ok(usize::try_from(page)?)
 }
