@@ -187,8 +187,10 @@ struct RingMemory {
     map: Map,
 }
 
-// SAFETY: the mapping is owned by this struct and only written through
-// &mut self.
+// SAFETY: the mapping belongs to this struct alone (`base` never leaves it)
+// and is not tied to the thread that made it; it is written only through
+// &mut self and read through &self, so moving it to another thread is as
+// sound as moving a Vec.
 unsafe impl Send for RingMemory {}
 
 impl RingMemory {
@@ -230,8 +232,10 @@ impl RingMemory {
             "ring write out of bounds"
         );
         for (i, &backend_id) in table.iter().enumerate() {
-            // SAFETY: in bounds (asserted above); u32 stores are atomic, so
-            // the datapath never reads a torn slot of the inactive ring.
+            // SAFETY: in bounds of the mapping (asserted above) and aligned
+            // (a page-aligned base, 8-byte strides); &mut self excludes other
+            // writers in this process. Aligned u32 stores are single stores,
+            // so the datapath, which only reads, never sees a torn slot.
             unsafe {
                 self.base
                     .as_ptr()
@@ -245,7 +249,8 @@ impl RingMemory {
         let first = first as usize;
         assert!(first + len <= self.slots, "ring read out of bounds");
         (0..len)
-            // SAFETY: in bounds, see above.
+            // SAFETY: in bounds of the mapping (asserted above) and aligned,
+            // as in `write`; the memory stays mapped while &self lives.
             .map(|i| unsafe {
                 self.base
                     .as_ptr()
