@@ -44,13 +44,14 @@ use nix::{
 
 use crate::desired::Write;
 
+#[cfg(feature = "bench")]
+pub mod bench;
+
 /// The XDP object, built by `cargo xtask build-ebpf` and embedded by build.rs.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-xdp.o"));
 
 /// The XDP_PASS verdict.
 const XDP_PASS: u32 = 2;
-/// Name of the trivial XDP_PASS program in the same object.
-const PASS_PROGRAM_NAME: &str = "ha_pass";
 /// File name of the pinned XDP link inside the pin directory.
 const LINK_PIN: &str = "link";
 /// Where bpffs is mounted on every systemd machine.
@@ -184,6 +185,12 @@ struct RingMemory {
     base: NonNull<u32>,
     len_bytes: NonZeroUsize,
     slots: usize,
+    /// RINGS itself, open for as long as it is mapped; written through it
+    /// only by the benchmark's syscall baseline.
+    #[cfg_attr(
+        not(feature = "bench"),
+        expect(dead_code, reason = "held open; read only by the bench feature")
+    )]
     map: Map,
 }
 
@@ -471,21 +478,7 @@ impl Datapath {
         Ok(())
     }
 
-    /// The benchmark's baseline: writes generation 1 of `vip_id`'s ring with
-    /// one bpf() syscall per slot, as a writer without the mmap would, and
-    /// returns how long that took.
-    pub fn time_ring_by_syscalls(&mut self, vip_id: u32) -> Result<Duration> {
-        let table = self.read_ring(vip_id, 0);
-        let first = ring_index(vip_id, 1, self.ring_size, 0);
-        let mut rings: Array<&mut MapData, u32> = Array::try_from(&mut self.rings.map)?;
-        let started = std::time::Instant::now();
-        for (i, backend_id) in table.iter().enumerate() {
-            rings.set(first + i as u32, backend_id, 0)?;
-        }
-        Ok(started.elapsed())
-    }
-
-    /// Reads one generation of a VIP's ring back (hactl, tests).
+    /// Reads one generation of a VIP's ring back (tests, the benchmark).
     pub fn read_ring(&self, vip_id: u32, generation: u32) -> Vec<u32> {
         self.rings.read(
             ring_index(vip_id, generation, self.ring_size, 0),
@@ -527,68 +520,6 @@ impl Datapath {
         frame[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
         matches!(self.test_run(&frame), Ok((XDP_PASS, out)) if out == frame)
     }
-
-    /// Average time per run over `repeat` runs of `frame`, as the kernel
-    /// measured it. With repeat > 1 later runs see the first run's output.
-    pub fn time_run(&mut self, frame: &[u8], repeat: u32) -> Result<Duration> {
-        time_program(self.program()?, frame, repeat)
-    }
-}
-
-/// A loaded trivial XDP_PASS program: the lab attaches it to the peer of
-/// every veth that transmits XDP_TX frames, and benchmarks use it as the
-/// baseline cost of running any XDP program at all.
-pub struct PassProgram {
-    ebpf: Ebpf,
-}
-
-impl PassProgram {
-    pub fn load() -> Result<PassProgram> {
-        raise_memlock_limit();
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(map::RINGS, 1)
-            .load(XDP_OBJECT)
-            .context("load the XDP object")?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PASS_PROGRAM_NAME)
-            .context("pass program missing from the object")?
-            .try_into()?;
-        program.load()?;
-        Ok(PassProgram { ebpf })
-    }
-
-    fn program(&mut self) -> Result<&mut Xdp> {
-        Ok(self
-            .ebpf
-            .program_mut(PASS_PROGRAM_NAME)
-            .context("pass program missing")?
-            .try_into()?)
-    }
-
-    /// Attaches natively to `interface` (of the calling thread's network
-    /// namespace) for as long as this value lives.
-    pub fn attach(&mut self, interface: &str) -> Result<()> {
-        self.program()?
-            .attach(interface, XdpMode::Driver)
-            .with_context(|| format!("attach pass program to {interface}"))?;
-        Ok(())
-    }
-
-    pub fn time_run(&mut self, frame: &[u8], repeat: u32) -> Result<Duration> {
-        time_program(self.program()?, frame, repeat)
-    }
-}
-
-fn time_program(program: &mut Xdp, frame: &[u8], repeat: u32) -> Result<Duration> {
-    let mut out = vec![0u8; frame.len() + 256];
-    let mut options = TestRunOptions::new();
-    options.data_in = Some(frame);
-    options.data_out = Some(&mut out);
-    options.repeat = repeat;
-    Ok(program
-        .test_run(options)
-        .context("BPF_PROG_TEST_RUN")?
-        .duration)
 }
 
 /// The kernel's view of a loaded program (bpf_prog_info).
