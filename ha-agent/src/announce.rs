@@ -15,10 +15,16 @@
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use nix::{
+    libc,
+    sys::socket::{
+        AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, SockaddrLike, bind, sendto, socket,
+    },
+};
 
 /// Length of an Ethernet header (no VLAN tag).
 const ETH_HEADER_LEN: usize = 14;
@@ -159,34 +165,20 @@ impl RawSender {
         if ifindex == 0 || i32::try_from(ifindex).is_err() {
             bail!("{ifindex} is not an interface index");
         }
-        // SAFETY: plain socket(2); the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                0, // no protocol: receive nothing
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error())
-                .context("cannot open an AF_PACKET socket (needs CAP_NET_RAW)");
-        }
-        // SAFETY: `fd` is a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let address = link_address(ifindex, 0, [0; 6]);
-        // SAFETY: `address` is a valid sockaddr_ll of the length given.
-        let bound = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const address).cast::<libc::sockaddr>(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if bound < 0 {
-            return Err(io::Error::last_os_error()).with_context(|| {
+        // No protocol: the socket receives nothing.
+        let fd = socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(io::Error::from)
+        .context("cannot open an AF_PACKET socket (needs CAP_NET_RAW)")?;
+        bind(fd.as_raw_fd(), &link_address(ifindex, 0, [0; 6]))
+            .map_err(io::Error::from)
+            .with_context(|| {
                 format!("cannot bind an AF_PACKET socket to interface index {ifindex}")
-            });
-        }
+            })?;
         Ok(RawSender { fd, ifindex })
     }
 
@@ -203,28 +195,16 @@ impl RawSender {
         // The ethertype, in network byte order as the kernel wants it.
         let protocol = u16::from_ne_bytes([frame[12], frame[13]]);
         let address = link_address(self.ifindex, protocol, destination);
-        // SAFETY: `frame` is valid for its length and `address` is a valid
-        // sockaddr_ll of the length given.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                libc::MSG_DONTWAIT,
-                (&raw const address).cast::<libc::sockaddr>(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error()).with_context(|| {
+        let sent = sendto(self.fd.as_raw_fd(), frame, &address, MsgFlags::MSG_DONTWAIT)
+            .map_err(io::Error::from)
+            .with_context(|| {
                 format!(
                     "cannot send a frame of {} bytes out of interface index {}",
                     frame.len(),
                     self.ifindex
                 )
-            });
-        }
-        if sent as usize != frame.len() {
+            })?;
+        if sent != frame.len() {
             bail!(
                 "sent {sent} of the {} bytes of a frame out of interface index {}",
                 frame.len(),
@@ -235,17 +215,28 @@ impl RawSender {
     }
 }
 
-/// A `sockaddr_ll` for interface `ifindex`; `protocol` in network byte
-/// order.
-fn link_address(ifindex: u32, protocol: u16, destination: [u8; 6]) -> libc::sockaddr_ll {
-    // SAFETY: sockaddr_ll is plain data; all zeros is a valid value.
-    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    address.sll_family = libc::AF_PACKET as libc::c_ushort;
-    address.sll_protocol = protocol;
-    address.sll_ifindex = ifindex as libc::c_int; // checked in open()
-    address.sll_halen = 6;
-    address.sll_addr[..6].copy_from_slice(&destination);
-    address
+/// The link-layer address of interface `ifindex` for `destination`;
+/// `protocol` in network byte order.
+///
+/// libc's `sockaddr_ll` because nix has no constructor for a [`LinkAddr`]:
+/// it only reads one from raw memory.
+fn link_address(ifindex: u32, protocol: u16, destination: [u8; 6]) -> LinkAddr {
+    let mut sll_addr = [0; 8];
+    sll_addr[..6].copy_from_slice(&destination);
+    let address = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as libc::c_ushort,
+        sll_protocol: protocol,
+        sll_ifindex: ifindex as libc::c_int, // checked in open()
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 6,
+        sll_addr,
+    };
+    let len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `address` is a fully initialised sockaddr_ll, live for the
+    // call, and `len` is its size; from_raw copies it out.
+    unsafe { LinkAddr::from_raw((&raw const address).cast(), Some(len)) }
+        .expect("an AF_PACKET address of sockaddr_ll's size")
 }
 
 /// Sends `count` announcements for every address in `vips`, `interval`
@@ -504,9 +495,7 @@ mod tests {
     /// interface and sends nothing.
     #[test]
     fn raw_sender_opens_and_refuses_a_short_frame() {
-        // SAFETY: a NUL-terminated name.
-        let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
-        assert_ne!(lo, 0, "no loopback interface");
+        let lo = nix::net::if_::if_nametoindex("lo").expect("a loopback interface");
         let sender = match RawSender::open(lo) {
             Ok(sender) => sender,
             Err(e) => {

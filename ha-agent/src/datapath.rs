@@ -9,7 +9,8 @@
 
 use std::{
     fs,
-    os::fd::{AsFd, AsRawFd},
+    num::NonZeroUsize,
+    os::fd::AsFd,
     path::{Path, PathBuf},
     ptr::NonNull,
     time::Duration,
@@ -30,16 +31,27 @@ use ha_common::{
     Addr, Backend, Counter, FlowKey, FlowValue, GLOBAL_NODE_MAC, GLOBAL_RING_SIZE, OwnedLease,
     PROGRAM_NAME, STATS_LEN, VipKey, VipValue, map, ring_index, rings_len,
 };
+use nix::{
+    mount::{MsFlags, mount},
+    sys::{
+        mman::{MapFlags, ProtFlags, mmap, munmap},
+        resource::{RLIM_INFINITY, Resource, setrlimit},
+        statfs::{BPF_FS_MAGIC, statfs},
+    },
+    time::{ClockId, clock_gettime},
+    unistd::{SysconfVar, sysconf},
+};
 
 use crate::desired::Write;
+
+#[cfg(feature = "bench")]
+pub mod bench;
 
 /// The XDP object, built by `cargo xtask build-ebpf` and embedded by build.rs.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-xdp.o"));
 
 /// The XDP_PASS verdict.
 const XDP_PASS: u32 = 2;
-/// Name of the trivial XDP_PASS program in the same object.
-const PASS_PROGRAM_NAME: &str = "ha_pass";
 /// File name of the pinned XDP link inside the pin directory.
 const LINK_PIN: &str = "link";
 /// Where bpffs is mounted on every systemd machine.
@@ -171,13 +183,21 @@ impl Maps {
 /// The RINGS array mapped into our address space.
 struct RingMemory {
     base: NonNull<u32>,
-    len_bytes: usize,
+    len_bytes: NonZeroUsize,
     slots: usize,
+    /// RINGS itself, open for as long as it is mapped; written through it
+    /// only by the benchmark's syscall baseline.
+    #[cfg_attr(
+        not(feature = "bench"),
+        expect(dead_code, reason = "held open; read only by the bench feature")
+    )]
     map: Map,
 }
 
-// SAFETY: the mapping is owned by this struct and only written through
-// &mut self.
+// SAFETY: the mapping belongs to this struct alone (`base` never leaves it)
+// and is not tied to the thread that made it; it is written only through
+// &mut self and read through &self, so moving it to another thread is as
+// sound as moving a Vec.
 unsafe impl Send for RingMemory {}
 
 impl RingMemory {
@@ -185,25 +205,27 @@ impl RingMemory {
         let Map::Array(data) = &map else {
             bail!("map {} is not an array", map::RINGS);
         };
-        let page = page_size();
-        let len_bytes = (slots * ARRAY_STRIDE_U32S * 4).div_ceil(page) * page;
-        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array of `slots`
-        // elements; the kernel checks the length against the map.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
+        let page = page_size()?;
+        let len_bytes = NonZeroUsize::new((slots * ARRAY_STRIDE_U32S * 4).div_ceil(page) * page)
+            .with_context(|| format!("map {} has no slots", map::RINGS))?;
+        // SAFETY: a new shared mapping at an address the kernel picks (no
+        // existing memory is replaced) of a BPF_F_MMAPABLE array of `slots`
+        // elements; the kernel checks the length against the map. The
+        // memory is only accessed through `base` below `slots` elements and
+        // unmapped in Drop.
+        let base = unsafe {
+            mmap(
+                None,
                 len_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                data.fd().as_fd(),
                 0,
             )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("mmap RINGS");
         }
+        .context("mmap RINGS")?;
         Ok(RingMemory {
-            base: NonNull::new(ptr.cast()).context("mmap RINGS returned null")?,
+            base: base.cast(),
             len_bytes,
             slots,
             map,
@@ -217,8 +239,10 @@ impl RingMemory {
             "ring write out of bounds"
         );
         for (i, &backend_id) in table.iter().enumerate() {
-            // SAFETY: in bounds (asserted above); u32 stores are atomic, so
-            // the datapath never reads a torn slot of the inactive ring.
+            // SAFETY: in bounds of the mapping (asserted above) and aligned
+            // (a page-aligned base, 8-byte strides); &mut self excludes other
+            // writers in this process. Aligned u32 stores are single stores,
+            // so the datapath, which only reads, never sees a torn slot.
             unsafe {
                 self.base
                     .as_ptr()
@@ -232,7 +256,8 @@ impl RingMemory {
         let first = first as usize;
         assert!(first + len <= self.slots, "ring read out of bounds");
         (0..len)
-            // SAFETY: in bounds, see above.
+            // SAFETY: in bounds of the mapping (asserted above) and aligned,
+            // as in `write`; the memory stays mapped while &self lives.
             .map(|i| unsafe {
                 self.base
                     .as_ptr()
@@ -245,8 +270,9 @@ impl RingMemory {
 
 impl Drop for RingMemory {
     fn drop(&mut self) {
-        // SAFETY: exactly the region mapped in `map`.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len_bytes) };
+        // SAFETY: exactly the region mapped in `map`; nothing borrowed from
+        // it outlives `self`. munmap of a mapped region cannot fail.
+        let _ = unsafe { munmap(self.base.cast(), self.len_bytes.get()) };
     }
 }
 
@@ -452,21 +478,7 @@ impl Datapath {
         Ok(())
     }
 
-    /// The benchmark's baseline: writes generation 1 of `vip_id`'s ring with
-    /// one bpf() syscall per slot, as a writer without the mmap would, and
-    /// returns how long that took.
-    pub fn time_ring_by_syscalls(&mut self, vip_id: u32) -> Result<Duration> {
-        let table = self.read_ring(vip_id, 0);
-        let first = ring_index(vip_id, 1, self.ring_size, 0);
-        let mut rings: Array<&mut MapData, u32> = Array::try_from(&mut self.rings.map)?;
-        let started = std::time::Instant::now();
-        for (i, backend_id) in table.iter().enumerate() {
-            rings.set(first + i as u32, backend_id, 0)?;
-        }
-        Ok(started.elapsed())
-    }
-
-    /// Reads one generation of a VIP's ring back (hactl, tests).
+    /// Reads one generation of a VIP's ring back (tests, the benchmark).
     pub fn read_ring(&self, vip_id: u32, generation: u32) -> Vec<u32> {
         self.rings.read(
             ring_index(vip_id, generation, self.ring_size, 0),
@@ -508,68 +520,6 @@ impl Datapath {
         frame[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
         matches!(self.test_run(&frame), Ok((XDP_PASS, out)) if out == frame)
     }
-
-    /// Average time per run over `repeat` runs of `frame`, as the kernel
-    /// measured it. With repeat > 1 later runs see the first run's output.
-    pub fn time_run(&mut self, frame: &[u8], repeat: u32) -> Result<Duration> {
-        time_program(self.program()?, frame, repeat)
-    }
-}
-
-/// A loaded trivial XDP_PASS program: the lab attaches it to the peer of
-/// every veth that transmits XDP_TX frames, and benchmarks use it as the
-/// baseline cost of running any XDP program at all.
-pub struct PassProgram {
-    ebpf: Ebpf,
-}
-
-impl PassProgram {
-    pub fn load() -> Result<PassProgram> {
-        raise_memlock_limit();
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(map::RINGS, 1)
-            .load(XDP_OBJECT)
-            .context("load the XDP object")?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PASS_PROGRAM_NAME)
-            .context("pass program missing from the object")?
-            .try_into()?;
-        program.load()?;
-        Ok(PassProgram { ebpf })
-    }
-
-    fn program(&mut self) -> Result<&mut Xdp> {
-        Ok(self
-            .ebpf
-            .program_mut(PASS_PROGRAM_NAME)
-            .context("pass program missing")?
-            .try_into()?)
-    }
-
-    /// Attaches natively to `interface` (of the calling thread's network
-    /// namespace) for as long as this value lives.
-    pub fn attach(&mut self, interface: &str) -> Result<()> {
-        self.program()?
-            .attach(interface, XdpMode::Driver)
-            .with_context(|| format!("attach pass program to {interface}"))?;
-        Ok(())
-    }
-
-    pub fn time_run(&mut self, frame: &[u8], repeat: u32) -> Result<Duration> {
-        time_program(self.program()?, frame, repeat)
-    }
-}
-
-fn time_program(program: &mut Xdp, frame: &[u8], repeat: u32) -> Result<Duration> {
-    let mut out = vec![0u8; frame.len() + 256];
-    let mut options = TestRunOptions::new();
-    options.data_in = Some(frame);
-    options.data_out = Some(&mut out);
-    options.repeat = repeat;
-    Ok(program
-        .test_run(options)
-        .context("BPF_PROG_TEST_RUN")?
-        .duration)
 }
 
 /// The kernel's view of a loaded program (bpf_prog_info).
@@ -638,66 +588,49 @@ pub fn unpin_dir(dir: &Path) -> Result<()> {
 
 /// The clock of bpf_ktime_get_ns(), for lease deadlines.
 pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
+    clock_ns(ClockId::CLOCK_MONOTONIC)
 }
 
 /// The clock of bpf_ktime_get_coarse_ns(), for flow ages.
 pub fn monotonic_coarse_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC_COARSE)
+    clock_ns(ClockId::CLOCK_MONOTONIC_COARSE)
 }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+fn clock_ns(clock: ClockId) -> u64 {
+    // Fails only for a clock the kernel does not have; both exist since
+    // Linux 2.6.32.
+    let now = clock_gettime(clock).expect("the monotonic clocks exist");
+    Duration::from(now).as_nanos() as u64
 }
 
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there (systemd does
 /// this at boot; minimal containers and VMs may not).
 fn ensure_bpffs() -> Result<()> {
-    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
-    let path = std::ffi::CString::new(BPFFS).expect("no NUL");
-    // SAFETY: statfs into a zeroed struct.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut stat) } == 0 && stat.f_type == BPF_FS_MAGIC {
+    if statfs(BPFFS).is_ok_and(|fs| fs.filesystem_type() == BPF_FS_MAGIC) {
         return Ok(());
     }
     tracing::info!("mounting bpffs at {BPFFS}");
-    let fstype = std::ffi::CString::new("bpf").expect("no NUL");
-    // SAFETY: plain mount(2) with static strings.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            path.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("mount bpffs at /sys/fs/bpf");
-    }
-    Ok(())
+    mount(
+        Some("bpf"),
+        BPFFS,
+        Some("bpf"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("mount bpffs at {BPFFS}"))
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones do
 /// not. Raising it can fail without CAP_SYS_RESOURCE, which is fine there.
 fn raise_memlock_limit() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit with a valid struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        tracing::debug!("setrlimit(MEMLOCK) failed; fine on kernels >= 5.11");
+    if let Err(e) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
+        tracing::debug!(error = %e, "setrlimit(MEMLOCK) failed; fine on kernels >= 5.11");
     }
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+fn page_size() -> Result<usize> {
+    let page = sysconf(SysconfVar::PAGE_SIZE)
+        .context("sysconf(PAGE_SIZE)")?
+        .context("the system reports no page size")?;
+    Ok(usize::try_from(page)?)
 }

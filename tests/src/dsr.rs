@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use ha_agent::datapath::PassProgram;
+use ha_agent::datapath::bench::PassProgram;
 
 use crate::{
     Lab, Netns, ServerProcess, Tally,

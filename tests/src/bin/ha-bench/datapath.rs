@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use ha_agent::{
     config,
-    datapath::{Datapath, LoadOptions, PassProgram},
+    datapath::{Datapath, LoadOptions, bench::PassProgram},
     desired::{Applied, Desired, Knowledge, Tables, addr_bytes},
     ids::Ids,
 };
