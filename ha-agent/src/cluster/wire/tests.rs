@@ -185,6 +185,17 @@ fn wire_golden_frame() {
     );
 }
 
+/// A sender stamps its own cluster id, incarnation and sequence into the
+/// same bytes as [`wire_golden_frame`]'s.
+#[test]
+fn wire_golden_frame_sealed() {
+    let mut hb = full();
+    (hb.cluster_id, hb.incarnation, hb.sequence) = (1, 2, 3);
+    let mut tx = Sender::new(key(), CLUSTER, full().incarnation);
+    let sealed: Vec<Vec<u8>> = (0..full().sequence).map(|_| tx.seal(&hb)).collect();
+    assert_eq!(sealed.last(), Some(&encode(&full(), &key())));
+}
+
 #[test]
 fn wire_every_bit_flip_rejected() {
     let frame = encode(&full(), &key());
