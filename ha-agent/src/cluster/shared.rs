@@ -20,9 +20,10 @@
 
 use std::{collections::BTreeSet, net::IpAddr};
 
-use hmac::Mac;
+use bytes::{Buf, BufMut};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::codec::{BufExt, Codec, DecodeError};
 use crate::cluster::wire::{Key, Reject, TAG_LEN};
 
 /// Magic of an operator-state frame.
@@ -101,12 +102,9 @@ pub fn is_shared_frame(frame: &[u8]) -> bool {
 /// Seals `content` into a frame with `magic`.
 pub fn seal<T: Serialize>(magic: [u8; 2], content: &T, key: &Key, cluster_id: u64) -> Vec<u8> {
     let mut frame = Vec::with_capacity(256);
-    frame.extend_from_slice(&magic);
-    frame.push(VERSION);
-    frame.extend_from_slice(&cluster_id.to_be_bytes());
+    Header { magic, cluster_id }.encode(&mut frame);
     serde_json::to_writer(&mut frame, content).expect("shared state serialises");
-    let tag = key.mac().chain_update(&frame).finalize().into_bytes();
-    frame.extend_from_slice(&tag);
+    key.append_tag(&mut frame);
     frame
 }
 
@@ -120,22 +118,43 @@ pub fn open(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Shared, Reject> 
     if frame[2] != VERSION {
         return Err(Reject::Version);
     }
-    let (body, tag) = frame.split_at(frame.len() - TAG_LEN);
-    key.mac()
-        .chain_update(body)
-        .verify_slice(tag)
-        .map_err(|_| Reject::Unauthenticated)?;
-    let id = u64::from_be_bytes(body[3..HEADER_LEN].try_into().expect("8 bytes"));
-    if id != cluster_id {
+    let mut content = key.verified_body(frame)?;
+    let header = Header::decode(&mut content)?;
+    if header.cluster_id != cluster_id {
         return Err(Reject::ForeignCluster);
     }
-    let json = &body[HEADER_LEN..];
-    let shared = if body[..2] == OPERATOR_MAGIC {
-        serde_json::from_slice(json).map(Shared::Operator)
+    let shared = if header.magic == OPERATOR_MAGIC {
+        serde_json::from_slice(content).map(Shared::Operator)
     } else {
-        serde_json::from_slice(json).map(Shared::Health)
+        serde_json::from_slice(content).map(Shared::Health)
     };
     shared.map_err(|_| Reject::Malformed)
+}
+
+/// What every shared frame starts with: its magic, [`VERSION`] and the
+/// cluster id.
+struct Header {
+    magic: [u8; 2],
+    cluster_id: u64,
+}
+
+impl Codec for Header {
+    fn decode<B: Buf>(buf: &mut B) -> Result<Header, DecodeError> {
+        let magic = buf.get()?;
+        if ![OPERATOR_MAGIC, HEALTH_MAGIC].contains(&magic) || buf.get::<u8>()? != VERSION {
+            return Err(DecodeError);
+        }
+        Ok(Header {
+            magic,
+            cluster_id: buf.get()?,
+        })
+    }
+
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        self.magic.encode(buf);
+        VERSION.encode(buf);
+        self.cluster_id.encode(buf);
+    }
 }
 
 #[cfg(test)]

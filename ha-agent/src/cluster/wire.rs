@@ -101,10 +101,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use bytes::{Buf, BufMut};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{Heartbeat, PeerReport};
+use super::codec::{BufExt, Codec, DecodeError};
+use super::{Heartbeat, NodeName, PeerReport};
 
 /// First two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"HA";
@@ -132,15 +134,16 @@ pub const DIGEST_LEN: usize = 32;
 /// Length of the HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 32;
 
-const OFF_VERSION: usize = 2;
-const OFF_FLAGS: usize = 3;
-const OFF_CLUSTER_ID: usize = 4;
-const OFF_INCARNATION: usize = 12;
-const OFF_SEQUENCE: usize = 20;
-const OFF_SENT_AT: usize = 28;
-const OFF_PRIORITY: usize = 36;
-const OFF_NAME_LEN: usize = 37;
-const OFF_NAME: usize = 38;
+// Offsets of the fixed fields (the module doc's table).
+const OFF_VERSION: usize = MAGIC.len();
+const OFF_FLAGS: usize = OFF_VERSION + 1;
+const OFF_CLUSTER_ID: usize = OFF_FLAGS + 1;
+const OFF_INCARNATION: usize = OFF_CLUSTER_ID + 8;
+const OFF_SEQUENCE: usize = OFF_INCARNATION + 8;
+const OFF_SENT_AT: usize = OFF_SEQUENCE + 8;
+const OFF_PRIORITY: usize = OFF_SENT_AT + 8;
+const OFF_NAME_LEN: usize = OFF_PRIORITY + 1;
+const OFF_NAME: usize = OFF_NAME_LEN + 1;
 /// Bytes of a frame besides the name, the group sets' contents and the
 /// reports: the header, two set lengths, the report count, digest and tag.
 const FIXED_LEN: usize = OFF_NAME + 2 + 1 + DIGEST_LEN + TAG_LEN;
@@ -255,6 +258,27 @@ impl Key {
     pub(crate) fn mac(&self) -> HmacSha256 {
         <HmacSha256 as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length")
     }
+
+    /// Appends the tag: HMAC-SHA256 over every byte of `frame` so far.
+    pub(crate) fn append_tag(&self, frame: &mut Vec<u8>) {
+        let tag = self.mac().chain_update(&*frame).finalize().into_bytes();
+        frame.put_slice(&tag);
+    }
+
+    /// The bytes before `frame`'s tag (its last [`TAG_LEN`] bytes), if the
+    /// tag is theirs; compared in constant time. Nothing in them has been
+    /// looked at.
+    pub(crate) fn verified_body<'a>(&self, frame: &'a [u8]) -> Result<&'a [u8], Reject> {
+        let Some(body_len) = frame.len().checked_sub(TAG_LEN) else {
+            return Err(Reject::Malformed);
+        };
+        let (body, tag) = frame.split_at(body_len);
+        self.mac()
+            .chain_update(body)
+            .verify_slice(tag)
+            .map_err(|_| Reject::Unauthenticated)?;
+        Ok(body)
+    }
 }
 
 impl fmt::Debug for Key {
@@ -306,13 +330,17 @@ pub fn load_key(path: &Path) -> anyhow::Result<Key> {
 /// already reported: configuration validation and the state machine rule
 /// these out.
 pub fn encode(hb: &Heartbeat, key: &Key) -> Vec<u8> {
-    write_frame(hb, hb.cluster_id, hb.incarnation, hb.sequence, key)
+    let mut frame = Vec::with_capacity(frame_len(hb));
+    hb.encode(&mut frame);
+    key.append_tag(&mut frame);
+    debug_assert_eq!(frame.len(), frame_len(hb));
+    frame
 }
 
 /// The length of `hb`'s frame.
 pub fn frame_len(hb: &Heartbeat) -> usize {
     // The length bytes of the sets are in the fixed lengths.
-    let set = |groups: &[u16]| set_bytes(groups).len() - 1;
+    let set = |groups: &[u16]| GroupSet::of(groups).bitmap_len();
     FIXED_LEN
         + hb.node.len()
         + set(&hb.claims)
@@ -321,97 +349,6 @@ pub fn frame_len(hb: &Heartbeat) -> usize {
             .iter()
             .map(|r| REPORT_FIXED_LEN + r.node.len() + set(&r.claims) + set(&r.bids))
             .sum::<usize>()
-}
-
-fn write_frame(
-    hb: &Heartbeat,
-    cluster_id: u64,
-    incarnation: u64,
-    sequence: u64,
-    key: &Key,
-) -> Vec<u8> {
-    assert!(
-        hb.peers.len() <= MAX_REPORTS,
-        "heartbeat reports {} peers; at most {MAX_REPORTS} fit the frame",
-        hb.peers.len()
-    );
-    for (i, r) in hb.peers.iter().enumerate() {
-        assert!(
-            r.node != hb.node && hb.peers[..i].iter().all(|o| o.node != r.node),
-            "heartbeat of {:?} reports {:?} twice or about itself",
-            hb.node,
-            r.node
-        );
-    }
-    let mut flags = 0;
-    if hb.eligible {
-        flags |= FLAG_ELIGIBLE;
-    }
-    if hb.leaving {
-        flags |= FLAG_LEAVING;
-    }
-    if hb.standby {
-        flags |= FLAG_STANDBY;
-    }
-    let mut f = Vec::with_capacity(frame_len(hb));
-    f.extend_from_slice(&MAGIC);
-    f.push(VERSION);
-    f.push(flags);
-    f.extend_from_slice(&cluster_id.to_be_bytes());
-    f.extend_from_slice(&incarnation.to_be_bytes());
-    f.extend_from_slice(&sequence.to_be_bytes());
-    f.extend_from_slice(&hb.sent_at_us.to_be_bytes());
-    f.push(hb.priority);
-    put_name(&mut f, &hb.node);
-    put_set(&mut f, &hb.claims);
-    put_set(&mut f, &hb.bids);
-    f.push(hb.peers.len() as u8);
-    for r in &hb.peers {
-        put_name(&mut f, &r.node);
-        f.extend_from_slice(&r.incarnation.to_be_bytes());
-        f.extend_from_slice(&r.sequence.to_be_bytes());
-        f.extend_from_slice(&r.age_us.to_be_bytes());
-        f.extend_from_slice(&r.echo_us.to_be_bytes());
-        f.push(r.priority);
-        put_set(&mut f, &r.claims);
-        put_set(&mut f, &r.bids);
-    }
-    f.extend_from_slice(&hb.digest);
-    let tag: [u8; TAG_LEN] = key.mac().chain_update(&f).finalize().into_bytes().into();
-    f.extend_from_slice(&tag);
-    debug_assert_eq!(f.len(), f.capacity());
-    f
-}
-
-fn put_name(f: &mut Vec<u8>, name: &str) {
-    assert!(
-        (1..=MAX_NAME_LEN).contains(&name.len()),
-        "heartbeat node name {name:?} is {} bytes; 1..={MAX_NAME_LEN} fit the frame",
-        name.len()
-    );
-    f.push(name.len() as u8);
-    f.extend_from_slice(name.as_bytes());
-}
-
-/// A group set's bytes: the length byte, then the bitmap up to its last
-/// non-zero byte.
-fn set_bytes(groups: &[u16]) -> Vec<u8> {
-    let mut bits = 0u64;
-    for &g in groups {
-        assert!(
-            usize::from(g) < MAX_GROUPS,
-            "heartbeat names group {g}; groups 0..{MAX_GROUPS} fit the frame"
-        );
-        bits |= 1 << g;
-    }
-    let len = (u64::BITS - bits.leading_zeros()).div_ceil(8) as usize;
-    let mut out = vec![len as u8];
-    out.extend_from_slice(&bits.to_le_bytes()[..len]);
-    out
-}
-
-fn put_set(f: &mut Vec<u8>, groups: &[u16]) {
-    f.extend_from_slice(&set_bytes(groups));
 }
 
 /// The heartbeat in `frame`, if it is well formed, tagged with `key` and of
@@ -426,124 +363,229 @@ pub fn decode(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Heartbeat, Rej
     if !(MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&frame.len()) {
         return Err(Reject::Malformed);
     }
-    let (body, tag) = frame.split_at(frame.len() - TAG_LEN);
-    key.mac()
-        .chain_update(body)
-        .verify_slice(tag)
-        .map_err(|_| Reject::Unauthenticated)?;
-
-    // Authenticated. The fixed part is there (body >= MIN_FRAME_LEN - TAG_LEN).
-    let u64_at = |at: usize| u64::from_be_bytes(body[at..at + 8].try_into().expect("8 bytes"));
-    if u64_at(OFF_CLUSTER_ID) != cluster_id {
+    let body = key.verified_body(frame)?;
+    // Authenticated. The cluster id is there (body >= MIN_FRAME_LEN - TAG_LEN).
+    if u64::decode(&mut &body[OFF_CLUSTER_ID..])? != cluster_id {
         return Err(Reject::ForeignCluster);
     }
-    let flags = body[OFF_FLAGS];
-    if flags & !FLAGS_KNOWN != 0 {
+    let mut rest = body;
+    let hb = Heartbeat::decode(&mut rest)?;
+    if rest.has_remaining() {
         return Err(Reject::Malformed);
     }
-    let mut rest = Reader(&body[OFF_NAME_LEN..]);
-    let node = rest.name()?;
-    let claims = rest.set()?;
-    let bids = rest.set()?;
-    let count = usize::from(rest.u8()?);
-    if count > MAX_REPORTS {
-        return Err(Reject::Malformed);
-    }
-    let mut peers: Vec<PeerReport> = Vec::with_capacity(count);
-    for _ in 0..count {
-        let name = rest.name()?;
-        if name == node || peers.iter().any(|r| r.node == name) {
-            return Err(Reject::Malformed);
-        }
-        peers.push(PeerReport {
-            node: name,
-            incarnation: rest.u64()?,
-            sequence: rest.u64()?,
-            age_us: rest.u32()?,
-            echo_us: rest.u64()?,
-            priority: rest.u8()?,
-            claims: rest.set()?,
-            bids: rest.set()?,
-        });
-    }
-    let digest = rest.take(DIGEST_LEN)?.try_into().expect("32 bytes");
-    if !rest.0.is_empty() {
-        return Err(Reject::Malformed);
-    }
-    Ok(Heartbeat {
-        cluster_id,
-        node,
-        incarnation: u64_at(OFF_INCARNATION),
-        sequence: u64_at(OFF_SEQUENCE),
-        sent_at_us: u64_at(OFF_SENT_AT),
-        priority: body[OFF_PRIORITY],
-        eligible: flags & FLAG_ELIGIBLE != 0,
-        claims,
-        bids,
-        leaving: flags & FLAG_LEAVING != 0,
-        standby: flags & FLAG_STANDBY != 0,
-        peers,
-        digest,
-    })
+    Ok(hb)
 }
 
-/// Reads the variable part of an authenticated frame; running short is
-/// `Malformed`.
-struct Reader<'a>(&'a [u8]);
+impl From<DecodeError> for Reject {
+    fn from(_: DecodeError) -> Reject {
+        Reject::Malformed
+    }
+}
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Reject> {
-        if self.0.len() < n {
-            return Err(Reject::Malformed);
+/// A frame's bytes before the tag (the module doc's table). Decoding checks
+/// every field but the cluster id, which [`decode`] checks first.
+impl Codec for Heartbeat {
+    fn decode<B: Buf>(buf: &mut B) -> Result<Heartbeat, DecodeError> {
+        if buf.get::<[u8; 2]>()? != MAGIC || buf.get::<u8>()? != VERSION {
+            return Err(DecodeError);
         }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
+        let flags = buf.get::<u8>()?;
+        if flags & !FLAGS_KNOWN != 0 {
+            return Err(DecodeError);
+        }
+        let cluster_id = buf.get()?;
+        let incarnation = buf.get()?;
+        let sequence = buf.get()?;
+        let sent_at_us = buf.get()?;
+        let priority = buf.get()?;
+        let node: NodeName = buf.get()?;
+        let claims = buf.get::<GroupSet>()?.groups();
+        let bids = buf.get::<GroupSet>()?.groups();
+        let count = usize::from(buf.get::<u8>()?);
+        if count > MAX_REPORTS {
+            return Err(DecodeError);
+        }
+        let mut peers: Vec<PeerReport> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let report = buf.get::<PeerReport>()?;
+            if report.node == node || peers.iter().any(|r| r.node == report.node) {
+                return Err(DecodeError);
+            }
+            peers.push(report);
+        }
+        Ok(Heartbeat {
+            cluster_id,
+            node,
+            incarnation,
+            sequence,
+            sent_at_us,
+            priority,
+            eligible: flags & FLAG_ELIGIBLE != 0,
+            claims,
+            bids,
+            leaving: flags & FLAG_LEAVING != 0,
+            standby: flags & FLAG_STANDBY != 0,
+            peers,
+            digest: buf.get()?,
+        })
     }
 
-    fn u8(&mut self) -> Result<u8, Reject> {
-        Ok(self.take(1)?[0])
+    /// # Panics
+    ///
+    /// As [`encode`].
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        assert!(
+            self.peers.len() <= MAX_REPORTS,
+            "heartbeat reports {} peers; at most {MAX_REPORTS} fit the frame",
+            self.peers.len()
+        );
+        for (i, r) in self.peers.iter().enumerate() {
+            assert!(
+                r.node != self.node && self.peers[..i].iter().all(|o| o.node != r.node),
+                "heartbeat of {:?} reports {:?} twice or about itself",
+                self.node,
+                r.node
+            );
+        }
+        let mut flags = 0;
+        if self.eligible {
+            flags |= FLAG_ELIGIBLE;
+        }
+        if self.leaving {
+            flags |= FLAG_LEAVING;
+        }
+        if self.standby {
+            flags |= FLAG_STANDBY;
+        }
+        MAGIC.encode(buf);
+        VERSION.encode(buf);
+        flags.encode(buf);
+        self.cluster_id.encode(buf);
+        self.incarnation.encode(buf);
+        self.sequence.encode(buf);
+        self.sent_at_us.encode(buf);
+        self.priority.encode(buf);
+        self.node.encode(buf);
+        GroupSet::of(&self.claims).encode(buf);
+        GroupSet::of(&self.bids).encode(buf);
+        (self.peers.len() as u8).encode(buf);
+        for r in &self.peers {
+            r.encode(buf);
+        }
+        self.digest.encode(buf);
+    }
+}
+
+/// A peer report (the module doc's second table).
+impl Codec for PeerReport {
+    fn decode<B: Buf>(buf: &mut B) -> Result<PeerReport, DecodeError> {
+        Ok(PeerReport {
+            node: buf.get()?,
+            incarnation: buf.get()?,
+            sequence: buf.get()?,
+            age_us: buf.get()?,
+            echo_us: buf.get()?,
+            priority: buf.get()?,
+            claims: buf.get::<GroupSet>()?.groups(),
+            bids: buf.get::<GroupSet>()?.groups(),
+        })
     }
 
-    fn u32(&mut self) -> Result<u32, Reject> {
-        Ok(u32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+    /// # Panics
+    ///
+    /// As [`encode`].
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        self.node.encode(buf);
+        self.incarnation.encode(buf);
+        self.sequence.encode(buf);
+        self.age_us.encode(buf);
+        self.echo_us.encode(buf);
+        self.priority.encode(buf);
+        GroupSet::of(&self.claims).encode(buf);
+        GroupSet::of(&self.bids).encode(buf);
     }
+}
 
-    fn u64(&mut self) -> Result<u64, Reject> {
-        Ok(u64::from_be_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-
-    /// A length byte (1..=[`MAX_NAME_LEN`]) and that many bytes of UTF-8.
-    fn name(&mut self) -> Result<String, Reject> {
-        let len = usize::from(self.u8()?);
+/// A node name: a length byte (1..=[`MAX_NAME_LEN`]) and that many bytes
+/// of UTF-8.
+impl Codec for NodeName {
+    fn decode<B: Buf>(buf: &mut B) -> Result<NodeName, DecodeError> {
+        let len = usize::from(buf.get::<u8>()?);
         if !(1..=MAX_NAME_LEN).contains(&len) {
-            return Err(Reject::Malformed);
+            return Err(DecodeError);
         }
-        std::str::from_utf8(self.take(len)?)
-            .map(str::to_owned)
-            .map_err(|_| Reject::Malformed)
+        let mut name = vec![0; len];
+        buf.try_copy_to_slice(&mut name)?;
+        String::from_utf8(name).map_err(|_| DecodeError)
     }
 
-    /// A group set (see the module doc), as ascending group indices.
-    fn set(&mut self) -> Result<Vec<u16>, Reject> {
-        let len = usize::from(self.u8()?);
+    /// # Panics
+    ///
+    /// If the name is empty or longer than [`MAX_NAME_LEN`] bytes.
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        assert!(
+            (1..=MAX_NAME_LEN).contains(&self.len()),
+            "heartbeat node name {self:?} is {} bytes; 1..={MAX_NAME_LEN} fit the frame",
+            self.len()
+        );
+        (self.len() as u8).encode(buf);
+        buf.put_slice(self.as_bytes());
+    }
+}
+
+/// A group set (see the module doc): bit `g` is group `g`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct GroupSet(u64);
+
+impl GroupSet {
+    /// # Panics
+    ///
+    /// If a group is [`MAX_GROUPS`] or more.
+    fn of(groups: &[u16]) -> GroupSet {
+        let mut bits = 0u64;
+        for &g in groups {
+            assert!(
+                usize::from(g) < MAX_GROUPS,
+                "heartbeat names group {g}; groups 0..{MAX_GROUPS} fit the frame"
+            );
+            bits |= 1 << g;
+        }
+        GroupSet(bits)
+    }
+
+    /// The groups, ascending.
+    fn groups(self) -> Vec<u16> {
+        (0..MAX_GROUPS as u16)
+            .filter(|&g| self.0 & (1 << g) != 0)
+            .collect()
+    }
+
+    /// Bytes of the bitmap on the wire: up to its last non-zero byte.
+    fn bitmap_len(self) -> usize {
+        (u64::BITS - self.0.leading_zeros()).div_ceil(8) as usize
+    }
+}
+
+/// A length byte `k` (0..=8), then the bitmap's `k` least significant
+/// bytes, the last one not zero (one encoding per set).
+impl Codec for GroupSet {
+    fn decode<B: Buf>(buf: &mut B) -> Result<GroupSet, DecodeError> {
+        let len = usize::from(buf.get::<u8>()?);
         if len > SET_BYTES {
-            return Err(Reject::Malformed);
+            return Err(DecodeError);
         }
-        let bytes = self.take(len)?;
-        if bytes.last() == Some(&0) {
-            return Err(Reject::Malformed);
+        let mut bits = [0; SET_BYTES];
+        buf.try_copy_to_slice(&mut bits[..len])?;
+        if len > 0 && bits[len - 1] == 0 {
+            return Err(DecodeError);
         }
-        let mut bits = [0; 8];
-        bits[..len].copy_from_slice(bytes);
-        let bits = u64::from_le_bytes(bits);
-        Ok((0..MAX_GROUPS as u16)
-            .filter(|&g| bits & (1 << g) != 0)
-            .collect())
+        Ok(GroupSet(u64::from_le_bytes(bits)))
+    }
+
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        let len = self.bitmap_len();
+        (len as u8).encode(buf);
+        buf.put_slice(&self.0.to_le_bytes()[..len]);
     }
 }
 
@@ -695,13 +737,13 @@ impl Sender {
     /// As [`encode`].
     pub fn seal(&mut self, hb: &Heartbeat) -> Vec<u8> {
         self.sequence += 1;
-        write_frame(
-            hb,
-            self.cluster_id,
-            self.incarnation,
-            self.sequence,
-            &self.key,
-        )
+        let stamped = Heartbeat {
+            cluster_id: self.cluster_id,
+            incarnation: self.incarnation,
+            sequence: self.sequence,
+            ..hb.clone()
+        };
+        encode(&stamped, &self.key)
     }
 
     pub fn incarnation(&self) -> u64 {

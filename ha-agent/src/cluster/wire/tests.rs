@@ -50,6 +50,13 @@ fn full() -> Heartbeat {
     }
 }
 
+/// A group set's bytes on the wire.
+fn set_bytes(groups: &[u16]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    GroupSet::of(groups).encode(&mut bytes);
+    bytes
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -232,6 +239,17 @@ fn wire_truncated_at_every_length_rejected() {
     let mut huge = frame;
     huge.resize(MAX_FRAME_LEN + 1, 0);
     assert_eq!(decode(&huge, &key(), CLUSTER), Err(Reject::Malformed));
+}
+
+/// Below the tag check, the codec fails cleanly wherever the bytes end.
+#[test]
+fn wire_codec_cut_anywhere_is_an_error() {
+    let body = body(&encode(&full(), &key()));
+    for len in 0..body.len() {
+        let got = Heartbeat::decode(&mut &body[..len]);
+        assert_eq!(got, Err(DecodeError), "cut to {len} bytes");
+    }
+    assert_eq!(Heartbeat::decode(&mut &body[..]), Ok(full()));
 }
 
 #[test]
