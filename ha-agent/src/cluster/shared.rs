@@ -24,7 +24,7 @@ use bytes::{Buf, BufMut};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::codec::{BufExt, Codec, DecodeError};
-use crate::cluster::wire::{Key, Reject, TAG_LEN};
+use crate::cluster::wire::{DropReason, Key, TAG_LEN};
 
 /// Magic of an operator-state frame.
 pub const OPERATOR_MAGIC: [u8; 2] = *b"HO";
@@ -110,25 +110,25 @@ pub fn seal<T: Serialize>(magic: [u8; 2], content: &T, key: &Key, cluster_id: u6
 
 /// The content of a shared frame, checked like a heartbeat: version, then
 /// the tag, then the cluster id, then the content.
-pub fn open(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Shared, Reject> {
+pub fn open(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Shared, DropReason> {
     if frame.len() < HEADER_LEN + TAG_LEN || frame.len() > MAX_FRAME_LEN || !is_shared_frame(frame)
     {
-        return Err(Reject::Malformed);
+        return Err(DropReason::Malformed);
     }
     if frame[2] != VERSION {
-        return Err(Reject::Version);
+        return Err(DropReason::Version);
     }
     let mut content = key.verified_body(frame)?;
     let header = Header::decode(&mut content)?;
     if header.cluster_id != cluster_id {
-        return Err(Reject::ForeignCluster);
+        return Err(DropReason::ForeignCluster);
     }
     let shared = if header.magic == OPERATOR_MAGIC {
         serde_json::from_slice(content).map(Shared::Operator)
     } else {
         serde_json::from_slice(content).map(Shared::Health)
     };
-    shared.map_err(|_| Reject::Malformed)
+    shared.map_err(|_| DropReason::Malformed)
 }
 
 /// What every shared frame starts with: its magic, [`VERSION`] and the

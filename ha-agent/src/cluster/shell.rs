@@ -17,7 +17,7 @@ use crate::{
     cluster::{
         shared::{self, Shared},
         state::{Action, Cluster, ClusterParams, Fencing, Input, Quorum},
-        wire::{self, Key, Receiver, Reject, Sender},
+        wire::{self, DropReason, Key, Receiver, Sender},
     },
     config::{ClusterConfig, Config, FencingConfig, QuorumConfig},
 };
@@ -183,8 +183,8 @@ impl Shell {
     }
 
     /// Heartbeats dropped so far, by reason.
-    pub fn rejected(&self) -> Vec<(Reject, u64)> {
-        Reject::ALL
+    pub fn rejected(&self) -> Vec<(DropReason, u64)> {
+        DropReason::ALL
             .iter()
             .map(|r| (*r, self.receiver.rejected[r.index()]))
             .collect()

@@ -322,7 +322,7 @@ pub enum ParamsError {
 mod interface;
 mod peer;
 
-pub use interface::{Action, Fault, Input, Outgoing, PeerView, Reason};
+pub use interface::{Action, Fault, Input, Outgoing, OwnershipCause, PeerView};
 use peer::{Ack, FenceState, Known, Newest, Peer};
 
 /// A `hactl failover` in progress for one group.
@@ -361,7 +361,7 @@ pub struct Cluster {
     /// Configured peers, `me` excluded.
     peers: Vec<Peer>,
     owned: Vec<bool>,
-    /// Per group: the peer that claimed it last (for take reasons).
+    /// Per group: the peer that claimed it last (for take causes).
     last_owner: Vec<Option<usize>>,
     /// Per group: since when a lower peer claims a group this node owns.
     conflict_since: Vec<Option<Duration>>,
@@ -876,15 +876,15 @@ impl Cluster {
             self.clear_fault(&Fault::DigestMismatch, out);
         }
         let unready = if self.leaving {
-            Some(Reason::Leaving)
+            Some(OwnershipCause::Leaving)
         } else if self.standby {
-            Some(Reason::Standby)
+            Some(OwnershipCause::Standby)
         } else if !self.eligible {
-            Some(Reason::Ineligible)
+            Some(OwnershipCause::Ineligible)
         } else if !quorum {
-            Some(Reason::QuorumLost)
+            Some(OwnershipCause::QuorumLost)
         } else if !digest_ok {
-            Some(Reason::DigestMismatch)
+            Some(OwnershipCause::DigestMismatch)
         } else {
             None
         };
@@ -916,15 +916,15 @@ impl Cluster {
                 self.conflict_since[g] = None;
                 continue;
             }
-            let reason = match &unready {
-                None | Some(Reason::DigestMismatch) => self.release_reason(g, now),
+            let cause = match &unready {
+                None | Some(OwnershipCause::DigestMismatch) => self.release_cause(g, now),
                 Some(r) => Some(r.clone()),
             };
-            if let Some(reason) = reason {
+            if let Some(cause) = cause {
                 self.owned[g] = false;
                 self.keep_from[g] = None;
                 self.conflict_since[g] = None;
-                out.push(Action::Release { group: g, reason });
+                out.push(Action::Release { group: g, cause });
             }
         }
         // Bids and takes. A take needs a majority that spoke to this node
@@ -963,16 +963,16 @@ impl Cluster {
                 blocked_by_fencing = true;
                 continue;
             }
-            let reason = match self.last_owner[g] {
-                None => Reason::Elected,
+            let cause = match self.last_owner[g] {
+                None => OwnershipCause::Elected,
                 Some(i) => {
                     let p = &self.peers[i];
                     if p.left {
-                        Reason::OwnerLeft(p.name.clone())
+                        OwnershipCause::OwnerLeft(p.name.clone())
                     } else if p.known.as_ref().is_some_and(|k| now < k.until) {
-                        Reason::OwnerReleased(p.name.clone())
+                        OwnershipCause::OwnerReleased(p.name.clone())
                     } else {
-                        Reason::OwnerDown(p.name.clone())
+                        OwnershipCause::OwnerDown(p.name.clone())
                     }
                 }
             };
@@ -980,7 +980,7 @@ impl Cluster {
             self.keep_from[g] = self.handover[g].take().and_then(|h| h.from);
             self.owned[g] = true;
             self.bid_since[g] = None;
-            out.push(Action::Take { group: g, reason });
+            out.push(Action::Take { group: g, cause });
         }
         if blocked_by_fencing {
             for p in &mut self.peers {
@@ -995,7 +995,7 @@ impl Cluster {
     }
 
     /// Why this node, ready and owning `g`, should give it up now.
-    fn release_reason(&mut self, g: usize, now: Duration) -> Option<Reason> {
+    fn release_cause(&mut self, g: usize, now: Duration) -> Option<OwnershipCause> {
         // Two claims: the lower yields at once; the higher gives way only
         // if the lower keeps claiming for dead_after (it cannot hear us).
         let claimants: Vec<usize> = (0..self.peers.len())
@@ -1005,21 +1005,21 @@ impl Cluster {
             .iter()
             .find(|&&i| self.rank(Who::Peer(i)) > self.rank(Who::Me))
         {
-            return Some(Reason::Yielded(self.peers[i].name.clone()));
+            return Some(OwnershipCause::Yielded(self.peers[i].name.clone()));
         }
         match claimants.first() {
             None => self.conflict_since[g] = None,
             Some(&i) => {
                 let since = *self.conflict_since[g].get_or_insert(now);
                 if now >= since + self.p.dead_after {
-                    return Some(Reason::Unanswered(self.peers[i].name.clone()));
+                    return Some(OwnershipCause::Unanswered(self.peers[i].name.clone()));
                 }
             }
         }
         let best = self.best(g, false, true);
         let from = self.handover[g].as_ref().and_then(|h| h.from.as_deref());
         if from == Some(self.p.me.as_str()) && best.is_some_and(|b| b != Who::Me) {
-            return Some(Reason::Failover);
+            return Some(OwnershipCause::Failover);
         }
         if let (true, Some(Who::Peer(i))) = (self.p.preempt, best) {
             let b = &self.peers[i];
@@ -1027,7 +1027,7 @@ impl Cluster {
                 .candidate_since
                 .is_some_and(|s| now >= s + self.preempt_wait());
             if waited && self.keep_from[g].as_ref() != Some(&b.name) {
-                return Some(Reason::Preempted(b.name.clone()));
+                return Some(OwnershipCause::Preempted(b.name.clone()));
             }
         }
         None

@@ -169,10 +169,11 @@ pub const REPLAY_WINDOW: u64 = 64;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
-/// Why a frame was dropped. Fieldless; `reason as usize` (= [`Reject::index`])
-/// is its position in [`Reject::ALL`].
+/// Why a frame was dropped: the `reason` label of the drop counters.
+/// Fieldless; `reason as usize` (= [`DropReason::index`]) is its position
+/// in [`DropReason::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reject {
+pub enum DropReason {
     /// Too short or long, bad magic, or (authenticated but) inconsistent fields.
     Malformed,
     /// Magic right, version not [`VERSION`].
@@ -187,42 +188,42 @@ pub enum Reject {
     FromSelf,
 }
 
-impl Reject {
+impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reject; 6] = [
-        Reject::Malformed,
-        Reject::Version,
-        Reject::Unauthenticated,
-        Reject::ForeignCluster,
-        Reject::Replayed,
-        Reject::FromSelf,
+    pub const ALL: [DropReason; 6] = [
+        DropReason::Malformed,
+        DropReason::Version,
+        DropReason::Unauthenticated,
+        DropReason::ForeignCluster,
+        DropReason::Replayed,
+        DropReason::FromSelf,
     ];
 
     /// snake_case name, for logs and as a metric label.
     pub fn name(self) -> &'static str {
         match self {
-            Reject::Malformed => "malformed",
-            Reject::Version => "version",
-            Reject::Unauthenticated => "unauthenticated",
-            Reject::ForeignCluster => "foreign_cluster",
-            Reject::Replayed => "replayed",
-            Reject::FromSelf => "from_self",
+            DropReason::Malformed => "malformed",
+            DropReason::Version => "version",
+            DropReason::Unauthenticated => "unauthenticated",
+            DropReason::ForeignCluster => "foreign_cluster",
+            DropReason::Replayed => "replayed",
+            DropReason::FromSelf => "from_self",
         }
     }
 
-    /// Position in [`Reject::ALL`] (and in [`Receiver::rejected`]).
+    /// Position in [`DropReason::ALL`] (and in [`Receiver::rejected`]).
     pub fn index(self) -> usize {
         self as usize
     }
 }
 
-impl fmt::Display for Reject {
+impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-impl std::error::Error for Reject {}
+impl std::error::Error for DropReason {}
 
 /// The cluster's shared HMAC key: SHA-256 of a fixed label and the key
 /// file's bytes. Its
@@ -268,15 +269,15 @@ impl Key {
     /// The bytes before `frame`'s tag (its last [`TAG_LEN`] bytes), if the
     /// tag is theirs; compared in constant time. Nothing in them has been
     /// looked at.
-    pub(crate) fn verified_body<'a>(&self, frame: &'a [u8]) -> Result<&'a [u8], Reject> {
+    pub(crate) fn verified_body<'a>(&self, frame: &'a [u8]) -> Result<&'a [u8], DropReason> {
         let Some(body_len) = frame.len().checked_sub(TAG_LEN) else {
-            return Err(Reject::Malformed);
+            return Err(DropReason::Malformed);
         };
         let (body, tag) = frame.split_at(body_len);
         self.mac()
             .chain_update(body)
             .verify_slice(tag)
-            .map_err(|_| Reject::Unauthenticated)?;
+            .map_err(|_| DropReason::Unauthenticated)?;
         Ok(body)
     }
 }
@@ -353,32 +354,32 @@ pub fn frame_len(hb: &Heartbeat) -> usize {
 
 /// The heartbeat in `frame`, if it is well formed, tagged with `key` and of
 /// cluster `cluster_id`. Checks in the order given in the module doc.
-pub fn decode(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Heartbeat, Reject> {
+pub fn decode(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Heartbeat, DropReason> {
     if frame.len() <= OFF_FLAGS || frame[..2] != MAGIC {
-        return Err(Reject::Malformed);
+        return Err(DropReason::Malformed);
     }
     if frame[OFF_VERSION] != VERSION {
-        return Err(Reject::Version);
+        return Err(DropReason::Version);
     }
     if !(MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&frame.len()) {
-        return Err(Reject::Malformed);
+        return Err(DropReason::Malformed);
     }
     let body = key.verified_body(frame)?;
     // Authenticated. The cluster id is there (body >= MIN_FRAME_LEN - TAG_LEN).
     if u64::decode(&mut &body[OFF_CLUSTER_ID..])? != cluster_id {
-        return Err(Reject::ForeignCluster);
+        return Err(DropReason::ForeignCluster);
     }
     let mut rest = body;
     let hb = Heartbeat::decode(&mut rest)?;
     if rest.has_remaining() {
-        return Err(Reject::Malformed);
+        return Err(DropReason::Malformed);
     }
     Ok(hb)
 }
 
-impl From<DecodeError> for Reject {
-    fn from(_: DecodeError) -> Reject {
-        Reject::Malformed
+impl From<DecodeError> for DropReason {
+    fn from(_: DecodeError) -> DropReason {
+        DropReason::Malformed
     }
 }
 
@@ -623,18 +624,23 @@ impl ReplayGuard {
     }
 
     /// Accepts (and records) sequence `sequence` of incarnation
-    /// `incarnation` from `node`, or `Err(Reject::Replayed)` for an older
+    /// `incarnation` from `node`, or `Err(DropReason::Replayed)` for an older
     /// incarnation, a sequence already accepted, or one [`REPLAY_WINDOW`] or
     /// more below the highest accepted. A newer incarnation (the sender
     /// restarted) starts a new window. Call only for authenticated frames.
-    pub fn accept(&mut self, node: &str, incarnation: u64, sequence: u64) -> Result<(), Reject> {
+    pub fn accept(
+        &mut self,
+        node: &str,
+        incarnation: u64,
+        sequence: u64,
+    ) -> Result<(), DropReason> {
         let Some(w) = self.peers.get_mut(node) else {
             self.peers
                 .insert(node.to_owned(), Window::new(incarnation, sequence));
             return Ok(());
         };
         if incarnation < w.incarnation {
-            return Err(Reject::Replayed);
+            return Err(DropReason::Replayed);
         }
         if incarnation > w.incarnation {
             *w = Window::new(incarnation, sequence);
@@ -652,7 +658,7 @@ impl ReplayGuard {
         }
         let behind = w.top - sequence;
         if behind >= REPLAY_WINDOW || w.seen & (1 << behind) != 0 {
-            return Err(Reject::Replayed);
+            return Err(DropReason::Replayed);
         }
         w.seen |= 1 << behind;
         Ok(())
@@ -667,7 +673,7 @@ pub struct Receiver {
     cluster_id: u64,
     me: String,
     replay: ReplayGuard,
-    /// Frames rejected, by reason; index = [`Reject::index`].
+    /// Frames rejected, by reason; index = [`DropReason::index`].
     pub rejected: [u64; 6],
     /// Frames accepted.
     pub accepted: u64,
@@ -687,7 +693,7 @@ impl Receiver {
     }
 
     /// The heartbeat in `frame`, or why it was dropped (and counted).
-    pub fn receive(&mut self, frame: &[u8]) -> Result<Heartbeat, Reject> {
+    pub fn receive(&mut self, frame: &[u8]) -> Result<Heartbeat, DropReason> {
         let result = self.check(frame);
         match &result {
             Ok(_) => self.accepted += 1,
@@ -696,10 +702,10 @@ impl Receiver {
         result
     }
 
-    fn check(&mut self, frame: &[u8]) -> Result<Heartbeat, Reject> {
+    fn check(&mut self, frame: &[u8]) -> Result<Heartbeat, DropReason> {
         let hb = decode(frame, &self.key, self.cluster_id)?;
         if hb.node == self.me {
-            return Err(Reject::FromSelf);
+            return Err(DropReason::FromSelf);
         }
         self.replay.accept(&hb.node, hb.incarnation, hb.sequence)?;
         Ok(hb)

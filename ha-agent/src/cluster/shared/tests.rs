@@ -45,15 +45,15 @@ fn frames_round_trip_and_bad_ones_are_rejected() {
     assert_eq!(open(&frame, &k, 42), Ok(Shared::Operator(state)));
     assert_eq!(
         open(&frame, &key("other"), 42),
-        Err(Reject::Unauthenticated)
+        Err(DropReason::Unauthenticated)
     );
-    assert_eq!(open(&frame, &k, 43), Err(Reject::ForeignCluster));
+    assert_eq!(open(&frame, &k, 43), Err(DropReason::ForeignCluster));
     for i in 0..frame.len() {
         let mut bad = frame.clone();
         bad[i] ^= 0x01;
         assert!(open(&bad, &k, 42).is_err(), "flipped byte {i} accepted");
     }
-    assert_eq!(open(&frame[..10], &k, 42), Err(Reject::Malformed));
+    assert_eq!(open(&frame[..10], &k, 42), Err(DropReason::Malformed));
     let view = HealthView {
         node: "lb2".into(),
         sequence: 3,

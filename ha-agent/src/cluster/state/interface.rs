@@ -1,7 +1,7 @@
 //! What crosses between the machine and its shell: the [`Input`]s it
 //! takes, the [`Action`]s it returns (with the [`Outgoing`] heartbeat, the
-//! [`Reason`] of an ownership change and the [`Fault`]s it raises) and the
-//! [`PeerView`]s it reports.
+//! [`OwnershipCause`] of a take or release and the [`Fault`]s it raises)
+//! and the [`PeerView`]s it reports.
 //!
 //! Why a module of its own: the shell, the agent and the simulator speak
 //! only this vocabulary; how the machine decides is the parent module's.
@@ -86,12 +86,12 @@ pub enum Action {
     /// `on_owner`.
     Take {
         group: usize,
-        reason: Reason,
+        cause: OwnershipCause,
     },
     /// Clear OWNED, run `on_standby`.
     Release {
         group: usize,
-        reason: Reason,
+        cause: OwnershipCause,
     },
     /// Something needs an operator: log loudly, `on_fault`, metric.
     Fault(Fault),
@@ -187,9 +187,11 @@ impl Outgoing {
     }
 }
 
-/// Why a group was taken or released: one log line per decision.
+/// Why a group was taken or released: one log line per decision, and the
+/// `HA_REASON` of the `on_owner`/`on_standby` hooks. (Why a frame was
+/// dropped is another matter: `wire::DropReason`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub enum OwnershipCause {
     /// Taken: best candidate and nobody held it as far as this node knows.
     Elected,
     /// Taken from a peer that went silent for `dead_after`.
@@ -205,7 +207,7 @@ pub enum Reason {
     Standby,
     Leaving,
     /// Not ready: this node's digest disagrees with the cluster. It keeps
-    /// what it holds and takes nothing, so this is never a release reason.
+    /// what it holds and takes nothing, so this is never a release cause.
     DigestMismatch,
     /// Released: a higher node claims it too.
     Yielded(NodeName),
@@ -218,22 +220,24 @@ pub enum Reason {
     Failover,
 }
 
-impl fmt::Display for Reason {
+impl fmt::Display for OwnershipCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::Elected => write!(f, "elected"),
-            Reason::OwnerDown(n) => write!(f, "owner {n} is down"),
-            Reason::OwnerLeft(n) => write!(f, "owner {n} left"),
-            Reason::OwnerReleased(n) => write!(f, "owner {n} released it"),
-            Reason::QuorumLost => write!(f, "quorum lost"),
-            Reason::Ineligible => write!(f, "not eligible"),
-            Reason::Standby => write!(f, "standby"),
-            Reason::Leaving => write!(f, "leaving"),
-            Reason::DigestMismatch => write!(f, "digest differs from the cluster's"),
-            Reason::Yielded(n) => write!(f, "yielded to higher claimant {n}"),
-            Reason::Unanswered(n) => write!(f, "{n} keeps claiming it and does not hear us"),
-            Reason::Preempted(n) => write!(f, "preempted by {n}"),
-            Reason::Failover => write!(f, "failover requested"),
+            OwnershipCause::Elected => write!(f, "elected"),
+            OwnershipCause::OwnerDown(n) => write!(f, "owner {n} is down"),
+            OwnershipCause::OwnerLeft(n) => write!(f, "owner {n} left"),
+            OwnershipCause::OwnerReleased(n) => write!(f, "owner {n} released it"),
+            OwnershipCause::QuorumLost => write!(f, "quorum lost"),
+            OwnershipCause::Ineligible => write!(f, "not eligible"),
+            OwnershipCause::Standby => write!(f, "standby"),
+            OwnershipCause::Leaving => write!(f, "leaving"),
+            OwnershipCause::DigestMismatch => write!(f, "digest differs from the cluster's"),
+            OwnershipCause::Yielded(n) => write!(f, "yielded to higher claimant {n}"),
+            OwnershipCause::Unanswered(n) => {
+                write!(f, "{n} keeps claiming it and does not hear us")
+            }
+            OwnershipCause::Preempted(n) => write!(f, "preempted by {n}"),
+            OwnershipCause::Failover => write!(f, "failover requested"),
         }
     }
 }

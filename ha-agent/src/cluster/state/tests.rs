@@ -174,21 +174,21 @@ impl Lab {
             .collect()
     }
 
-    fn takes(&self, name: &str, since: Duration) -> Vec<(Duration, usize, Reason)> {
+    fn takes(&self, name: &str, since: Duration) -> Vec<(Duration, usize, OwnershipCause)> {
         self.actions(name, since)
             .into_iter()
             .filter_map(|(t, a)| match a {
-                Action::Take { group, reason } => Some((t, group, reason)),
+                Action::Take { group, cause } => Some((t, group, cause)),
                 _ => None,
             })
             .collect()
     }
 
-    fn releases(&self, name: &str, since: Duration) -> Vec<(Duration, usize, Reason)> {
+    fn releases(&self, name: &str, since: Duration) -> Vec<(Duration, usize, OwnershipCause)> {
         self.actions(name, since)
             .into_iter()
             .filter_map(|(t, a)| match a {
-                Action::Release { group, reason } => Some((t, group, reason)),
+                Action::Release { group, cause } => Some((t, group, cause)),
                 _ => None,
             })
             .collect()
@@ -248,7 +248,7 @@ fn cold_start_elects_the_best_once() {
     assert_eq!(takes.len(), 2);
     // Ready once a peer answers its first frame, then it bids for D.
     assert!(takes[0].0 >= D && takes[0].0 <= D + I, "{takes:?}");
-    assert_eq!(takes[0].2, Reason::Elected);
+    assert_eq!(takes[0].2, OwnershipCause::Elected);
     assert!(lab.takes("b", Duration::ZERO).is_empty());
     assert!(lab.takes("c", Duration::ZERO).is_empty());
     assert!(lab.peers_agree());
@@ -270,8 +270,8 @@ fn owner_crash_next_best_takes_after_dead_after() {
     lab.run_for(Duration::from_secs(1));
     let takes = lab.takes("b", t0);
     assert_eq!(takes.len(), 1, "{takes:?}");
-    let (t, _, reason) = &takes[0];
-    assert_eq!(*reason, Reason::OwnerDown("a".into()));
+    let (t, _, cause) = &takes[0];
+    assert_eq!(*cause, OwnershipCause::OwnerDown("a".into()));
     // a's last frame left at most one interval before the crash.
     assert!(*t >= t0 + D - I && *t <= t0 + D + DELAY, "{:?}", *t - t0);
     assert!(lab.takes("c", t0).is_empty());
@@ -290,7 +290,7 @@ fn leaving_owner_is_replaced_at_once() {
     assert!(
         takes
             .iter()
-            .all(|(t, _, r)| *t <= t0 + DELAY && *r == Reason::OwnerLeft("a".into()))
+            .all(|(t, _, r)| *t <= t0 + DELAY && *r == OwnershipCause::OwnerLeft("a".into()))
     );
     assert!(lab.actions("b", t0).contains(&(
         t0 + DELAY,
@@ -335,8 +335,14 @@ fn preempt_hands_over_after_the_succession_hold() {
         released - t0
     );
     assert_eq!(taken, released + DELAY);
-    assert_eq!(lab.releases("b", t0)[0].2, Reason::Preempted("a".into()));
-    assert_eq!(lab.takes("a", t0)[0].2, Reason::OwnerReleased("b".into()));
+    assert_eq!(
+        lab.releases("b", t0)[0].2,
+        OwnershipCause::Preempted("a".into())
+    );
+    assert_eq!(
+        lab.takes("a", t0)[0].2,
+        OwnershipCause::OwnerReleased("b".into())
+    );
     assert_eq!(lab.owners(0), ["a"]);
 }
 
@@ -372,7 +378,7 @@ fn lone_owner(me: &str, prio: u8) -> (Cluster, Duration) {
     let acts = c.handle(Input::Tick { now: D });
     assert!(acts.contains(&Action::Take {
         group: 0,
-        reason: Reason::Elected
+        cause: OwnershipCause::Elected
     }));
     (c, D)
 }
@@ -404,7 +410,7 @@ fn of_two_claims_the_lower_yields_at_once() {
     });
     assert!(acts.contains(&Action::Release {
         group: 0,
-        reason: Reason::Yielded("a".into())
+        cause: OwnershipCause::Yielded("a".into())
     }));
     assert!(!b.owns(0));
     // A reordered older frame without the claim changes nothing.
@@ -577,7 +583,7 @@ fn the_higher_keeps_until_the_lower_claims_for_dead_after() {
             matches!(
                 a,
                 Action::Release {
-                    reason: Reason::Unanswered(_),
+                    cause: OwnershipCause::Unanswered(_),
                     ..
                 }
             )
@@ -599,12 +605,12 @@ fn partition_minority_releases_majority_keeps_one_owner() {
     lab.run_for(Duration::from_secs(1));
     let released = lab.releases("a", t0);
     assert_eq!(released.len(), 2);
-    assert_eq!(released[0].2, Reason::QuorumLost);
+    assert_eq!(released[0].2, OwnershipCause::QuorumLost);
     let window = ClusterParams::new("a", 0, &["a"], 0).quorum_window();
     assert!(released[0].0 <= t0 + window + DELAY);
     let takes = lab.takes("b", t0);
     assert_eq!(takes.len(), 2);
-    assert_eq!(takes[0].2, Reason::OwnerDown("a".into()));
+    assert_eq!(takes[0].2, OwnershipCause::OwnerDown("a".into()));
     assert!(takes[0].0 > released[0].0);
     assert!(lab.node("a").faults().contains(&Fault::QuorumLost));
     assert_eq!((lab.owners(0), lab.owners(1)), (vec!["b"], vec!["b"]));
@@ -797,11 +803,11 @@ fn ineligible_or_standby_releases_at_once() {
         eligible: false,
     });
     assert!(lab.owners(0).is_empty() && lab.owners(1).is_empty());
-    assert_eq!(lab.releases("a", t0)[0].2, Reason::Ineligible);
+    assert_eq!(lab.releases("a", t0)[0].2, OwnershipCause::Ineligible);
     lab.run_for(Duration::from_secs(1));
     assert_eq!(lab.owners(0), ["b"]);
     lab.input("b", |now| Input::Standby { now, on: true });
-    assert_eq!(lab.releases("b", t0)[0].2, Reason::Standby);
+    assert_eq!(lab.releases("b", t0)[0].2, OwnershipCause::Standby);
     lab.run_for(Duration::from_secs(1));
     assert_eq!(lab.owners(0), ["c"]);
     // a is back: everything returns to it.
@@ -824,7 +830,7 @@ fn failover_moves_a_group_to_the_named_node_for_good() {
             to: Some("c".into()),
         });
     }
-    assert_eq!(lab.releases("a", t0), [(t0, 0, Reason::Failover)]);
+    assert_eq!(lab.releases("a", t0), [(t0, 0, OwnershipCause::Failover)]);
     lab.run_for(Duration::from_secs(2));
     assert_eq!(lab.owners(0), ["c"]);
     assert_eq!(lab.owners(1), ["a"]);

@@ -211,9 +211,9 @@ fn wire_every_bit_flip_rejected() {
         bad[bit / 8] ^= 1 << (bit % 8);
         let got = decode(&bad, &key(), CLUSTER);
         let want = match bit / 8 {
-            0 | 1 => Reject::Malformed,
-            OFF_VERSION => Reject::Version,
-            _ => Reject::Unauthenticated,
+            0 | 1 => DropReason::Malformed,
+            OFF_VERSION => DropReason::Version,
+            _ => DropReason::Unauthenticated,
         };
         assert_eq!(got, Err(want), "bit {bit} flipped");
     }
@@ -225,20 +225,23 @@ fn wire_truncated_at_every_length_rejected() {
     for len in 0..frame.len() {
         let got = decode(&frame[..len], &key(), CLUSTER);
         let want = if len <= OFF_FLAGS || len < MIN_FRAME_LEN {
-            Reject::Malformed
+            DropReason::Malformed
         } else {
-            Reject::Unauthenticated
+            DropReason::Unauthenticated
         };
         assert_eq!(got, Err(want), "truncated to {len} bytes");
     }
     // Bytes appended: the tag is read from the wrong place.
     let mut long = frame.clone();
     long.push(0);
-    assert_eq!(decode(&long, &key(), CLUSTER), Err(Reject::Unauthenticated));
+    assert_eq!(
+        decode(&long, &key(), CLUSTER),
+        Err(DropReason::Unauthenticated)
+    );
     // Longer than any valid frame: dropped before the HMAC.
     let mut huge = frame;
     huge.resize(MAX_FRAME_LEN + 1, 0);
-    assert_eq!(decode(&huge, &key(), CLUSTER), Err(Reject::Malformed));
+    assert_eq!(decode(&huge, &key(), CLUSTER), Err(DropReason::Malformed));
 }
 
 /// Below the tag check, the codec fails cleanly wherever the bytes end.
@@ -258,12 +261,12 @@ fn wire_wrong_key_rejected() {
     let other = Key::from_bytes(b"0123456789abcdef0123456789abcdef").unwrap();
     assert_eq!(
         decode(&frame, &other, CLUSTER),
-        Err(Reject::Unauthenticated)
+        Err(DropReason::Unauthenticated)
     );
     // Authentication comes before the cluster id.
     assert_eq!(
         decode(&frame, &other, CLUSTER + 1),
-        Err(Reject::Unauthenticated)
+        Err(DropReason::Unauthenticated)
     );
 }
 
@@ -272,7 +275,7 @@ fn wire_foreign_cluster_rejected_after_auth() {
     let frame = encode(&full(), &key());
     assert_eq!(
         decode(&frame, &key(), CLUSTER + 1),
-        Err(Reject::ForeignCluster)
+        Err(DropReason::ForeignCluster)
     );
 }
 
@@ -280,16 +283,22 @@ fn wire_foreign_cluster_rejected_after_auth() {
 fn wire_version_checked_before_auth_and_length() {
     let mut frame = encode(&full(), &key());
     frame[OFF_VERSION] = 1;
-    assert_eq!(decode(&frame, &key(), CLUSTER), Err(Reject::Version));
-    assert_eq!(decode(b"HA\x01\x00", &key(), CLUSTER), Err(Reject::Version));
-    assert_eq!(decode(b"HA\x03\x00", &key(), CLUSTER), Err(Reject::Version));
+    assert_eq!(decode(&frame, &key(), CLUSTER), Err(DropReason::Version));
+    assert_eq!(
+        decode(b"HA\x01\x00", &key(), CLUSTER),
+        Err(DropReason::Version)
+    );
+    assert_eq!(
+        decode(b"HA\x03\x00", &key(), CLUSTER),
+        Err(DropReason::Version)
+    );
     assert_eq!(
         decode(b"HA\x02\x00", &key(), CLUSTER),
-        Err(Reject::Malformed)
+        Err(DropReason::Malformed)
     );
     assert_eq!(
         decode(b"XA\x02\x00", &key(), CLUSTER),
-        Err(Reject::Malformed)
+        Err(DropReason::Malformed)
     );
 }
 
@@ -393,7 +402,7 @@ fn wire_authenticated_garbage_is_malformed() {
         let frame = tagged(&body);
         assert_eq!(
             decode(&frame, &key(), CLUSTER),
-            Err(Reject::Malformed),
+            Err(DropReason::Malformed),
             "{what}"
         );
     }
@@ -406,10 +415,10 @@ fn wire_authenticated_garbage_is_malformed() {
 fn replay_duplicate_rejected() {
     let mut g = ReplayGuard::new();
     assert_eq!(g.accept("b", 1, 10), Ok(()));
-    assert_eq!(g.accept("b", 1, 10), Err(Reject::Replayed));
+    assert_eq!(g.accept("b", 1, 10), Err(DropReason::Replayed));
     assert_eq!(g.accept("b", 1, 11), Ok(()));
-    assert_eq!(g.accept("b", 1, 11), Err(Reject::Replayed));
-    assert_eq!(g.accept("b", 1, 10), Err(Reject::Replayed));
+    assert_eq!(g.accept("b", 1, 11), Err(DropReason::Replayed));
+    assert_eq!(g.accept("b", 1, 10), Err(DropReason::Replayed));
     // Per node: another sender's numbers are its own.
     assert_eq!(g.accept("c", 1, 10), Ok(()));
 }
@@ -423,14 +432,14 @@ fn replay_reordered_within_window_accepted_once() {
         assert_eq!(g.accept("b", 1, seq), Ok(()), "{seq}");
     }
     for seq in 100..=105 {
-        assert_eq!(g.accept("b", 1, seq), Err(Reject::Replayed), "{seq}");
+        assert_eq!(g.accept("b", 1, seq), Err(DropReason::Replayed), "{seq}");
     }
     // The oldest sequence the window still holds.
     assert_eq!(g.accept("b", 1, 105 - (REPLAY_WINDOW - 1)), Ok(()));
     // Sliding keeps the bits of what was seen.
     assert_eq!(g.accept("b", 1, 110), Ok(()));
     for seq in 100..=105 {
-        assert_eq!(g.accept("b", 1, seq), Err(Reject::Replayed), "{seq}");
+        assert_eq!(g.accept("b", 1, seq), Err(DropReason::Replayed), "{seq}");
     }
     for seq in 106..110 {
         assert_eq!(g.accept("b", 1, seq), Ok(()), "{seq}");
@@ -443,15 +452,15 @@ fn replay_older_than_window_rejected() {
     assert_eq!(g.accept("b", 1, 1000), Ok(()));
     assert_eq!(
         g.accept("b", 1, 1000 - REPLAY_WINDOW),
-        Err(Reject::Replayed)
+        Err(DropReason::Replayed)
     );
-    assert_eq!(g.accept("b", 1, 0), Err(Reject::Replayed));
+    assert_eq!(g.accept("b", 1, 0), Err(DropReason::Replayed));
     // A jump of a whole window or more forgets everything below.
     assert_eq!(g.accept("b", 1, 1000 + REPLAY_WINDOW), Ok(()));
-    assert_eq!(g.accept("b", 1, 1000), Err(Reject::Replayed));
+    assert_eq!(g.accept("b", 1, 1000), Err(DropReason::Replayed));
     assert_eq!(g.accept("b", 1, 1001), Ok(()));
     assert_eq!(g.accept("b", 1, u64::MAX), Ok(()));
-    assert_eq!(g.accept("b", 1, u64::MAX), Err(Reject::Replayed));
+    assert_eq!(g.accept("b", 1, u64::MAX), Err(DropReason::Replayed));
 }
 
 #[test]
@@ -460,18 +469,18 @@ fn replay_new_incarnation_resets_window() {
     assert_eq!(g.accept("b", 5, 1_000_000), Ok(()));
     // Restarted: numbering starts over.
     assert_eq!(g.accept("b", 6, 1), Ok(()));
-    assert_eq!(g.accept("b", 6, 1), Err(Reject::Replayed));
+    assert_eq!(g.accept("b", 6, 1), Err(DropReason::Replayed));
     assert_eq!(g.accept("b", 6, 2), Ok(()));
     // The old run's frames are replays now, however high their sequence.
-    assert_eq!(g.accept("b", 5, 1_000_001), Err(Reject::Replayed));
+    assert_eq!(g.accept("b", 5, 1_000_001), Err(DropReason::Replayed));
 }
 
 #[test]
 fn replay_older_incarnation_rejected() {
     let mut g = ReplayGuard::new();
     assert_eq!(g.accept("b", 7, 3), Ok(()));
-    assert_eq!(g.accept("b", 6, 4), Err(Reject::Replayed));
-    assert_eq!(g.accept("b", 0, u64::MAX), Err(Reject::Replayed));
+    assert_eq!(g.accept("b", 6, 4), Err(DropReason::Replayed));
+    assert_eq!(g.accept("b", 0, u64::MAX), Err(DropReason::Replayed));
     assert_eq!(g.accept("b", 7, 4), Ok(()));
 }
 
@@ -480,7 +489,7 @@ fn receiver_rejects_from_self() {
     let mut me = Sender::new(key(), CLUSTER, 1);
     let frame = me.seal(&full());
     let mut rx = Receiver::new(key(), CLUSTER, "lb-2.example");
-    assert_eq!(rx.receive(&frame), Err(Reject::FromSelf));
+    assert_eq!(rx.receive(&frame), Err(DropReason::FromSelf));
     let mut other = Receiver::new(key(), CLUSTER, "lb-1.example");
     assert!(other.receive(&frame).is_ok());
 }
@@ -503,25 +512,25 @@ fn receiver_counts_each_reason() {
     assert_eq!(rx.receive(&f2).map(|hb| hb.sequence), Ok(2));
     assert_eq!(rx.receive(&f1).map(|hb| hb.sequence), Ok(1)); // reordered
     let rejections = [
-        (&f1[..3], Reject::Malformed),
-        (&versioned[..], Reject::Version),
-        (&forged[..], Reject::Unauthenticated),
-        (&forged[..], Reject::Unauthenticated),
-        (&foreign[..], Reject::ForeignCluster),
-        (&f1[..], Reject::Replayed),
-        (&f2[..], Reject::Replayed),
-        (&f2[..], Reject::Replayed),
-        (&own[..], Reject::FromSelf),
+        (&f1[..3], DropReason::Malformed),
+        (&versioned[..], DropReason::Version),
+        (&forged[..], DropReason::Unauthenticated),
+        (&forged[..], DropReason::Unauthenticated),
+        (&foreign[..], DropReason::ForeignCluster),
+        (&f1[..], DropReason::Replayed),
+        (&f2[..], DropReason::Replayed),
+        (&f2[..], DropReason::Replayed),
+        (&own[..], DropReason::FromSelf),
     ];
     for (frame, reason) in rejections {
         assert_eq!(rx.receive(frame), Err(reason));
     }
     assert_eq!(rx.accepted, 2);
     assert_eq!(rx.rejected, [1, 1, 2, 1, 3, 1]);
-    for (i, reason) in Reject::ALL.into_iter().enumerate() {
+    for (i, reason) in DropReason::ALL.into_iter().enumerate() {
         assert_eq!(reason.index(), i);
     }
-    let names: Vec<_> = Reject::ALL.iter().map(|r| r.name()).collect();
+    let names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
     assert_eq!(
         names,
         [
