@@ -164,7 +164,7 @@ pub struct BackendSample {
 pub struct ClusterSample {
     pub quorum: bool,
     pub peers: Vec<PeerSample>,
-    /// Heartbeats dropped, by reason (`Reject::name`).
+    /// Heartbeats dropped, by reason (`DropReason::name`).
     pub dropped: Vec<(&'static str, u64)>,
 }
 

@@ -545,12 +545,12 @@ impl Sim {
                         },
                     );
                 }
-                Action::Take { group, reason } => {
+                Action::Take { group, cause } => {
                     self.stats.takes += 1;
-                    log!(self, "{} TAKES {group}: {reason}", name(i));
+                    log!(self, "{} TAKES {group}: {cause}", name(i));
                 }
-                Action::Release { group, reason } => {
-                    log!(self, "{} releases {group}: {reason}", name(i));
+                Action::Release { group, cause } => {
+                    log!(self, "{} releases {group}: {cause}", name(i));
                 }
                 other => log!(self, "{} {other:?}", name(i)),
             }

@@ -203,16 +203,16 @@ impl Agent {
     pub(super) fn act(&mut self, action: Action) -> Result<()> {
         let datapath = &mut self.writer.datapath;
         match action {
-            Action::Take { group, reason } => {
-                tracing::info!(group = %self.config.groups[group], %reason, "VIP group taken");
+            Action::Take { group, cause } => {
+                tracing::info!(group = %self.config.groups[group], reason = %cause, "VIP group taken");
                 self.ownership
-                    .take(&self.config, datapath, group, &reason.to_string())?;
+                    .take(&self.config, datapath, group, &cause.to_string())?;
                 self.sync_health("took the group: own health checks rule", Instant::now())?;
             }
-            Action::Release { group, reason } => {
-                tracing::info!(group = %self.config.groups[group], %reason, "VIP group released");
+            Action::Release { group, cause } => {
+                tracing::info!(group = %self.config.groups[group], reason = %cause, "VIP group released");
                 self.ownership
-                    .release(&self.config, datapath, group, &reason.to_string())?;
+                    .release(&self.config, datapath, group, &cause.to_string())?;
                 self.sync_health("released the group: the owner's view rules", Instant::now())?;
             }
             Action::Fault(fault) => {

@@ -2,6 +2,7 @@
 //! membership, failure detection and per-group election as a pure state
 //! machine (`state`). The agent's UDP shell only moves bytes and time.
 
+mod codec;
 pub mod shared;
 pub mod shell;
 pub mod state;

@@ -20,10 +20,11 @@
 
 use std::{collections::BTreeSet, net::IpAddr};
 
-use hmac::Mac;
+use bytes::{Buf, BufMut};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::wire::{Key, Reject, TAG_LEN};
+use crate::cluster::codec::{BufExt, Codec, DecodeError};
+use crate::cluster::wire::{DropReason, Key, TAG_LEN};
 
 /// Magic of an operator-state frame.
 pub const OPERATOR_MAGIC: [u8; 2] = *b"HO";
@@ -101,107 +102,60 @@ pub fn is_shared_frame(frame: &[u8]) -> bool {
 /// Seals `content` into a frame with `magic`.
 pub fn seal<T: Serialize>(magic: [u8; 2], content: &T, key: &Key, cluster_id: u64) -> Vec<u8> {
     let mut frame = Vec::with_capacity(256);
-    frame.extend_from_slice(&magic);
-    frame.push(VERSION);
-    frame.extend_from_slice(&cluster_id.to_be_bytes());
+    Header { magic, cluster_id }.encode(&mut frame);
     serde_json::to_writer(&mut frame, content).expect("shared state serialises");
-    let tag = key.mac().chain_update(&frame).finalize().into_bytes();
-    frame.extend_from_slice(&tag);
+    key.append_tag(&mut frame);
     frame
 }
 
 /// The content of a shared frame, checked like a heartbeat: version, then
 /// the tag, then the cluster id, then the content.
-pub fn open(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Shared, Reject> {
+pub fn open(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Shared, DropReason> {
     if frame.len() < HEADER_LEN + TAG_LEN || frame.len() > MAX_FRAME_LEN || !is_shared_frame(frame)
     {
-        return Err(Reject::Malformed);
+        return Err(DropReason::Malformed);
     }
     if frame[2] != VERSION {
-        return Err(Reject::Version);
+        return Err(DropReason::Version);
     }
-    let (body, tag) = frame.split_at(frame.len() - TAG_LEN);
-    key.mac()
-        .chain_update(body)
-        .verify_slice(tag)
-        .map_err(|_| Reject::Unauthenticated)?;
-    let id = u64::from_be_bytes(body[3..HEADER_LEN].try_into().expect("8 bytes"));
-    if id != cluster_id {
-        return Err(Reject::ForeignCluster);
+    let mut content = key.verified_body(frame)?;
+    let header = Header::decode(&mut content)?;
+    if header.cluster_id != cluster_id {
+        return Err(DropReason::ForeignCluster);
     }
-    let json = &body[HEADER_LEN..];
-    let shared = if body[..2] == OPERATOR_MAGIC {
-        serde_json::from_slice(json).map(Shared::Operator)
+    let shared = if header.magic == OPERATOR_MAGIC {
+        serde_json::from_slice(content).map(Shared::Operator)
     } else {
-        serde_json::from_slice(json).map(Shared::Health)
+        serde_json::from_slice(content).map(Shared::Health)
     };
-    shared.map_err(|_| Reject::Malformed)
+    shared.map_err(|_| DropReason::Malformed)
+}
+
+/// What every shared frame starts with: its magic, [`VERSION`] and the
+/// cluster id.
+struct Header {
+    magic: [u8; 2],
+    cluster_id: u64,
+}
+
+impl Codec for Header {
+    fn decode<B: Buf>(buf: &mut B) -> Result<Header, DecodeError> {
+        let magic = buf.get()?;
+        if ![OPERATOR_MAGIC, HEALTH_MAGIC].contains(&magic) || buf.get::<u8>()? != VERSION {
+            return Err(DecodeError);
+        }
+        Ok(Header {
+            magic,
+            cluster_id: buf.get()?,
+        })
+    }
+
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        self.magic.encode(buf);
+        VERSION.encode(buf);
+        self.cluster_id.encode(buf);
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(text: &str) -> Key {
-        Key::from_bytes(format!("{text} .............................").as_bytes()).unwrap()
-    }
-
-    fn drained(version: u64, origin: &str) -> OperatorState {
-        let mut state = OperatorState {
-            version,
-            origin: origin.into(),
-            ..OperatorState::default()
-        };
-        state
-            .drained
-            .insert(("web".into(), "198.18.0.11".parse().unwrap()));
-        state
-    }
-
-    #[test]
-    fn the_newer_version_wins_and_ties_go_by_origin() {
-        let mut mine = OperatorState::default();
-        assert!(mine.adopt(drained(1, "lb2")));
-        assert!(
-            !mine.adopt(drained(1, "lb2")),
-            "the same copy again changes nothing"
-        );
-        assert!(
-            !mine.adopt(drained(1, "lb1")),
-            "equal version, lower origin"
-        );
-        assert!(mine.adopt(drained(1, "lb3")));
-        let v = mine.change("lb1", |s| {
-            s.drained.clear();
-        });
-        assert_eq!((v, mine.origin.as_str()), (2, "lb1"));
-        assert!(!mine.adopt(drained(1, "lb9")), "an older version loses");
-    }
-
-    #[test]
-    fn frames_round_trip_and_bad_ones_are_rejected() {
-        let k = key("cluster");
-        let state = drained(7, "lb1");
-        let frame = seal(OPERATOR_MAGIC, &state, &k, 42);
-        assert!(is_shared_frame(&frame));
-        assert_eq!(open(&frame, &k, 42), Ok(Shared::Operator(state)));
-        assert_eq!(
-            open(&frame, &key("other"), 42),
-            Err(Reject::Unauthenticated)
-        );
-        assert_eq!(open(&frame, &k, 43), Err(Reject::ForeignCluster));
-        for i in 0..frame.len() {
-            let mut bad = frame.clone();
-            bad[i] ^= 0x01;
-            assert!(open(&bad, &k, 42).is_err(), "flipped byte {i} accepted");
-        }
-        assert_eq!(open(&frame[..10], &k, 42), Err(Reject::Malformed));
-        let view = HealthView {
-            node: "lb2".into(),
-            sequence: 3,
-            down: drained(1, "x").drained,
-        };
-        let frame = seal(HEALTH_MAGIC, &view, &k, 42);
-        assert_eq!(open(&frame, &k, 42), Ok(Shared::Health(view)));
-    }
-}
+mod tests;

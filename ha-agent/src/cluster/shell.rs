@@ -17,7 +17,7 @@ use crate::{
     cluster::{
         shared::{self, Shared},
         state::{Action, Cluster, ClusterParams, Fencing, Input, Quorum},
-        wire::{self, Key, Receiver, Reject, Sender},
+        wire::{self, DropReason, Key, Receiver, Sender},
     },
     config::{ClusterConfig, Config, FencingConfig, QuorumConfig},
 };
@@ -183,8 +183,8 @@ impl Shell {
     }
 
     /// Heartbeats dropped so far, by reason.
-    pub fn rejected(&self) -> Vec<(Reject, u64)> {
-        Reject::ALL
+    pub fn rejected(&self) -> Vec<(DropReason, u64)> {
+        DropReason::ALL
             .iter()
             .map(|r| (*r, self.receiver.rejected[r.index()]))
             .collect()
@@ -223,23 +223,4 @@ pub fn wall_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_incarnation_never_goes_back() {
-        assert_eq!(next_incarnation(1_000, None), 1_000);
-        assert_eq!(next_incarnation(1_000, Some(900)), 1_000);
-        // The clock stepped back across the restart.
-        assert_eq!(next_incarnation(1_000, Some(5_000)), 5_001);
-    }
-
-    #[test]
-    fn the_last_incarnation_is_remembered_in_its_file() {
-        let file = std::env::temp_dir().join(format!("ha-incarnation-{}", std::process::id()));
-        std::fs::write(&file, format!("{}\n", u64::MAX / 2)).unwrap();
-        assert_eq!(remember_incarnation(&file), u64::MAX / 2 + 1);
-        assert_eq!(remember_incarnation(&file), u64::MAX / 2 + 2);
-        std::fs::remove_file(&file).unwrap();
-    }
-}
+mod tests;

@@ -10,6 +10,10 @@
 //! simulator in `tests/cluster_sim.rs` drives many of these machines
 //! through crashes, partitions, loss, delay and reordering.
 //!
+//! The inputs, actions and views the shell sees are in `interface`, the
+//! records kept per peer in `peer`; the rules below, their proof and the
+//! code that applies them are here.
+//!
 //! # Rules
 //!
 //! With `i` = interval, `D` = dead_after, `Lq` the quorum window and `Lt`
@@ -133,7 +137,6 @@
 //! connectivity) and the line topology (a hears b, c hears b, a and c do
 //! not hear each other), which heartbeats without reports cannot make safe.
 
-use std::fmt;
 use std::time::Duration;
 
 use super::{Heartbeat, NodeName, PeerReport, wire};
@@ -316,360 +319,11 @@ pub enum ParamsError {
     TwoNodeSize(usize),
 }
 
-/// Everything that can happen to the machine, each stamped with the time.
-///
-/// Why: the shell turns sockets, timers, hooks and operator commands into
-/// these; tests and the simulator produce them directly.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Input {
-    /// Time passes. Call it at [`Cluster::next_timeout`] (the safety
-    /// argument counts on a quorum loss being acted on when it happens; a
-    /// tick every interval acts up to an interval late); more often is
-    /// harmless.
-    Tick { now: Duration },
-    /// A frame that passed authentication, replay and cluster-id checks.
-    Heartbeat { now: Duration, hb: Heartbeat },
-    /// Local eligibility: links up, datapath loaded and answering, track
-    /// checks passing. A node starts ineligible until the shell says so.
-    Eligibility { now: Duration, eligible: bool },
-    /// This node's config/operator-state digest (all zero until set).
-    Digest { now: Duration, digest: [u8; 32] },
-    /// [`Quorum::TwoNode`] with a tie-breaker: whether it answers.
-    TieBreaker { now: Duration, reachable: bool },
-    /// Answer to [`Action::Fence`].
-    FenceDone {
-        now: Duration,
-        node: NodeName,
-        success: bool,
-    },
-    /// `hactl standby` (`on`) / `hactl unstandby`.
-    Standby { now: Duration, on: bool },
-    /// `hactl failover`: the current owner of `group` gives it up and
-    /// `to`, if given, is preferred in the election that follows. Deliver
-    /// it to every node (like drains): each node then excludes the former
-    /// owner for that election and none preempts back to it while the new
-    /// owner holds the group. The new owner takes it after bidding for
-    /// `dead_after`, or at once if it already was the heir (no `to`, or
-    /// `to` is the next best). A node that never gets the command follows
-    /// the normal ranking; rank settles any clash (the lower bidder steps
-    /// back).
-    Failover {
-        now: Duration,
-        group: usize,
-        to: Option<NodeName>,
-    },
-    /// Graceful stop: release everything and say LEAVING from now on.
-    Leave { now: Duration },
-}
+mod interface;
+mod peer;
 
-impl Input {
-    pub fn now(&self) -> Duration {
-        match self {
-            Input::Tick { now }
-            | Input::Heartbeat { now, .. }
-            | Input::Eligibility { now, .. }
-            | Input::Digest { now, .. }
-            | Input::TieBreaker { now, .. }
-            | Input::FenceDone { now, .. }
-            | Input::Standby { now, .. }
-            | Input::Failover { now, .. }
-            | Input::Leave { now } => *now,
-        }
-    }
-}
-
-/// What the shell must do, in order.
-///
-/// Why: the machine decides, the shell acts (sockets, maps, hooks).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Send this state to every peer now (the shell adds cluster id and
-    /// sequence: [`Outgoing::to_heartbeat`]).
-    Send(Outgoing),
-    /// Mark the group OWNED, announce it (gratuitous ARP / NA), run
-    /// `on_owner`.
-    Take {
-        group: usize,
-        reason: Reason,
-    },
-    /// Clear OWNED, run `on_standby`.
-    Release {
-        group: usize,
-        reason: Reason,
-    },
-    /// Something needs an operator: log loudly, `on_fault`, metric.
-    Fault(Fault),
-    /// A fault raised earlier is over.
-    Recovered(Fault),
-    /// Run the fencing hook against `node`; answer with
-    /// [`Input::FenceDone`].
-    Fence {
-        node: NodeName,
-    },
-    PeerUp {
-        node: NodeName,
-    },
-    PeerDown {
-        node: NodeName,
-        leaving: bool,
-    },
-}
-
-/// This node's part of a heartbeat.
-///
-/// Why: the machine owns the meaning of the fields, the send time
-/// included (peers echo it back to this machine); the wire sender owns
-/// cluster id and sequence numbers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outgoing {
-    pub node: NodeName,
-    pub incarnation: u64,
-    /// The machine's `now` when it made the frame.
-    pub sent_at: Duration,
-    pub priority: u8,
-    /// Ready to own: locally eligible, not standby or leaving, quorate,
-    /// digest agreed.
-    pub eligible: bool,
-    /// Groups this node owns, ascending.
-    pub claims: Vec<u16>,
-    /// Groups this node bids for (it is their heir), ascending.
-    pub bids: Vec<u16>,
-    pub leaving: bool,
-    pub standby: bool,
-    /// The newest frame accepted from each UP peer.
-    pub peers: Vec<PeerReport>,
-    pub digest: [u8; 32],
-}
-
-impl Outgoing {
-    pub fn to_heartbeat(&self, cluster_id: u64, sequence: u64) -> Heartbeat {
-        Heartbeat {
-            cluster_id,
-            node: self.node.clone(),
-            incarnation: self.incarnation,
-            sequence,
-            sent_at_us: micros(self.sent_at),
-            priority: self.priority,
-            eligible: self.eligible,
-            claims: self.claims.clone(),
-            bids: self.bids.clone(),
-            leaving: self.leaving,
-            standby: self.standby,
-            peers: self.peers.clone(),
-            digest: self.digest,
-        }
-    }
-
-    /// Whether this says anything `other` does not: all but the send time
-    /// and the reports' sequences, ages and echoes, which change with
-    /// every frame.
-    fn differs(&self, other: &Outgoing) -> bool {
-        type Own<'a> = (&'a str, u64, u8, bool, &'a [u16], &'a [u16], bool, bool);
-        fn own(o: &Outgoing) -> Own<'_> {
-            let (claims, bids) = (&o.claims, &o.bids);
-            (
-                &o.node,
-                o.incarnation,
-                o.priority,
-                o.eligible,
-                claims,
-                bids,
-                o.leaving,
-                o.standby,
-            )
-        }
-        fn report(r: &PeerReport) -> (&str, u64, u8, &[u16], &[u16]) {
-            (&r.node, r.incarnation, r.priority, &r.claims, &r.bids)
-        }
-        own(self) != own(other)
-            || self.digest != other.digest
-            || !self
-                .peers
-                .iter()
-                .map(report)
-                .eq(other.peers.iter().map(report))
-    }
-}
-
-/// Why a group was taken or released: one log line per decision.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// Taken: best candidate and nobody held it as far as this node knows.
-    Elected,
-    /// Taken from a peer that went silent for `dead_after`.
-    OwnerDown(NodeName),
-    /// Taken from a peer that said LEAVING.
-    OwnerLeft(NodeName),
-    /// Taken after the peer that held it released it.
-    OwnerReleased(NodeName),
-    /// Released: quorum lost.
-    QuorumLost,
-    /// Released: local eligibility lost.
-    Ineligible,
-    Standby,
-    Leaving,
-    /// Not ready: this node's digest disagrees with the cluster. It keeps
-    /// what it holds and takes nothing, so this is never a release reason.
-    DigestMismatch,
-    /// Released: a higher node claims it too.
-    Yielded(NodeName),
-    /// Released: a lower node kept claiming it for `dead_after`; it
-    /// evidently does not hear this node.
-    Unanswered(NodeName),
-    /// Released to a better candidate.
-    Preempted(NodeName),
-    /// Released by `hactl failover`.
-    Failover,
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Reason::Elected => write!(f, "elected"),
-            Reason::OwnerDown(n) => write!(f, "owner {n} is down"),
-            Reason::OwnerLeft(n) => write!(f, "owner {n} left"),
-            Reason::OwnerReleased(n) => write!(f, "owner {n} released it"),
-            Reason::QuorumLost => write!(f, "quorum lost"),
-            Reason::Ineligible => write!(f, "not eligible"),
-            Reason::Standby => write!(f, "standby"),
-            Reason::Leaving => write!(f, "leaving"),
-            Reason::DigestMismatch => write!(f, "digest differs from the cluster's"),
-            Reason::Yielded(n) => write!(f, "yielded to higher claimant {n}"),
-            Reason::Unanswered(n) => write!(f, "{n} keeps claiming it and does not hear us"),
-            Reason::Preempted(n) => write!(f, "preempted by {n}"),
-            Reason::Failover => write!(f, "failover requested"),
-        }
-    }
-}
-
-/// Conditions that need an operator.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// Quorum was held and is gone: everything released.
-    QuorumLost,
-    /// This node's digest differs from the cluster's: it takes nothing.
-    DigestMismatch,
-    /// The fencing hook failed against that node; retried every
-    /// `dead_after` while needed.
-    FenceFailed(NodeName),
-}
-
-impl fmt::Display for Fault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Fault::QuorumLost => write!(f, "quorum lost"),
-            Fault::DigestMismatch => {
-                write!(f, "config/operator digest differs from the cluster's")
-            }
-            Fault::FenceFailed(n) => write!(f, "fencing {n} failed"),
-        }
-    }
-}
-
-/// One peer as this node sees it (for `hactl status` and tests).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerView {
-    pub node: NodeName,
-    pub up: bool,
-    /// Time of the last accepted frame.
-    pub last_heard: Option<Duration>,
-    pub incarnation: Option<u64>,
-    pub priority: u8,
-    /// The peer's `eligible` bit: ready to own.
-    pub eligible: bool,
-    pub standby: bool,
-    /// The groups it owns, as far as this node knows (from its own frames
-    /// or a peer's report, while that knowledge is live).
-    pub claims: Vec<u16>,
-    pub digest_matches: bool,
-    /// Must be fenced before this node takes anything.
-    pub needs_fencing: bool,
-    /// Round-trip time, smoothed (7/8 old, 1/8 new sample, as TCP's SRTT);
-    /// `None` until its frames echo ours.
-    pub rtt: Option<Duration>,
-    /// The latest round-trip sample.
-    pub rtt_sample: Option<Duration>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FenceState {
-    /// Heard since it last went down, or left cleanly.
-    Clean,
-    Needed,
-    /// Fence emitted, waiting for FenceDone.
-    Pending,
-    Done,
-    Failed {
-        retry_at: Duration,
-    },
-}
-
-#[derive(Clone, Debug)]
-struct Peer {
-    name: NodeName,
-    /// Freshest (incarnation, sequence) accepted from the peer itself.
-    last: Option<(u64, u64)>,
-    heard_at: Option<Duration>,
-    /// When its current incarnation was first heard.
-    incarnation_since: Option<Duration>,
-    up: bool,
-    /// Said LEAVING in its current incarnation.
-    left: bool,
-    /// Of the freshest frame known (its own or reported).
-    priority: u8,
-    ready: bool,
-    standby: bool,
-    digest: [u8; 32],
-    /// What its latest own frame said, to report it to the other peers.
-    newest: Option<Newest>,
-    /// (incarnation, send time) of its frame that our last frame echoed.
-    echoed: Option<(u64, u64)>,
-    /// What this node knows of its groups.
-    known: Option<Known>,
-    /// Its latest frame's report about this node (this incarnation).
-    ack: Option<Ack>,
-    /// Smoothed round-trip time and the latest sample.
-    srtt: Option<Duration>,
-    rtt_sample: Option<Duration>,
-    /// Since when it has been a candidate, continuously.
-    candidate_since: Option<Duration>,
-    fence: FenceState,
-}
-
-/// A peer's latest own frame, as this node reports it.
-#[derive(Clone, Debug)]
-struct Newest {
-    sent_at_us: u64,
-    priority: u8,
-    claims: Vec<u16>,
-    bids: Vec<u16>,
-}
-
-/// The freshest frame known of a peer: its claims and bids, and until
-/// when they count.
-#[derive(Clone, Debug)]
-struct Known {
-    key: (u64, u64),
-    claims: Vec<bool>,
-    bids: Vec<bool>,
-    until: Duration,
-}
-
-/// A peer's echo of one of our frames.
-#[derive(Clone, Copy, Debug)]
-struct Ack {
-    /// The echoed frame's send time (our clock).
-    echo: Duration,
-    /// How long the peer held our frame before answering.
-    age: Duration,
-}
-
-impl Ack {
-    /// The peer sent its frame no earlier than this (our clock).
-    fn answered(&self) -> Duration {
-        self.echo + self.age
-    }
-}
+pub use interface::{Action, Fault, Input, Outgoing, OwnershipCause, PeerView};
+use peer::{Ack, FenceState, Known, Newest, Peer};
 
 /// A `hactl failover` in progress for one group.
 #[derive(Clone, Debug)]
@@ -707,7 +361,7 @@ pub struct Cluster {
     /// Configured peers, `me` excluded.
     peers: Vec<Peer>,
     owned: Vec<bool>,
-    /// Per group: the peer that claimed it last (for take reasons).
+    /// Per group: the peer that claimed it last (for take causes).
     last_owner: Vec<Option<usize>>,
     /// Per group: since when a lower peer claims a group this node owns.
     conflict_since: Vec<Option<Duration>>,
@@ -745,26 +399,7 @@ impl Cluster {
         };
         let peers = names
             .into_iter()
-            .map(|name| Peer {
-                name: name.clone(),
-                last: None,
-                heard_at: None,
-                incarnation_since: None,
-                up: false,
-                left: false,
-                priority: 0,
-                ready: false,
-                standby: false,
-                digest: [0; 32],
-                newest: None,
-                echoed: None,
-                known: None,
-                ack: None,
-                srtt: None,
-                rtt_sample: None,
-                candidate_since: None,
-                fence,
-            })
+            .map(|name| Peer::new(name.clone(), fence))
             .collect();
         let g = params.groups;
         Ok(Cluster {
@@ -1241,15 +876,15 @@ impl Cluster {
             self.clear_fault(&Fault::DigestMismatch, out);
         }
         let unready = if self.leaving {
-            Some(Reason::Leaving)
+            Some(OwnershipCause::Leaving)
         } else if self.standby {
-            Some(Reason::Standby)
+            Some(OwnershipCause::Standby)
         } else if !self.eligible {
-            Some(Reason::Ineligible)
+            Some(OwnershipCause::Ineligible)
         } else if !quorum {
-            Some(Reason::QuorumLost)
+            Some(OwnershipCause::QuorumLost)
         } else if !digest_ok {
-            Some(Reason::DigestMismatch)
+            Some(OwnershipCause::DigestMismatch)
         } else {
             None
         };
@@ -1281,15 +916,15 @@ impl Cluster {
                 self.conflict_since[g] = None;
                 continue;
             }
-            let reason = match &unready {
-                None | Some(Reason::DigestMismatch) => self.release_reason(g, now),
+            let cause = match &unready {
+                None | Some(OwnershipCause::DigestMismatch) => self.release_cause(g, now),
                 Some(r) => Some(r.clone()),
             };
-            if let Some(reason) = reason {
+            if let Some(cause) = cause {
                 self.owned[g] = false;
                 self.keep_from[g] = None;
                 self.conflict_since[g] = None;
-                out.push(Action::Release { group: g, reason });
+                out.push(Action::Release { group: g, cause });
             }
         }
         // Bids and takes. A take needs a majority that spoke to this node
@@ -1328,16 +963,16 @@ impl Cluster {
                 blocked_by_fencing = true;
                 continue;
             }
-            let reason = match self.last_owner[g] {
-                None => Reason::Elected,
+            let cause = match self.last_owner[g] {
+                None => OwnershipCause::Elected,
                 Some(i) => {
                     let p = &self.peers[i];
                     if p.left {
-                        Reason::OwnerLeft(p.name.clone())
+                        OwnershipCause::OwnerLeft(p.name.clone())
                     } else if p.known.as_ref().is_some_and(|k| now < k.until) {
-                        Reason::OwnerReleased(p.name.clone())
+                        OwnershipCause::OwnerReleased(p.name.clone())
                     } else {
-                        Reason::OwnerDown(p.name.clone())
+                        OwnershipCause::OwnerDown(p.name.clone())
                     }
                 }
             };
@@ -1345,7 +980,7 @@ impl Cluster {
             self.keep_from[g] = self.handover[g].take().and_then(|h| h.from);
             self.owned[g] = true;
             self.bid_since[g] = None;
-            out.push(Action::Take { group: g, reason });
+            out.push(Action::Take { group: g, cause });
         }
         if blocked_by_fencing {
             for p in &mut self.peers {
@@ -1360,7 +995,7 @@ impl Cluster {
     }
 
     /// Why this node, ready and owning `g`, should give it up now.
-    fn release_reason(&mut self, g: usize, now: Duration) -> Option<Reason> {
+    fn release_cause(&mut self, g: usize, now: Duration) -> Option<OwnershipCause> {
         // Two claims: the lower yields at once; the higher gives way only
         // if the lower keeps claiming for dead_after (it cannot hear us).
         let claimants: Vec<usize> = (0..self.peers.len())
@@ -1370,21 +1005,21 @@ impl Cluster {
             .iter()
             .find(|&&i| self.rank(Who::Peer(i)) > self.rank(Who::Me))
         {
-            return Some(Reason::Yielded(self.peers[i].name.clone()));
+            return Some(OwnershipCause::Yielded(self.peers[i].name.clone()));
         }
         match claimants.first() {
             None => self.conflict_since[g] = None,
             Some(&i) => {
                 let since = *self.conflict_since[g].get_or_insert(now);
                 if now >= since + self.p.dead_after {
-                    return Some(Reason::Unanswered(self.peers[i].name.clone()));
+                    return Some(OwnershipCause::Unanswered(self.peers[i].name.clone()));
                 }
             }
         }
         let best = self.best(g, false, true);
         let from = self.handover[g].as_ref().and_then(|h| h.from.as_deref());
         if from == Some(self.p.me.as_str()) && best.is_some_and(|b| b != Who::Me) {
-            return Some(Reason::Failover);
+            return Some(OwnershipCause::Failover);
         }
         if let (true, Some(Who::Peer(i))) = (self.p.preempt, best) {
             let b = &self.peers[i];
@@ -1392,7 +1027,7 @@ impl Cluster {
                 .candidate_since
                 .is_some_and(|s| now >= s + self.preempt_wait());
             if waited && self.keep_from[g].as_ref() != Some(&b.name) {
-                return Some(Reason::Preempted(b.name.clone()));
+                return Some(OwnershipCause::Preempted(b.name.clone()));
             }
         }
         None
@@ -1468,890 +1103,4 @@ fn micros(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const I: Duration = DEFAULT_INTERVAL;
-    const D: Duration = Duration::from_millis(200);
-    /// One-way delay of the test network.
-    const DELAY: Duration = Duration::from_millis(1);
-    const MS: Duration = Duration::from_millis(1);
-
-    /// A few machines on an instant-ish network: every frame arrives after
-    /// `DELAY` unless the link is cut; ticks at `next_timeout`. After every
-    /// step it asserts that no group has two quorate owners.
-    struct Lab {
-        now: Duration,
-        params: Vec<ClusterParams>,
-        nodes: Vec<Option<Cluster>>,
-        incarnation: Vec<u64>,
-        sequence: Vec<u64>,
-        cut: Vec<Vec<bool>>,
-        wire: Vec<(Duration, usize, Heartbeat)>,
-        log: Vec<(Duration, usize, Action)>,
-    }
-
-    impl Lab {
-        /// Nodes named by `prios` (name, priority); none started yet.
-        fn new(prios: &[(&str, u8)], groups: usize, tweak: impl Fn(&mut ClusterParams)) -> Lab {
-            let names: Vec<&str> = prios.iter().map(|(n, _)| *n).collect();
-            let params: Vec<ClusterParams> = prios
-                .iter()
-                .map(|(n, prio)| {
-                    let mut p = ClusterParams::new(n, *prio, &names, groups);
-                    tweak(&mut p);
-                    p
-                })
-                .collect();
-            let n = prios.len();
-            Lab {
-                now: Duration::ZERO,
-                params,
-                nodes: (0..n).map(|_| None).collect(),
-                incarnation: vec![0; n],
-                sequence: vec![0; n],
-                cut: vec![vec![false; n]; n],
-                wire: Vec::new(),
-                log: Vec::new(),
-            }
-        }
-
-        fn idx(&self, name: &str) -> usize {
-            self.params.iter().position(|p| p.me == name).unwrap()
-        }
-
-        fn start(&mut self, name: &str) {
-            let i = self.idx(name);
-            self.incarnation[i] += 1;
-            let c = Cluster::new(self.params[i].clone(), self.now, self.incarnation[i]).unwrap();
-            self.nodes[i] = Some(c);
-            self.input(name, |now| Input::Eligibility {
-                now,
-                eligible: true,
-            });
-        }
-
-        fn start_all(&mut self) {
-            let names: Vec<String> = self.params.iter().map(|p| p.me.clone()).collect();
-            for n in names {
-                self.start(&n);
-            }
-        }
-
-        fn crash(&mut self, name: &str) {
-            let i = self.idx(name);
-            self.nodes[i] = None;
-        }
-
-        /// Cuts (or restores) both directions between `a` and `b`.
-        fn cut(&mut self, a: &str, b: &str, cut: bool) {
-            let (a, b) = (self.idx(a), self.idx(b));
-            self.cut[a][b] = cut;
-            self.cut[b][a] = cut;
-        }
-
-        fn node(&self, name: &str) -> &Cluster {
-            self.nodes[self.idx(name)].as_ref().unwrap()
-        }
-
-        fn input(&mut self, name: &str, f: impl FnOnce(Duration) -> Input) {
-            let i = self.idx(name);
-            let input = f(self.now);
-            self.feed(i, input);
-        }
-
-        fn feed(&mut self, i: usize, input: Input) {
-            let Some(c) = self.nodes[i].as_mut() else {
-                return;
-            };
-            for a in c.handle(input) {
-                if let Action::Send(o) = &a {
-                    self.sequence[i] += 1;
-                    let hb = o.to_heartbeat(1, self.sequence[i]);
-                    for to in 0..self.nodes.len() {
-                        if to != i && !self.cut[i][to] {
-                            self.wire.push((self.now + DELAY, to, hb.clone()));
-                        }
-                    }
-                } else {
-                    self.log.push((self.now, i, a));
-                }
-            }
-            self.assert_safe();
-        }
-
-        fn assert_safe(&self) {
-            for g in 0..self.params[0].groups {
-                let quorate_owners = self
-                    .nodes
-                    .iter()
-                    .flatten()
-                    .filter(|c| c.owns(g) && c.has_quorum())
-                    .count();
-                assert!(
-                    quorate_owners <= 1,
-                    "two quorate owners of {g} at {:?}",
-                    self.now
-                );
-            }
-        }
-
-        fn run_for(&mut self, d: Duration) {
-            let end = self.now + d;
-            loop {
-                let delivery = self.wire.iter().map(|w| w.0).min();
-                let tick = (0..self.nodes.len())
-                    .filter_map(|i| self.nodes[i].as_ref().map(|c| (c.next_timeout(), i)))
-                    .min();
-                let next = match (delivery, tick) {
-                    (Some(d), Some((t, _))) => d.min(t),
-                    (Some(d), None) => d,
-                    (None, Some((t, _))) => t,
-                    (None, None) => end,
-                };
-                if next > end {
-                    self.now = end;
-                    return;
-                }
-                self.now = next.max(self.now);
-                if delivery == Some(next) {
-                    let k = self.wire.iter().position(|w| w.0 == next).unwrap();
-                    let (_, to, hb) = self.wire.remove(k);
-                    let now = self.now;
-                    self.feed(to, Input::Heartbeat { now, hb });
-                } else if let Some((_, i)) = tick {
-                    let now = self.now;
-                    self.feed(i, Input::Tick { now });
-                }
-            }
-        }
-
-        fn owners(&self, g: usize) -> Vec<&str> {
-            self.nodes
-                .iter()
-                .flatten()
-                .filter(|c| c.owns(g))
-                .map(|c| c.params().me.as_str())
-                .collect()
-        }
-
-        /// Actions of `name` since `since`, in order.
-        fn actions(&self, name: &str, since: Duration) -> Vec<(Duration, Action)> {
-            let i = self.idx(name);
-            self.log
-                .iter()
-                .filter(|(t, n, _)| *n == i && *t >= since)
-                .map(|(t, _, a)| (*t, a.clone()))
-                .collect()
-        }
-
-        fn takes(&self, name: &str, since: Duration) -> Vec<(Duration, usize, Reason)> {
-            self.actions(name, since)
-                .into_iter()
-                .filter_map(|(t, a)| match a {
-                    Action::Take { group, reason } => Some((t, group, reason)),
-                    _ => None,
-                })
-                .collect()
-        }
-
-        fn releases(&self, name: &str, since: Duration) -> Vec<(Duration, usize, Reason)> {
-            self.actions(name, since)
-                .into_iter()
-                .filter_map(|(t, a)| match a {
-                    Action::Release { group, reason } => Some((t, group, reason)),
-                    _ => None,
-                })
-                .collect()
-        }
-    }
-
-    const ABC: &[(&str, u8)] = &[("a", 30), ("b", 20), ("c", 10)];
-
-    fn settled(prios: &[(&str, u8)], groups: usize, tweak: impl Fn(&mut ClusterParams)) -> Lab {
-        let mut lab = Lab::new(prios, groups, tweak);
-        lab.start_all();
-        lab.run_for(Duration::from_secs(1));
-        lab
-    }
-
-    #[test]
-    fn params_are_validated() {
-        let mut p = ClusterParams::new("x", 1, &["a", "b"], 1);
-        assert_eq!(p.validate(), Err(ParamsError::NotAMember("x".into())));
-        p = ClusterParams::new("a", 1, &["a", "b", "a"], 1);
-        assert_eq!(p.validate(), Err(ParamsError::Duplicate("a".into())));
-        p = ClusterParams::new("a", 1, &["a", "b", "c"], 1);
-        p.quorum = Quorum::TwoNode { tie_breaker: false };
-        assert_eq!(p.validate(), Err(ParamsError::TwoNodeSize(3)));
-        p = ClusterParams::new("a", 1, &["a", "b"], 1);
-        p.dead_after = I;
-        assert!(matches!(
-            p.validate(),
-            Err(ParamsError::DeadAfterTooShort { .. })
-        ));
-        p.dead_after = 4 * I;
-        assert_eq!(p.validate(), Ok(()));
-        assert_eq!(p.succession_hold(), 4 * I);
-        for (dead, take) in [(4, I * 3 / 2), (3, I * 3 / 4), (2, I / 2), (10, I * 3 / 2)] {
-            p.dead_after = dead * I;
-            assert_eq!(p.take_window(), take, "{dead} intervals");
-            let drift = p.dead_after / 256;
-            assert_eq!(p.quorum_window() + take + drift, p.dead_after);
-        }
-        let names: Vec<String> = (0..=MAX_NODES).map(|i| i.to_string()).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        p = ClusterParams::new("0", 1, &names, 1);
-        assert_eq!(p.validate(), Err(ParamsError::TooManyNodes(MAX_NODES + 1)));
-        p = ClusterParams::new("0", 1, &names[..MAX_NODES], MAX_GROUPS + 1);
-        assert_eq!(
-            p.validate(),
-            Err(ParamsError::TooManyGroups(MAX_GROUPS + 1))
-        );
-    }
-
-    #[test]
-    fn cold_start_elects_the_best_once() {
-        let lab = settled(ABC, 2, |_| {});
-        assert_eq!(lab.owners(0), ["a"]);
-        assert_eq!(lab.owners(1), ["a"]);
-        let takes = lab.takes("a", Duration::ZERO);
-        assert_eq!(takes.len(), 2);
-        // Ready once a peer answers its first frame, then it bids for D.
-        assert!(takes[0].0 >= D && takes[0].0 <= D + I, "{takes:?}");
-        assert_eq!(takes[0].2, Reason::Elected);
-        assert!(lab.takes("b", Duration::ZERO).is_empty());
-        assert!(lab.takes("c", Duration::ZERO).is_empty());
-        assert!(lab.peers_agree());
-    }
-
-    impl Lab {
-        fn peers_agree(&self) -> bool {
-            self.nodes.iter().flatten().all(|c| {
-                c.has_quorum() && c.is_ready() && c.peers().iter().all(|p| p.up && p.digest_matches)
-            })
-        }
-    }
-
-    #[test]
-    fn owner_crash_next_best_takes_after_dead_after() {
-        let mut lab = settled(ABC, 1, |_| {});
-        let t0 = lab.now;
-        lab.crash("a");
-        lab.run_for(Duration::from_secs(1));
-        let takes = lab.takes("b", t0);
-        assert_eq!(takes.len(), 1, "{takes:?}");
-        let (t, _, reason) = &takes[0];
-        assert_eq!(*reason, Reason::OwnerDown("a".into()));
-        // a's last frame left at most one interval before the crash.
-        assert!(*t >= t0 + D - I && *t <= t0 + D + DELAY, "{:?}", *t - t0);
-        assert!(lab.takes("c", t0).is_empty());
-        assert_eq!(lab.owners(0), ["b"]);
-    }
-
-    #[test]
-    fn leaving_owner_is_replaced_at_once() {
-        let mut lab = settled(ABC, 2, |_| {});
-        let t0 = lab.now;
-        lab.input("a", |now| Input::Leave { now });
-        assert_eq!(lab.releases("a", t0).len(), 2);
-        lab.run_for(10 * MS);
-        let takes = lab.takes("b", t0);
-        assert_eq!(takes.len(), 2);
-        assert!(
-            takes
-                .iter()
-                .all(|(t, _, r)| *t <= t0 + DELAY && *r == Reason::OwnerLeft("a".into()))
-        );
-        assert!(lab.actions("b", t0).contains(&(
-            t0 + DELAY,
-            Action::PeerDown {
-                node: "a".into(),
-                leaving: true
-            }
-        )));
-        // The node that left stays gone while it keeps saying LEAVING.
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["b"]);
-        assert!(lab.node("b").peers().iter().any(|p| p.node == "a" && !p.up));
-    }
-
-    /// b owns, then a (better) starts at t0: returns (b's release, a's take).
-    fn preemption(
-        tweak: impl Fn(&mut ClusterParams),
-    ) -> (Lab, Duration, Option<Duration>, Option<Duration>) {
-        let mut lab = Lab::new(ABC, 1, tweak);
-        lab.start("b");
-        lab.start("c");
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["b"]);
-        let t0 = lab.now;
-        lab.start("a");
-        lab.run_for(Duration::from_secs(2));
-        let released = lab.releases("b", t0).first().map(|r| r.0);
-        let taken = lab.takes("a", t0).first().map(|r| r.0);
-        (lab, t0, released, taken)
-    }
-
-    #[test]
-    fn preempt_hands_over_after_the_succession_hold() {
-        let (lab, t0, released, taken) = preemption(|_| {});
-        let (released, taken) = (released.unwrap(), taken.unwrap());
-        // a is ready within a round trip (b and c answer its first frame),
-        // b gives way once a has been a candidate for dead_after, a takes
-        // on b's release.
-        assert!(
-            released >= t0 + D && released <= t0 + D + 3 * DELAY,
-            "{:?}",
-            released - t0
-        );
-        assert_eq!(taken, released + DELAY);
-        assert_eq!(lab.releases("b", t0)[0].2, Reason::Preempted("a".into()));
-        assert_eq!(lab.takes("a", t0)[0].2, Reason::OwnerReleased("b".into()));
-        assert_eq!(lab.owners(0), ["a"]);
-    }
-
-    #[test]
-    fn preempt_delay_postpones_the_handover() {
-        let (_, t0, released, _) = preemption(|p| p.preempt_delay = 10 * I);
-        let released = released.unwrap();
-        assert!(released >= t0 + 10 * I && released <= t0 + 10 * I + 3 * DELAY);
-    }
-
-    #[test]
-    fn without_preempt_the_owner_keeps_the_group() {
-        let (mut lab, t0, released, taken) = preemption(|p| p.preempt = false);
-        assert_eq!((released, taken), (None, None));
-        assert_eq!(lab.owners(0), ["b"]);
-        // It changes hands when b fails: the heir (a) takes over.
-        let t1 = lab.now;
-        lab.crash("b");
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["a"]);
-        assert!(lab.takes("a", t0)[0].0 <= t1 + D + DELAY);
-    }
-
-    /// A lone machine that owns group 0 (quorum disabled).
-    fn lone_owner(me: &str, prio: u8) -> (Cluster, Duration) {
-        let mut p = ClusterParams::new(me, prio, &["a", "b", "c"], 1);
-        p.quorum = Quorum::Disabled;
-        let mut c = Cluster::new(p, Duration::ZERO, 1).unwrap();
-        c.handle(Input::Eligibility {
-            now: Duration::ZERO,
-            eligible: true,
-        });
-        let acts = c.handle(Input::Tick { now: D });
-        assert!(acts.contains(&Action::Take {
-            group: 0,
-            reason: Reason::Elected
-        }));
-        (c, D)
-    }
-
-    fn frame(node: &str, prio: u8, seq: u64, claims: &[u16]) -> Heartbeat {
-        Heartbeat {
-            cluster_id: 1,
-            node: node.into(),
-            incarnation: 1,
-            sequence: seq,
-            sent_at_us: 0,
-            priority: prio,
-            eligible: true,
-            claims: claims.to_vec(),
-            bids: Vec::new(),
-            leaving: false,
-            standby: false,
-            peers: Vec::new(),
-            digest: [0; 32],
-        }
-    }
-
-    #[test]
-    fn of_two_claims_the_lower_yields_at_once() {
-        let (mut b, t) = lone_owner("b", 20);
-        let acts = b.handle(Input::Heartbeat {
-            now: t,
-            hb: frame("a", 30, 1, &[0]),
-        });
-        assert!(acts.contains(&Action::Release {
-            group: 0,
-            reason: Reason::Yielded("a".into())
-        }));
-        assert!(!b.owns(0));
-        // A reordered older frame without the claim changes nothing.
-        b.handle(Input::Heartbeat {
-            now: t + MS,
-            hb: frame("a", 30, 0, &[]),
-        });
-        assert_eq!(b.peers()[0].claims, [0]);
-        let acts = b.handle(Input::Tick { now: t + D / 2 });
-        assert!(!acts.iter().any(|a| matches!(a, Action::Take { .. })));
-    }
-
-    /// `b`'s frame `seq` reporting `a`'s frame `a_seq` (claiming `claims`)
-    /// received `age` before.
-    fn relay(seq: u64, a_seq: u64, claims: &[u16], age: Duration) -> Heartbeat {
-        let mut hb = frame("b", 20, seq, &[]);
-        hb.peers.push(PeerReport {
-            node: "a".into(),
-            incarnation: 1,
-            sequence: a_seq,
-            age_us: age.as_micros() as u32,
-            echo_us: 0,
-            priority: 30,
-            claims: claims.to_vec(),
-            bids: Vec::new(),
-        });
-        hb
-    }
-
-    #[test]
-    fn relayed_claims_live_dead_after_less_their_age_and_yield_to_fresher_frames() {
-        let mut p = ClusterParams::new("c", 10, &["a", "b", "c"], 2);
-        p.quorum = Quorum::Disabled;
-        let mut c = Cluster::new(p, Duration::ZERO, 1).unwrap();
-        let a = |c: &Cluster| c.peers().into_iter().find(|p| p.node == "a").unwrap();
-        let t = D;
-        c.handle(Input::Heartbeat {
-            now: t,
-            hb: relay(1, 7, &[0], 3 * MS),
-        });
-        let view = a(&c);
-        assert!(!view.up && view.claims == [0] && view.priority == 30);
-        // Another copy of that frame, relayed later: the earlier expiry.
-        c.handle(Input::Heartbeat {
-            now: t + MS,
-            hb: relay(2, 7, &[0], MS),
-        });
-        c.handle(Input::Tick {
-            now: t + D - 3 * MS - Duration::from_micros(1),
-        });
-        assert_eq!(a(&c).claims, [0]);
-        c.handle(Input::Tick {
-            now: t + D - 3 * MS,
-        });
-        assert!(a(&c).claims.is_empty());
-        // A newer frame heard directly is not undone by an older relay.
-        let t = 3 * D;
-        c.handle(Input::Heartbeat {
-            now: t,
-            hb: frame("a", 30, 9, &[1]),
-        });
-        c.handle(Input::Heartbeat {
-            now: t,
-            hb: relay(3, 8, &[0], MS),
-        });
-        assert_eq!(a(&c).claims, [1]);
-        // A newer relayed frame replaces it; a relay about c itself is no
-        // knowledge.
-        let mut hb = relay(4, 10, &[], MS);
-        hb.peers[0].node = "c".into();
-        hb.peers[0].claims = vec![0, 1];
-        c.handle(Input::Heartbeat { now: t, hb });
-        c.handle(Input::Heartbeat {
-            now: t,
-            hb: relay(5, 10, &[], MS),
-        });
-        assert!(a(&c).claims.is_empty());
-    }
-
-    /// a and c do not hear each other, both hear b: each thinks itself the
-    /// heir and bids; c learns a's higher bid from b and steps back.
-    #[test]
-    fn of_two_bidders_the_lower_steps_back() {
-        let mut lab = Lab::new(ABC, 1, |_| {});
-        lab.cut("a", "c", true);
-        lab.start_all();
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["a"]);
-        assert!(lab.takes("c", Duration::ZERO).is_empty());
-        assert!(lab.nodes.iter().flatten().all(|c| c.has_quorum()));
-    }
-
-    /// c hears only b, which echoes c's frames: c bids, and takes after
-    /// dead_after, unless b restarted meanwhile. A restarted b counts
-    /// toward a take only once heard for dead_after: it may have forgotten
-    /// a claim (of a, which c cannot hear) that it relayed before.
-    #[test]
-    fn a_restarted_peer_counts_toward_takes_after_dead_after() {
-        let mut c = Cluster::new(ClusterParams::new("c", 20, &["a", "b", "c"], 1), MS, 1).unwrap();
-        c.handle(Input::Eligibility {
-            now: MS,
-            eligible: true,
-        });
-        let mut echo = 0;
-        let mut taken = None;
-        let (mut incarnation, mut seq) = (1, 0);
-        for k in 1..40u32 {
-            let now = k * I / 2;
-            if now == 3 * D / 2 {
-                (incarnation, seq) = (2, 0);
-            }
-            seq += 1;
-            let mut hb = frame("b", 10, seq, &[]);
-            hb.incarnation = incarnation;
-            hb.peers.push(PeerReport {
-                node: "c".into(),
-                incarnation: 1,
-                sequence: 0,
-                age_us: 0,
-                echo_us: echo,
-                priority: 20,
-                claims: Vec::new(),
-                bids: Vec::new(),
-            });
-            for a in c.handle(Input::Heartbeat { now, hb }) {
-                match a {
-                    Action::Send(o) => echo = o.sent_at.as_micros() as u64,
-                    Action::Take { .. } => taken = taken.or(Some(now)),
-                    _ => {}
-                }
-            }
-            if now == D + I {
-                assert!(c.owns(0), "took at {taken:?}");
-                c.handle(Input::Standby { now, on: true });
-                c.handle(Input::Standby { now, on: false });
-                taken = None;
-            }
-        }
-        // Bidding again from D + I, it could take at 2D + I; b restarted at
-        // 1.5 D, so it counts from 2.5 D.
-        assert_eq!(taken, Some(5 * D / 2));
-    }
-
-    #[test]
-    fn round_trips_are_measured_from_echoes() {
-        let lab = settled(ABC, 1, |_| {});
-        for c in lab.nodes.iter().flatten() {
-            for p in c.peers() {
-                assert_eq!((p.rtt, p.rtt_sample), (Some(2 * DELAY), Some(2 * DELAY)));
-            }
-        }
-        let fresh = Cluster::new(ClusterParams::new("a", 1, &["a", "b"], 1), D, 1).unwrap();
-        assert_eq!(fresh.peers()[0].rtt, None);
-    }
-
-    #[test]
-    fn the_higher_keeps_until_the_lower_claims_for_dead_after() {
-        let (mut a, t) = lone_owner("a", 30);
-        // b keeps claiming although a claims too: b evidently does not hear a.
-        let mut seq = 0;
-        let mut released = None;
-        for k in 0..10u32 {
-            seq += 1;
-            let now = t + k * I;
-            let acts = a.handle(Input::Heartbeat {
-                now,
-                hb: frame("b", 20, seq, &[0]),
-            });
-            if acts.iter().any(|a| {
-                matches!(
-                    a,
-                    Action::Release {
-                        reason: Reason::Unanswered(_),
-                        ..
-                    }
-                )
-            }) {
-                released = Some(now - t);
-                break;
-            }
-            assert!(a.owns(0), "released early at {:?}", now - t);
-        }
-        assert_eq!(released, Some(D));
-    }
-
-    #[test]
-    fn partition_minority_releases_majority_keeps_one_owner() {
-        let mut lab = settled(ABC, 2, |_| {});
-        let t0 = lab.now;
-        lab.cut("a", "b", true);
-        lab.cut("a", "c", true);
-        lab.run_for(Duration::from_secs(1));
-        let released = lab.releases("a", t0);
-        assert_eq!(released.len(), 2);
-        assert_eq!(released[0].2, Reason::QuorumLost);
-        let window = ClusterParams::new("a", 0, &["a"], 0).quorum_window();
-        assert!(released[0].0 <= t0 + window + DELAY);
-        let takes = lab.takes("b", t0);
-        assert_eq!(takes.len(), 2);
-        assert_eq!(takes[0].2, Reason::OwnerDown("a".into()));
-        assert!(takes[0].0 > released[0].0);
-        assert!(lab.node("a").faults().contains(&Fault::QuorumLost));
-        assert_eq!((lab.owners(0), lab.owners(1)), (vec!["b"], vec!["b"]));
-        // Healed: a rejoins, and preempts b after bidding for D. a is ready
-        // once b or c answers its next frame (an interval and a round
-        // trip), b learns that a delay later and gives way D after that, a
-        // takes on b's release: four delays in all.
-        let t1 = lab.now;
-        lab.cut("a", "b", false);
-        lab.cut("a", "c", false);
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!((lab.owners(0), lab.owners(1)), (vec!["a"], vec!["a"]));
-        let taken = lab.takes("a", t1)[0].0;
-        assert!(taken <= t1 + I + D + 4 * DELAY, "{:?}", taken - t1);
-        assert!(lab.takes("c", Duration::ZERO).is_empty());
-    }
-
-    #[test]
-    fn fencing_required_fences_before_taking() {
-        for success in [true, false] {
-            let mut lab = settled(ABC, 1, |p| p.fencing = Fencing::Required);
-            assert_eq!(lab.owners(0), ["a"]);
-            let t0 = lab.now;
-            lab.crash("a");
-            lab.run_for(D + I);
-            let fence = Action::Fence { node: "a".into() };
-            let asked: Vec<_> = lab
-                .actions("b", t0)
-                .into_iter()
-                .filter(|(_, a)| *a == fence)
-                .collect();
-            assert_eq!(asked.len(), 1, "{asked:?}");
-            assert!(lab.takes("b", t0).is_empty(), "took before fencing");
-            assert!(lab.actions("c", t0).iter().all(|(_, a)| *a != fence));
-            assert!(lab.node("b").peers()[0].needs_fencing);
-            let t1 = lab.now;
-            lab.input("b", |now| Input::FenceDone {
-                now,
-                node: "a".into(),
-                success,
-            });
-            lab.run_for(10 * MS);
-            if success {
-                assert_eq!(lab.takes("b", t1).len(), 1);
-                assert_eq!(lab.owners(0), ["b"]);
-            } else {
-                assert!(lab.takes("b", t1).is_empty());
-                assert!(
-                    lab.actions("b", t1)
-                        .contains(&(t1, Action::Fault(Fault::FenceFailed("a".into()))))
-                );
-                // Retried after dead_after.
-                lab.run_for(D);
-                let again = lab
-                    .actions("b", t1)
-                    .into_iter()
-                    .filter(|(_, a)| *a == fence)
-                    .count();
-                assert_eq!(again, 1);
-            }
-        }
-    }
-
-    #[test]
-    fn a_reload_on_the_owner_first_keeps_its_group_and_the_other_takes_only_once_it_is_down() {
-        let mut lab = Lab::new(&[("a", 10), ("b", 20)], 1, |p| {
-            p.quorum = Quorum::TwoNode { tie_breaker: false }
-        });
-        lab.start_all();
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["b"]);
-        // The owner reloads first: it keeps serving, both say so loudly.
-        lab.input("b", |now| Input::Digest {
-            now,
-            digest: [7; 32],
-        });
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["b"]);
-        assert!(lab.node("a").faults().contains(&Fault::DigestMismatch));
-        assert!(lab.node("b").faults().contains(&Fault::DigestMismatch));
-        // a never took over meanwhile; the owner dies before a reloads:
-        // once it is down nothing disagrees, and a takes over.
-        assert!(
-            !lab.actions("a", Duration::ZERO)
-                .iter()
-                .any(|(_, a)| matches!(a, Action::Take { .. }))
-        );
-        lab.crash("b");
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["a"]);
-        assert!(lab.node("a").faults().is_empty());
-    }
-
-    #[test]
-    fn a_node_with_another_digest_faults_and_takes_nothing() {
-        let mut lab = Lab::new(ABC, 1, |_| {});
-        lab.start_all();
-        lab.input("a", |now| Input::Digest {
-            now,
-            digest: [1; 32],
-        });
-        lab.run_for(Duration::from_secs(1));
-        // a (the best) disagrees with b and c: b owns.
-        assert_eq!(lab.owners(0), ["b"]);
-        let faults: Vec<_> = lab
-            .actions("a", Duration::ZERO)
-            .into_iter()
-            .filter(|(_, a)| *a == Action::Fault(Fault::DigestMismatch))
-            .collect();
-        assert_eq!(faults.len(), 1);
-        assert!(!lab.node("a").is_ready());
-        assert!(lab.node("b").faults().is_empty());
-        assert!(!lab.node("b").peers()[0].digest_matches);
-        // Without c, b sees one node that agrees of two: it faults, and
-        // keeps what it holds (a differing digest never releases).
-        let t0 = lab.now;
-        lab.crash("c");
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["b"]);
-        assert!(lab.node("b").faults().contains(&Fault::DigestMismatch));
-        // The operator fixes a: it agrees again and preempts after the hold.
-        lab.input("a", |now| Input::Digest {
-            now,
-            digest: [0; 32],
-        });
-        assert!(
-            lab.actions("a", t0)
-                .iter()
-                .any(|(_, a)| *a == Action::Recovered(Fault::DigestMismatch))
-        );
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["a"]);
-    }
-
-    #[test]
-    fn two_node_with_a_tie_breaker() {
-        let two = &[("a", 30), ("b", 20)];
-        let mut lab = settled(two, 1, |p| p.quorum = Quorum::TwoNode { tie_breaker: true });
-        assert_eq!(lab.owners(0), ["a"]);
-        let t0 = lab.now;
-        lab.crash("a");
-        lab.run_for(Duration::from_secs(1));
-        // Alone and the tie-breaker has not answered: no quorum.
-        assert!(lab.owners(0).is_empty());
-        assert!(!lab.node("b").has_quorum());
-        lab.input("b", |now| Input::TieBreaker {
-            now,
-            reachable: true,
-        });
-        let t1 = lab.now;
-        lab.run_for(Duration::from_secs(1));
-        let takes = lab.takes("b", t0);
-        assert_eq!(takes.len(), 1);
-        // b only just became ready: it bids for D first.
-        assert_eq!(takes[0].0, t1 + D);
-        // Losing the tie-breaker too: release at once.
-        lab.input("b", |now| Input::TieBreaker {
-            now,
-            reachable: false,
-        });
-        assert!(lab.owners(0).is_empty());
-    }
-
-    #[test]
-    fn two_node_without_a_tie_breaker_waits_for_all_once() {
-        let two = &[("a", 30), ("b", 20)];
-        let tweak = |p: &mut ClusterParams| p.quorum = Quorum::TwoNode { tie_breaker: false };
-        let mut lab = settled(two, 1, tweak);
-        let t0 = lab.now;
-        lab.crash("a");
-        lab.run_for(Duration::from_secs(1));
-        // b has seen a since it started: the survivor carries on.
-        let takes = lab.takes("b", t0);
-        assert_eq!(takes.len(), 1);
-        assert!(takes[0].0 <= t0 + D + DELAY);
-        // A node started alone never saw its peer: no quorum.
-        let mut alone = Lab::new(two, 1, tweak);
-        alone.start("b");
-        alone.run_for(Duration::from_secs(2));
-        assert!(alone.owners(0).is_empty());
-        assert!(!alone.node("b").has_quorum());
-    }
-
-    #[test]
-    fn ineligible_or_standby_releases_at_once() {
-        let mut lab = settled(ABC, 2, |_| {});
-        let t0 = lab.now;
-        lab.input("a", |now| Input::Eligibility {
-            now,
-            eligible: false,
-        });
-        assert!(lab.owners(0).is_empty() && lab.owners(1).is_empty());
-        assert_eq!(lab.releases("a", t0)[0].2, Reason::Ineligible);
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["b"]);
-        lab.input("b", |now| Input::Standby { now, on: true });
-        assert_eq!(lab.releases("b", t0)[0].2, Reason::Standby);
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!(lab.owners(0), ["c"]);
-        // a is back: everything returns to it.
-        lab.input("a", |now| Input::Eligibility {
-            now,
-            eligible: true,
-        });
-        lab.run_for(Duration::from_secs(1));
-        assert_eq!((lab.owners(0), lab.owners(1)), (vec!["a"], vec!["a"]));
-    }
-
-    #[test]
-    fn failover_moves_a_group_to_the_named_node_for_good() {
-        let mut lab = settled(ABC, 2, |_| {});
-        let t0 = lab.now;
-        for n in ["a", "b", "c"] {
-            lab.input(n, |now| Input::Failover {
-                now,
-                group: 0,
-                to: Some("c".into()),
-            });
-        }
-        assert_eq!(lab.releases("a", t0), [(t0, 0, Reason::Failover)]);
-        lab.run_for(Duration::from_secs(2));
-        assert_eq!(lab.owners(0), ["c"]);
-        assert_eq!(lab.owners(1), ["a"]);
-        // c is not the best: it claims during its hold, then owns.
-        let takes = lab.takes("c", t0);
-        assert_eq!(takes.len(), 1);
-        assert!(takes[0].0 <= t0 + D + 2 * DELAY);
-        assert!(lab.takes("b", t0).is_empty());
-        // a does not preempt it back.
-        assert!(lab.takes("a", t0).is_empty());
-    }
-
-    #[test]
-    fn restart_with_a_new_incarnation_is_a_new_life() {
-        let mut lab = settled(ABC, 1, |_| {});
-        let t0 = lab.now;
-        lab.input("a", |now| Input::Leave { now });
-        lab.run_for(10 * MS);
-        assert_eq!(lab.owners(0), ["b"]);
-        lab.crash("a");
-        lab.start("a");
-        lab.run_for(Duration::from_secs(1));
-        assert!(
-            lab.node("b")
-                .peers()
-                .iter()
-                .any(|p| p.node == "a" && p.up && p.incarnation == Some(2))
-        );
-        assert_eq!(lab.owners(0), ["a"]);
-        // Ready once a peer answers its first frame, then it bids for D.
-        assert!(lab.takes("a", t0)[0].0 <= t0 + 10 * MS + I + D + 3 * DELAY);
-    }
-
-    #[test]
-    fn heartbeats_go_out_every_interval_and_on_change() {
-        let mut p = ClusterParams::new("a", 1, &["a", "b", "c"], 1);
-        p.quorum = Quorum::Disabled;
-        let mut c = Cluster::new(p, Duration::ZERO, 7).unwrap();
-        let sends = |acts: &[Action]| acts.iter().filter(|a| matches!(a, Action::Send(_))).count();
-        assert_eq!(
-            sends(&c.handle(Input::Tick {
-                now: Duration::ZERO
-            })),
-            1
-        );
-        assert_eq!(c.next_timeout(), I);
-        assert_eq!(sends(&c.handle(Input::Tick { now: I / 2 })), 0);
-        // A change goes out at once and does not shift the schedule.
-        let acts = c.handle(Input::Eligibility {
-            now: I * 3 / 4,
-            eligible: true,
-        });
-        let Some(Action::Send(o)) = acts.iter().find(|a| matches!(a, Action::Send(_))) else {
-            panic!("no send: {acts:?}");
-        };
-        assert!(o.eligible && o.incarnation == 7 && o.node == "a");
-        assert_eq!(sends(&c.handle(Input::Tick { now: I })), 1);
-    }
-}
+mod tests;

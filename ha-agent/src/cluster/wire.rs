@@ -101,10 +101,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use bytes::{Buf, BufMut};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{Heartbeat, PeerReport};
+use super::codec::{BufExt, Codec, DecodeError};
+use super::{Heartbeat, NodeName, PeerReport};
 
 /// First two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"HA";
@@ -132,15 +134,16 @@ pub const DIGEST_LEN: usize = 32;
 /// Length of the HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 32;
 
-const OFF_VERSION: usize = 2;
-const OFF_FLAGS: usize = 3;
-const OFF_CLUSTER_ID: usize = 4;
-const OFF_INCARNATION: usize = 12;
-const OFF_SEQUENCE: usize = 20;
-const OFF_SENT_AT: usize = 28;
-const OFF_PRIORITY: usize = 36;
-const OFF_NAME_LEN: usize = 37;
-const OFF_NAME: usize = 38;
+// Offsets of the fixed fields (the module doc's table).
+const OFF_VERSION: usize = MAGIC.len();
+const OFF_FLAGS: usize = OFF_VERSION + 1;
+const OFF_CLUSTER_ID: usize = OFF_FLAGS + 1;
+const OFF_INCARNATION: usize = OFF_CLUSTER_ID + 8;
+const OFF_SEQUENCE: usize = OFF_INCARNATION + 8;
+const OFF_SENT_AT: usize = OFF_SEQUENCE + 8;
+const OFF_PRIORITY: usize = OFF_SENT_AT + 8;
+const OFF_NAME_LEN: usize = OFF_PRIORITY + 1;
+const OFF_NAME: usize = OFF_NAME_LEN + 1;
 /// Bytes of a frame besides the name, the group sets' contents and the
 /// reports: the header, two set lengths, the report count, digest and tag.
 const FIXED_LEN: usize = OFF_NAME + 2 + 1 + DIGEST_LEN + TAG_LEN;
@@ -166,10 +169,11 @@ pub const REPLAY_WINDOW: u64 = 64;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
-/// Why a frame was dropped. Fieldless; `reason as usize` (= [`Reject::index`])
-/// is its position in [`Reject::ALL`].
+/// Why a frame was dropped: the `reason` label of the drop counters.
+/// Fieldless; `reason as usize` (= [`DropReason::index`]) is its position
+/// in [`DropReason::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reject {
+pub enum DropReason {
     /// Too short or long, bad magic, or (authenticated but) inconsistent fields.
     Malformed,
     /// Magic right, version not [`VERSION`].
@@ -184,42 +188,42 @@ pub enum Reject {
     FromSelf,
 }
 
-impl Reject {
+impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reject; 6] = [
-        Reject::Malformed,
-        Reject::Version,
-        Reject::Unauthenticated,
-        Reject::ForeignCluster,
-        Reject::Replayed,
-        Reject::FromSelf,
+    pub const ALL: [DropReason; 6] = [
+        DropReason::Malformed,
+        DropReason::Version,
+        DropReason::Unauthenticated,
+        DropReason::ForeignCluster,
+        DropReason::Replayed,
+        DropReason::FromSelf,
     ];
 
     /// snake_case name, for logs and as a metric label.
     pub fn name(self) -> &'static str {
         match self {
-            Reject::Malformed => "malformed",
-            Reject::Version => "version",
-            Reject::Unauthenticated => "unauthenticated",
-            Reject::ForeignCluster => "foreign_cluster",
-            Reject::Replayed => "replayed",
-            Reject::FromSelf => "from_self",
+            DropReason::Malformed => "malformed",
+            DropReason::Version => "version",
+            DropReason::Unauthenticated => "unauthenticated",
+            DropReason::ForeignCluster => "foreign_cluster",
+            DropReason::Replayed => "replayed",
+            DropReason::FromSelf => "from_self",
         }
     }
 
-    /// Position in [`Reject::ALL`] (and in [`Receiver::rejected`]).
+    /// Position in [`DropReason::ALL`] (and in [`Receiver::rejected`]).
     pub fn index(self) -> usize {
         self as usize
     }
 }
 
-impl fmt::Display for Reject {
+impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-impl std::error::Error for Reject {}
+impl std::error::Error for DropReason {}
 
 /// The cluster's shared HMAC key: SHA-256 of a fixed label and the key
 /// file's bytes. Its
@@ -254,6 +258,27 @@ impl Key {
 
     pub(crate) fn mac(&self) -> HmacSha256 {
         <HmacSha256 as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length")
+    }
+
+    /// Appends the tag: HMAC-SHA256 over every byte of `frame` so far.
+    pub(crate) fn append_tag(&self, frame: &mut Vec<u8>) {
+        let tag = self.mac().chain_update(&*frame).finalize().into_bytes();
+        frame.put_slice(&tag);
+    }
+
+    /// The bytes before `frame`'s tag (its last [`TAG_LEN`] bytes), if the
+    /// tag is theirs; compared in constant time. Nothing in them has been
+    /// looked at.
+    pub(crate) fn verified_body<'a>(&self, frame: &'a [u8]) -> Result<&'a [u8], DropReason> {
+        let Some(body_len) = frame.len().checked_sub(TAG_LEN) else {
+            return Err(DropReason::Malformed);
+        };
+        let (body, tag) = frame.split_at(body_len);
+        self.mac()
+            .chain_update(body)
+            .verify_slice(tag)
+            .map_err(|_| DropReason::Unauthenticated)?;
+        Ok(body)
     }
 }
 
@@ -306,13 +331,17 @@ pub fn load_key(path: &Path) -> anyhow::Result<Key> {
 /// already reported: configuration validation and the state machine rule
 /// these out.
 pub fn encode(hb: &Heartbeat, key: &Key) -> Vec<u8> {
-    write_frame(hb, hb.cluster_id, hb.incarnation, hb.sequence, key)
+    let mut frame = Vec::with_capacity(frame_len(hb));
+    hb.encode(&mut frame);
+    key.append_tag(&mut frame);
+    debug_assert_eq!(frame.len(), frame_len(hb));
+    frame
 }
 
 /// The length of `hb`'s frame.
 pub fn frame_len(hb: &Heartbeat) -> usize {
     // The length bytes of the sets are in the fixed lengths.
-    let set = |groups: &[u16]| set_bytes(groups).len() - 1;
+    let set = |groups: &[u16]| GroupSet::of(groups).bitmap_len();
     FIXED_LEN
         + hb.node.len()
         + set(&hb.claims)
@@ -323,227 +352,241 @@ pub fn frame_len(hb: &Heartbeat) -> usize {
             .sum::<usize>()
 }
 
-fn write_frame(
-    hb: &Heartbeat,
-    cluster_id: u64,
-    incarnation: u64,
-    sequence: u64,
-    key: &Key,
-) -> Vec<u8> {
-    assert!(
-        hb.peers.len() <= MAX_REPORTS,
-        "heartbeat reports {} peers; at most {MAX_REPORTS} fit the frame",
-        hb.peers.len()
-    );
-    for (i, r) in hb.peers.iter().enumerate() {
-        assert!(
-            r.node != hb.node && hb.peers[..i].iter().all(|o| o.node != r.node),
-            "heartbeat of {:?} reports {:?} twice or about itself",
-            hb.node,
-            r.node
-        );
-    }
-    let mut flags = 0;
-    if hb.eligible {
-        flags |= FLAG_ELIGIBLE;
-    }
-    if hb.leaving {
-        flags |= FLAG_LEAVING;
-    }
-    if hb.standby {
-        flags |= FLAG_STANDBY;
-    }
-    let mut f = Vec::with_capacity(frame_len(hb));
-    f.extend_from_slice(&MAGIC);
-    f.push(VERSION);
-    f.push(flags);
-    f.extend_from_slice(&cluster_id.to_be_bytes());
-    f.extend_from_slice(&incarnation.to_be_bytes());
-    f.extend_from_slice(&sequence.to_be_bytes());
-    f.extend_from_slice(&hb.sent_at_us.to_be_bytes());
-    f.push(hb.priority);
-    put_name(&mut f, &hb.node);
-    put_set(&mut f, &hb.claims);
-    put_set(&mut f, &hb.bids);
-    f.push(hb.peers.len() as u8);
-    for r in &hb.peers {
-        put_name(&mut f, &r.node);
-        f.extend_from_slice(&r.incarnation.to_be_bytes());
-        f.extend_from_slice(&r.sequence.to_be_bytes());
-        f.extend_from_slice(&r.age_us.to_be_bytes());
-        f.extend_from_slice(&r.echo_us.to_be_bytes());
-        f.push(r.priority);
-        put_set(&mut f, &r.claims);
-        put_set(&mut f, &r.bids);
-    }
-    f.extend_from_slice(&hb.digest);
-    let tag: [u8; TAG_LEN] = key.mac().chain_update(&f).finalize().into_bytes().into();
-    f.extend_from_slice(&tag);
-    debug_assert_eq!(f.len(), f.capacity());
-    f
-}
-
-fn put_name(f: &mut Vec<u8>, name: &str) {
-    assert!(
-        (1..=MAX_NAME_LEN).contains(&name.len()),
-        "heartbeat node name {name:?} is {} bytes; 1..={MAX_NAME_LEN} fit the frame",
-        name.len()
-    );
-    f.push(name.len() as u8);
-    f.extend_from_slice(name.as_bytes());
-}
-
-/// A group set's bytes: the length byte, then the bitmap up to its last
-/// non-zero byte.
-fn set_bytes(groups: &[u16]) -> Vec<u8> {
-    let mut bits = 0u64;
-    for &g in groups {
-        assert!(
-            usize::from(g) < MAX_GROUPS,
-            "heartbeat names group {g}; groups 0..{MAX_GROUPS} fit the frame"
-        );
-        bits |= 1 << g;
-    }
-    let len = (u64::BITS - bits.leading_zeros()).div_ceil(8) as usize;
-    let mut out = vec![len as u8];
-    out.extend_from_slice(&bits.to_le_bytes()[..len]);
-    out
-}
-
-fn put_set(f: &mut Vec<u8>, groups: &[u16]) {
-    f.extend_from_slice(&set_bytes(groups));
-}
-
 /// The heartbeat in `frame`, if it is well formed, tagged with `key` and of
 /// cluster `cluster_id`. Checks in the order given in the module doc.
-pub fn decode(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Heartbeat, Reject> {
+pub fn decode(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Heartbeat, DropReason> {
     if frame.len() <= OFF_FLAGS || frame[..2] != MAGIC {
-        return Err(Reject::Malformed);
+        return Err(DropReason::Malformed);
     }
     if frame[OFF_VERSION] != VERSION {
-        return Err(Reject::Version);
+        return Err(DropReason::Version);
     }
     if !(MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&frame.len()) {
-        return Err(Reject::Malformed);
+        return Err(DropReason::Malformed);
     }
-    let (body, tag) = frame.split_at(frame.len() - TAG_LEN);
-    key.mac()
-        .chain_update(body)
-        .verify_slice(tag)
-        .map_err(|_| Reject::Unauthenticated)?;
-
-    // Authenticated. The fixed part is there (body >= MIN_FRAME_LEN - TAG_LEN).
-    let u64_at = |at: usize| u64::from_be_bytes(body[at..at + 8].try_into().expect("8 bytes"));
-    if u64_at(OFF_CLUSTER_ID) != cluster_id {
-        return Err(Reject::ForeignCluster);
+    let body = key.verified_body(frame)?;
+    // Authenticated. The cluster id is there (body >= MIN_FRAME_LEN - TAG_LEN).
+    if u64::decode(&mut &body[OFF_CLUSTER_ID..])? != cluster_id {
+        return Err(DropReason::ForeignCluster);
     }
-    let flags = body[OFF_FLAGS];
-    if flags & !FLAGS_KNOWN != 0 {
-        return Err(Reject::Malformed);
+    let mut rest = body;
+    let hb = Heartbeat::decode(&mut rest)?;
+    if rest.has_remaining() {
+        return Err(DropReason::Malformed);
     }
-    let mut rest = Reader(&body[OFF_NAME_LEN..]);
-    let node = rest.name()?;
-    let claims = rest.set()?;
-    let bids = rest.set()?;
-    let count = usize::from(rest.u8()?);
-    if count > MAX_REPORTS {
-        return Err(Reject::Malformed);
-    }
-    let mut peers: Vec<PeerReport> = Vec::with_capacity(count);
-    for _ in 0..count {
-        let name = rest.name()?;
-        if name == node || peers.iter().any(|r| r.node == name) {
-            return Err(Reject::Malformed);
-        }
-        peers.push(PeerReport {
-            node: name,
-            incarnation: rest.u64()?,
-            sequence: rest.u64()?,
-            age_us: rest.u32()?,
-            echo_us: rest.u64()?,
-            priority: rest.u8()?,
-            claims: rest.set()?,
-            bids: rest.set()?,
-        });
-    }
-    let digest = rest.take(DIGEST_LEN)?.try_into().expect("32 bytes");
-    if !rest.0.is_empty() {
-        return Err(Reject::Malformed);
-    }
-    Ok(Heartbeat {
-        cluster_id,
-        node,
-        incarnation: u64_at(OFF_INCARNATION),
-        sequence: u64_at(OFF_SEQUENCE),
-        sent_at_us: u64_at(OFF_SENT_AT),
-        priority: body[OFF_PRIORITY],
-        eligible: flags & FLAG_ELIGIBLE != 0,
-        claims,
-        bids,
-        leaving: flags & FLAG_LEAVING != 0,
-        standby: flags & FLAG_STANDBY != 0,
-        peers,
-        digest,
-    })
+    Ok(hb)
 }
 
-/// Reads the variable part of an authenticated frame; running short is
-/// `Malformed`.
-struct Reader<'a>(&'a [u8]);
+impl From<DecodeError> for DropReason {
+    fn from(_: DecodeError) -> DropReason {
+        DropReason::Malformed
+    }
+}
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Reject> {
-        if self.0.len() < n {
-            return Err(Reject::Malformed);
+/// A frame's bytes before the tag (the module doc's table). Decoding checks
+/// every field but the cluster id, which [`decode`] checks first.
+impl Codec for Heartbeat {
+    fn decode<B: Buf>(buf: &mut B) -> Result<Heartbeat, DecodeError> {
+        if buf.get::<[u8; 2]>()? != MAGIC || buf.get::<u8>()? != VERSION {
+            return Err(DecodeError);
         }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
+        let flags = buf.get::<u8>()?;
+        if flags & !FLAGS_KNOWN != 0 {
+            return Err(DecodeError);
+        }
+        let cluster_id = buf.get()?;
+        let incarnation = buf.get()?;
+        let sequence = buf.get()?;
+        let sent_at_us = buf.get()?;
+        let priority = buf.get()?;
+        let node: NodeName = buf.get()?;
+        let claims = buf.get::<GroupSet>()?.groups();
+        let bids = buf.get::<GroupSet>()?.groups();
+        let count = usize::from(buf.get::<u8>()?);
+        if count > MAX_REPORTS {
+            return Err(DecodeError);
+        }
+        let mut peers: Vec<PeerReport> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let report = buf.get::<PeerReport>()?;
+            if report.node == node || peers.iter().any(|r| r.node == report.node) {
+                return Err(DecodeError);
+            }
+            peers.push(report);
+        }
+        Ok(Heartbeat {
+            cluster_id,
+            node,
+            incarnation,
+            sequence,
+            sent_at_us,
+            priority,
+            eligible: flags & FLAG_ELIGIBLE != 0,
+            claims,
+            bids,
+            leaving: flags & FLAG_LEAVING != 0,
+            standby: flags & FLAG_STANDBY != 0,
+            peers,
+            digest: buf.get()?,
+        })
     }
 
-    fn u8(&mut self) -> Result<u8, Reject> {
-        Ok(self.take(1)?[0])
+    /// # Panics
+    ///
+    /// As [`encode`].
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        assert!(
+            self.peers.len() <= MAX_REPORTS,
+            "heartbeat reports {} peers; at most {MAX_REPORTS} fit the frame",
+            self.peers.len()
+        );
+        for (i, r) in self.peers.iter().enumerate() {
+            assert!(
+                r.node != self.node && self.peers[..i].iter().all(|o| o.node != r.node),
+                "heartbeat of {:?} reports {:?} twice or about itself",
+                self.node,
+                r.node
+            );
+        }
+        let mut flags = 0;
+        if self.eligible {
+            flags |= FLAG_ELIGIBLE;
+        }
+        if self.leaving {
+            flags |= FLAG_LEAVING;
+        }
+        if self.standby {
+            flags |= FLAG_STANDBY;
+        }
+        MAGIC.encode(buf);
+        VERSION.encode(buf);
+        flags.encode(buf);
+        self.cluster_id.encode(buf);
+        self.incarnation.encode(buf);
+        self.sequence.encode(buf);
+        self.sent_at_us.encode(buf);
+        self.priority.encode(buf);
+        self.node.encode(buf);
+        GroupSet::of(&self.claims).encode(buf);
+        GroupSet::of(&self.bids).encode(buf);
+        (self.peers.len() as u8).encode(buf);
+        for r in &self.peers {
+            r.encode(buf);
+        }
+        self.digest.encode(buf);
+    }
+}
+
+/// A peer report (the module doc's second table).
+impl Codec for PeerReport {
+    fn decode<B: Buf>(buf: &mut B) -> Result<PeerReport, DecodeError> {
+        Ok(PeerReport {
+            node: buf.get()?,
+            incarnation: buf.get()?,
+            sequence: buf.get()?,
+            age_us: buf.get()?,
+            echo_us: buf.get()?,
+            priority: buf.get()?,
+            claims: buf.get::<GroupSet>()?.groups(),
+            bids: buf.get::<GroupSet>()?.groups(),
+        })
     }
 
-    fn u32(&mut self) -> Result<u32, Reject> {
-        Ok(u32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+    /// # Panics
+    ///
+    /// As [`encode`].
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        self.node.encode(buf);
+        self.incarnation.encode(buf);
+        self.sequence.encode(buf);
+        self.age_us.encode(buf);
+        self.echo_us.encode(buf);
+        self.priority.encode(buf);
+        GroupSet::of(&self.claims).encode(buf);
+        GroupSet::of(&self.bids).encode(buf);
     }
+}
 
-    fn u64(&mut self) -> Result<u64, Reject> {
-        Ok(u64::from_be_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-
-    /// A length byte (1..=[`MAX_NAME_LEN`]) and that many bytes of UTF-8.
-    fn name(&mut self) -> Result<String, Reject> {
-        let len = usize::from(self.u8()?);
+/// A node name: a length byte (1..=[`MAX_NAME_LEN`]) and that many bytes
+/// of UTF-8.
+impl Codec for NodeName {
+    fn decode<B: Buf>(buf: &mut B) -> Result<NodeName, DecodeError> {
+        let len = usize::from(buf.get::<u8>()?);
         if !(1..=MAX_NAME_LEN).contains(&len) {
-            return Err(Reject::Malformed);
+            return Err(DecodeError);
         }
-        std::str::from_utf8(self.take(len)?)
-            .map(str::to_owned)
-            .map_err(|_| Reject::Malformed)
+        let mut name = vec![0; len];
+        buf.try_copy_to_slice(&mut name)?;
+        String::from_utf8(name).map_err(|_| DecodeError)
     }
 
-    /// A group set (see the module doc), as ascending group indices.
-    fn set(&mut self) -> Result<Vec<u16>, Reject> {
-        let len = usize::from(self.u8()?);
+    /// # Panics
+    ///
+    /// If the name is empty or longer than [`MAX_NAME_LEN`] bytes.
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        assert!(
+            (1..=MAX_NAME_LEN).contains(&self.len()),
+            "heartbeat node name {self:?} is {} bytes; 1..={MAX_NAME_LEN} fit the frame",
+            self.len()
+        );
+        (self.len() as u8).encode(buf);
+        buf.put_slice(self.as_bytes());
+    }
+}
+
+/// A group set (see the module doc): bit `g` is group `g`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct GroupSet(u64);
+
+impl GroupSet {
+    /// # Panics
+    ///
+    /// If a group is [`MAX_GROUPS`] or more.
+    fn of(groups: &[u16]) -> GroupSet {
+        let mut bits = 0u64;
+        for &g in groups {
+            assert!(
+                usize::from(g) < MAX_GROUPS,
+                "heartbeat names group {g}; groups 0..{MAX_GROUPS} fit the frame"
+            );
+            bits |= 1 << g;
+        }
+        GroupSet(bits)
+    }
+
+    /// The groups, ascending.
+    fn groups(self) -> Vec<u16> {
+        (0..MAX_GROUPS as u16)
+            .filter(|&g| self.0 & (1 << g) != 0)
+            .collect()
+    }
+
+    /// Bytes of the bitmap on the wire: up to its last non-zero byte.
+    fn bitmap_len(self) -> usize {
+        (u64::BITS - self.0.leading_zeros()).div_ceil(8) as usize
+    }
+}
+
+/// A length byte `k` (0..=8), then the bitmap's `k` least significant
+/// bytes, the last one not zero (one encoding per set).
+impl Codec for GroupSet {
+    fn decode<B: Buf>(buf: &mut B) -> Result<GroupSet, DecodeError> {
+        let len = usize::from(buf.get::<u8>()?);
         if len > SET_BYTES {
-            return Err(Reject::Malformed);
+            return Err(DecodeError);
         }
-        let bytes = self.take(len)?;
-        if bytes.last() == Some(&0) {
-            return Err(Reject::Malformed);
+        let mut bits = [0; SET_BYTES];
+        buf.try_copy_to_slice(&mut bits[..len])?;
+        if len > 0 && bits[len - 1] == 0 {
+            return Err(DecodeError);
         }
-        let mut bits = [0; 8];
-        bits[..len].copy_from_slice(bytes);
-        let bits = u64::from_le_bytes(bits);
-        Ok((0..MAX_GROUPS as u16)
-            .filter(|&g| bits & (1 << g) != 0)
-            .collect())
+        Ok(GroupSet(u64::from_le_bytes(bits)))
+    }
+
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        let len = self.bitmap_len();
+        (len as u8).encode(buf);
+        buf.put_slice(&self.0.to_le_bytes()[..len]);
     }
 }
 
@@ -581,18 +624,23 @@ impl ReplayGuard {
     }
 
     /// Accepts (and records) sequence `sequence` of incarnation
-    /// `incarnation` from `node`, or `Err(Reject::Replayed)` for an older
+    /// `incarnation` from `node`, or `Err(DropReason::Replayed)` for an older
     /// incarnation, a sequence already accepted, or one [`REPLAY_WINDOW`] or
     /// more below the highest accepted. A newer incarnation (the sender
     /// restarted) starts a new window. Call only for authenticated frames.
-    pub fn accept(&mut self, node: &str, incarnation: u64, sequence: u64) -> Result<(), Reject> {
+    pub fn accept(
+        &mut self,
+        node: &str,
+        incarnation: u64,
+        sequence: u64,
+    ) -> Result<(), DropReason> {
         let Some(w) = self.peers.get_mut(node) else {
             self.peers
                 .insert(node.to_owned(), Window::new(incarnation, sequence));
             return Ok(());
         };
         if incarnation < w.incarnation {
-            return Err(Reject::Replayed);
+            return Err(DropReason::Replayed);
         }
         if incarnation > w.incarnation {
             *w = Window::new(incarnation, sequence);
@@ -610,7 +658,7 @@ impl ReplayGuard {
         }
         let behind = w.top - sequence;
         if behind >= REPLAY_WINDOW || w.seen & (1 << behind) != 0 {
-            return Err(Reject::Replayed);
+            return Err(DropReason::Replayed);
         }
         w.seen |= 1 << behind;
         Ok(())
@@ -625,7 +673,7 @@ pub struct Receiver {
     cluster_id: u64,
     me: String,
     replay: ReplayGuard,
-    /// Frames rejected, by reason; index = [`Reject::index`].
+    /// Frames rejected, by reason; index = [`DropReason::index`].
     pub rejected: [u64; 6],
     /// Frames accepted.
     pub accepted: u64,
@@ -645,7 +693,7 @@ impl Receiver {
     }
 
     /// The heartbeat in `frame`, or why it was dropped (and counted).
-    pub fn receive(&mut self, frame: &[u8]) -> Result<Heartbeat, Reject> {
+    pub fn receive(&mut self, frame: &[u8]) -> Result<Heartbeat, DropReason> {
         let result = self.check(frame);
         match &result {
             Ok(_) => self.accepted += 1,
@@ -654,10 +702,10 @@ impl Receiver {
         result
     }
 
-    fn check(&mut self, frame: &[u8]) -> Result<Heartbeat, Reject> {
+    fn check(&mut self, frame: &[u8]) -> Result<Heartbeat, DropReason> {
         let hb = decode(frame, &self.key, self.cluster_id)?;
         if hb.node == self.me {
-            return Err(Reject::FromSelf);
+            return Err(DropReason::FromSelf);
         }
         self.replay.accept(&hb.node, hb.incarnation, hb.sequence)?;
         Ok(hb)
@@ -695,13 +743,13 @@ impl Sender {
     /// As [`encode`].
     pub fn seal(&mut self, hb: &Heartbeat) -> Vec<u8> {
         self.sequence += 1;
-        write_frame(
-            hb,
-            self.cluster_id,
-            self.incarnation,
-            self.sequence,
-            &self.key,
-        )
+        let stamped = Heartbeat {
+            cluster_id: self.cluster_id,
+            incarnation: self.incarnation,
+            sequence: self.sequence,
+            ..hb.clone()
+        };
+        encode(&stamped, &self.key)
     }
 
     pub fn incarnation(&self) -> u64 {
@@ -715,656 +763,4 @@ impl Sender {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    const CLUSTER: u64 = 0x0123_4567_89ab_cdef;
-
-    fn key() -> Key {
-        Key::from_bytes(b"0123456789abcdef0123456789abcdef\n").unwrap()
-    }
-
-    fn full() -> Heartbeat {
-        Heartbeat {
-            cluster_id: CLUSTER,
-            node: "lb-2.example".to_owned(),
-            incarnation: 1_700_000_000_123,
-            sequence: 42,
-            sent_at_us: 12_345_678,
-            priority: 200,
-            eligible: true,
-            claims: vec![0, 3, 63],
-            bids: vec![9],
-            leaving: true,
-            standby: true,
-            peers: vec![
-                PeerReport {
-                    node: "lb-1.example".to_owned(),
-                    incarnation: 1_700_000_000_001,
-                    sequence: 7,
-                    age_us: 1234,
-                    echo_us: 9_876_543,
-                    priority: 100,
-                    claims: vec![1],
-                    bids: vec![],
-                },
-                PeerReport {
-                    node: "lb-3".to_owned(),
-                    incarnation: 5,
-                    sequence: u64::MAX,
-                    age_us: u32::MAX,
-                    echo_us: 0,
-                    priority: 0,
-                    claims: vec![],
-                    bids: vec![0, 8],
-                },
-            ],
-            digest: std::array::from_fn(|i| i as u8 ^ 0xa5),
-        }
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// `body` (a frame without its tag) with a valid tag under `key()`.
-    fn tagged(body: &[u8]) -> Vec<u8> {
-        let mut f = body.to_vec();
-        let tag: [u8; 32] = key()
-            .mac()
-            .chain_update(body)
-            .finalize()
-            .into_bytes()
-            .into();
-        f.extend_from_slice(&tag);
-        f
-    }
-
-    fn body(frame: &[u8]) -> Vec<u8> {
-        frame[..frame.len() - TAG_LEN].to_vec()
-    }
-
-    #[test]
-    fn wire_round_trip_full_heartbeat() {
-        let hb = full();
-        let frame = encode(&hb, &key());
-        assert_eq!(frame.len(), 210);
-        assert_eq!(frame.len(), frame_len(&hb));
-        assert_eq!(decode(&frame, &key(), CLUSTER), Ok(hb));
-    }
-
-    /// A report of `name` (of `len` bytes) with every field at its widest.
-    fn widest_report(name: String) -> PeerReport {
-        PeerReport {
-            node: name,
-            incarnation: u64::MAX,
-            sequence: u64::MAX,
-            age_us: u32::MAX,
-            echo_us: u64::MAX,
-            priority: u8::MAX,
-            claims: (0..MAX_GROUPS as u16).collect(),
-            bids: (0..MAX_GROUPS as u16).collect(),
-        }
-    }
-
-    #[test]
-    fn wire_round_trip_extremes_and_sizes() {
-        let mut hb = full();
-        for (eligible, leaving, standby) in [(false, false, false), (true, false, false)] {
-            hb.eligible = eligible;
-            hb.leaving = leaving;
-            hb.standby = standby;
-            hb.node = "a".to_owned();
-            hb.claims.clear();
-            hb.bids.clear();
-            hb.peers.clear();
-            let frame = encode(&hb, &key());
-            assert_eq!(frame.len(), MIN_FRAME_LEN);
-            assert_eq!(decode(&frame, &key(), CLUSTER).as_ref(), Ok(&hb));
-        }
-        hb.node = "é".repeat(16); // 32 bytes of UTF-8
-        hb.claims = (0..MAX_GROUPS as u16).collect();
-        hb.bids = hb.claims.clone();
-        hb.peers = (0..MAX_REPORTS)
-            .map(|i| widest_report(format!("{i:0>32}")))
-            .collect();
-        hb.sequence = u64::MAX;
-        hb.sent_at_us = u64::MAX;
-        hb.priority = u8::MAX;
-        let frame = encode(&hb, &key());
-        assert_eq!(frame.len(), MAX_FRAME_LEN);
-        assert_eq!(decode(&frame, &key(), CLUSTER), Ok(hb));
-    }
-
-    /// A group set's bitmap ends at its highest group, and every set of
-    /// groups decodes to itself, ascending.
-    #[test]
-    fn wire_group_sets() {
-        assert_eq!(set_bytes(&[]), [0]);
-        assert_eq!(set_bytes(&[0]), [1, 0x01]);
-        assert_eq!(set_bytes(&[7, 8]), [2, 0x80, 0x01]);
-        assert_eq!(set_bytes(&[63]), [8, 0, 0, 0, 0, 0, 0, 0, 0x80]);
-        let mut hb = full();
-        for groups in [vec![], vec![5], vec![1, 2, 3, 62], vec![8, 16, 24, 32, 40]] {
-            hb.claims = groups.clone();
-            hb.bids = groups.iter().map(|g| 63 - g).rev().collect();
-            hb.peers[0].claims = groups.clone();
-            let got = decode(&encode(&hb, &key()), &key(), CLUSTER).unwrap();
-            assert_eq!(got, hb, "{groups:?}");
-        }
-    }
-
-    /// Pins the byte layout and the tag (computed independently with
-    /// Python's hmac/hashlib over the same bytes, built from the module
-    /// doc's table).
-    #[test]
-    fn wire_golden_frame() {
-        let frame = encode(&full(), &key());
-        let expected_body = concat!(
-            "4841",                       // magic
-            "02",                         // version
-            "07",                         // flags
-            "0123456789abcdef",           // cluster id
-            "0000018bcfe5687b",           // incarnation
-            "000000000000002a",           // sequence
-            "0000000000bc614e",           // sent_at_us
-            "c8",                         // priority
-            "0c6c622d322e6578616d706c65", // name
-            "080900000000000080",         // claims 0, 3, 63
-            "020002",                     // bids 9
-            "02",                         // 2 reports
-            "0c6c622d312e6578616d706c65", // report: name
-            "0000018bcfe56801",           // incarnation
-            "0000000000000007",           // sequence
-            "000004d2",                   // age_us
-            "000000000096b43f",           // echo_us
-            "64",                         // priority
-            "0102",                       // claims 1
-            "00",                         // no bids
-            "046c622d33",                 // report: name
-            "0000000000000005",           // incarnation
-            "ffffffffffffffff",           // sequence
-            "ffffffff",                   // age_us
-            "0000000000000000",           // echo_us
-            "00",                         // priority
-            "00",                         // no claims
-            "020101",                     // bids 0, 8
-            "a5a4a7a6a1a0a3a2adacafaea9a8abaab5b4b7b6b1b0b3b2bdbcbfbeb9b8bbba",
-        );
-        assert_eq!(hex(&body(&frame)), expected_body);
-        assert_eq!(
-            hex(&frame[frame.len() - TAG_LEN..]),
-            "a8950bcce58961c80fb38743edc1692f6a8d32f0cb9d6ceb4ca4ad9114d551fb"
-        );
-    }
-
-    #[test]
-    fn wire_every_bit_flip_rejected() {
-        let frame = encode(&full(), &key());
-        for bit in 0..frame.len() * 8 {
-            let mut bad = frame.clone();
-            bad[bit / 8] ^= 1 << (bit % 8);
-            let got = decode(&bad, &key(), CLUSTER);
-            let want = match bit / 8 {
-                0 | 1 => Reject::Malformed,
-                OFF_VERSION => Reject::Version,
-                _ => Reject::Unauthenticated,
-            };
-            assert_eq!(got, Err(want), "bit {bit} flipped");
-        }
-    }
-
-    #[test]
-    fn wire_truncated_at_every_length_rejected() {
-        let frame = encode(&full(), &key());
-        for len in 0..frame.len() {
-            let got = decode(&frame[..len], &key(), CLUSTER);
-            let want = if len <= OFF_FLAGS || len < MIN_FRAME_LEN {
-                Reject::Malformed
-            } else {
-                Reject::Unauthenticated
-            };
-            assert_eq!(got, Err(want), "truncated to {len} bytes");
-        }
-        // Bytes appended: the tag is read from the wrong place.
-        let mut long = frame.clone();
-        long.push(0);
-        assert_eq!(decode(&long, &key(), CLUSTER), Err(Reject::Unauthenticated));
-        // Longer than any valid frame: dropped before the HMAC.
-        let mut huge = frame;
-        huge.resize(MAX_FRAME_LEN + 1, 0);
-        assert_eq!(decode(&huge, &key(), CLUSTER), Err(Reject::Malformed));
-    }
-
-    #[test]
-    fn wire_wrong_key_rejected() {
-        let frame = encode(&full(), &key());
-        let other = Key::from_bytes(b"0123456789abcdef0123456789abcdef").unwrap();
-        assert_eq!(
-            decode(&frame, &other, CLUSTER),
-            Err(Reject::Unauthenticated)
-        );
-        // Authentication comes before the cluster id.
-        assert_eq!(
-            decode(&frame, &other, CLUSTER + 1),
-            Err(Reject::Unauthenticated)
-        );
-    }
-
-    #[test]
-    fn wire_foreign_cluster_rejected_after_auth() {
-        let frame = encode(&full(), &key());
-        assert_eq!(
-            decode(&frame, &key(), CLUSTER + 1),
-            Err(Reject::ForeignCluster)
-        );
-    }
-
-    #[test]
-    fn wire_version_checked_before_auth_and_length() {
-        let mut frame = encode(&full(), &key());
-        frame[OFF_VERSION] = 1;
-        assert_eq!(decode(&frame, &key(), CLUSTER), Err(Reject::Version));
-        assert_eq!(decode(b"HA\x01\x00", &key(), CLUSTER), Err(Reject::Version));
-        assert_eq!(decode(b"HA\x03\x00", &key(), CLUSTER), Err(Reject::Version));
-        assert_eq!(
-            decode(b"HA\x02\x00", &key(), CLUSTER),
-            Err(Reject::Malformed)
-        );
-        assert_eq!(
-            decode(b"XA\x02\x00", &key(), CLUSTER),
-            Err(Reject::Malformed)
-        );
-    }
-
-    /// A report of `name` with zero numbers and empty sets.
-    fn raw_report(name: &[u8]) -> Vec<u8> {
-        let mut r = vec![name.len() as u8];
-        r.extend_from_slice(name);
-        r.extend_from_slice(&[0; REPORT_FIXED_LEN - 1]);
-        r
-    }
-
-    /// Authenticated but inconsistent frames (a buggy or malicious key
-    /// holder) are Malformed, not accepted and not a panic.
-    #[test]
-    fn wire_authenticated_garbage_is_malformed() {
-        let good = body(&encode(&full(), &key()));
-        let name_end = OFF_NAME + "lb-2.example".len();
-        let bids_at = name_end + 1 + 8; // after the claims: 0, 3, 63
-        let count_at = bids_at + 1 + 2; // after the bids: 9
-        let digest = &good[good.len() - DIGEST_LEN..];
-        let with_reports = |count: u8, reports: &[Vec<u8>]| {
-            let mut b = good[..count_at].to_vec();
-            b.push(count);
-            reports.iter().for_each(|r| b.extend_from_slice(r));
-            b.extend_from_slice(digest);
-            b
-        };
-        let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
-
-        let mut b = good.clone();
-        b[OFF_FLAGS] |= 0x08;
-        cases.push(("unknown flag bit", b));
-
-        let mut b = good.clone();
-        b[OFF_NAME] = 0xff;
-        cases.push(("name not UTF-8", b));
-
-        let mut b = good.clone();
-        b[OFF_NAME_LEN] = 0;
-        cases.push(("empty name", b));
-
-        let mut b = good.clone();
-        b[OFF_NAME_LEN] = 33; // and 33 bytes of name: otherwise consistent
-        b.splice(name_end..name_end, [b'x'; 21]);
-        cases.push(("name too long", b));
-
-        let mut b = good.clone();
-        b[OFF_NAME_LEN] += 1;
-        cases.push(("name length past its bytes", b));
-
-        let mut b = good.clone();
-        b[name_end] = 9; // and a ninth byte: otherwise consistent
-        b.insert(bids_at, 1);
-        cases.push(("group set longer than 8 bytes", b));
-
-        let mut b = good.clone();
-        b[bids_at] = 3;
-        b.insert(count_at, 0);
-        cases.push(("group set ending in a zero byte", b));
-
-        let mut b = good.clone();
-        b[bids_at] = 8;
-        cases.push(("group set past the data", b));
-
-        let mut b = good.clone();
-        b[count_at] = 3;
-        cases.push(("report count past the data", b));
-
-        let mut b = good.clone();
-        b[count_at] = 1;
-        cases.push(("report count short: trailing bytes", b));
-
-        let many: Vec<Vec<u8>> = (b'a'..=b'p').map(|n| raw_report(&[n])).collect();
-        let b = with_reports(16, &many);
-        assert!(b.len() + TAG_LEN <= MAX_FRAME_LEN);
-        cases.push(("16 reports", b));
-
-        cases.push(("report about the sender", {
-            with_reports(1, &[raw_report(b"lb-2.example")])
-        }));
-        cases.push(("two reports about one node", {
-            with_reports(2, &[raw_report(b"x"), raw_report(b"x")])
-        }));
-        cases.push(("report name empty", with_reports(1, &[raw_report(b"")])));
-        cases.push(("report name not UTF-8", {
-            with_reports(1, &[raw_report(b"\xff")])
-        }));
-        cases.push(("report name too long", {
-            with_reports(1, &[raw_report(&[b'x'; 33])])
-        }));
-
-        let mut b = good.clone();
-        b.push(0);
-        cases.push(("trailing byte", b));
-
-        let mut b = good.clone();
-        b.pop();
-        cases.push(("digest short", b));
-
-        for (what, body) in cases {
-            let frame = tagged(&body);
-            assert_eq!(
-                decode(&frame, &key(), CLUSTER),
-                Err(Reject::Malformed),
-                "{what}"
-            );
-        }
-        // The report builder itself makes valid reports.
-        let fine = with_reports(2, &[raw_report(b"x"), raw_report(b"y")]);
-        assert!(decode(&tagged(&fine), &key(), CLUSTER).is_ok());
-    }
-
-    #[test]
-    fn replay_duplicate_rejected() {
-        let mut g = ReplayGuard::new();
-        assert_eq!(g.accept("b", 1, 10), Ok(()));
-        assert_eq!(g.accept("b", 1, 10), Err(Reject::Replayed));
-        assert_eq!(g.accept("b", 1, 11), Ok(()));
-        assert_eq!(g.accept("b", 1, 11), Err(Reject::Replayed));
-        assert_eq!(g.accept("b", 1, 10), Err(Reject::Replayed));
-        // Per node: another sender's numbers are its own.
-        assert_eq!(g.accept("c", 1, 10), Ok(()));
-    }
-
-    #[test]
-    fn replay_reordered_within_window_accepted_once() {
-        let mut g = ReplayGuard::new();
-        assert_eq!(g.accept("b", 1, 100), Ok(()));
-        assert_eq!(g.accept("b", 1, 105), Ok(()));
-        for seq in [103, 101, 104, 102] {
-            assert_eq!(g.accept("b", 1, seq), Ok(()), "{seq}");
-        }
-        for seq in 100..=105 {
-            assert_eq!(g.accept("b", 1, seq), Err(Reject::Replayed), "{seq}");
-        }
-        // The oldest sequence the window still holds.
-        assert_eq!(g.accept("b", 1, 105 - (REPLAY_WINDOW - 1)), Ok(()));
-        // Sliding keeps the bits of what was seen.
-        assert_eq!(g.accept("b", 1, 110), Ok(()));
-        for seq in 100..=105 {
-            assert_eq!(g.accept("b", 1, seq), Err(Reject::Replayed), "{seq}");
-        }
-        for seq in 106..110 {
-            assert_eq!(g.accept("b", 1, seq), Ok(()), "{seq}");
-        }
-    }
-
-    #[test]
-    fn replay_older_than_window_rejected() {
-        let mut g = ReplayGuard::new();
-        assert_eq!(g.accept("b", 1, 1000), Ok(()));
-        assert_eq!(
-            g.accept("b", 1, 1000 - REPLAY_WINDOW),
-            Err(Reject::Replayed)
-        );
-        assert_eq!(g.accept("b", 1, 0), Err(Reject::Replayed));
-        // A jump of a whole window or more forgets everything below.
-        assert_eq!(g.accept("b", 1, 1000 + REPLAY_WINDOW), Ok(()));
-        assert_eq!(g.accept("b", 1, 1000), Err(Reject::Replayed));
-        assert_eq!(g.accept("b", 1, 1001), Ok(()));
-        assert_eq!(g.accept("b", 1, u64::MAX), Ok(()));
-        assert_eq!(g.accept("b", 1, u64::MAX), Err(Reject::Replayed));
-    }
-
-    #[test]
-    fn replay_new_incarnation_resets_window() {
-        let mut g = ReplayGuard::new();
-        assert_eq!(g.accept("b", 5, 1_000_000), Ok(()));
-        // Restarted: numbering starts over.
-        assert_eq!(g.accept("b", 6, 1), Ok(()));
-        assert_eq!(g.accept("b", 6, 1), Err(Reject::Replayed));
-        assert_eq!(g.accept("b", 6, 2), Ok(()));
-        // The old run's frames are replays now, however high their sequence.
-        assert_eq!(g.accept("b", 5, 1_000_001), Err(Reject::Replayed));
-    }
-
-    #[test]
-    fn replay_older_incarnation_rejected() {
-        let mut g = ReplayGuard::new();
-        assert_eq!(g.accept("b", 7, 3), Ok(()));
-        assert_eq!(g.accept("b", 6, 4), Err(Reject::Replayed));
-        assert_eq!(g.accept("b", 0, u64::MAX), Err(Reject::Replayed));
-        assert_eq!(g.accept("b", 7, 4), Ok(()));
-    }
-
-    #[test]
-    fn receiver_rejects_from_self() {
-        let mut me = Sender::new(key(), CLUSTER, 1);
-        let frame = me.seal(&full());
-        let mut rx = Receiver::new(key(), CLUSTER, "lb-2.example");
-        assert_eq!(rx.receive(&frame), Err(Reject::FromSelf));
-        let mut other = Receiver::new(key(), CLUSTER, "lb-1.example");
-        assert!(other.receive(&frame).is_ok());
-    }
-
-    #[test]
-    fn receiver_counts_each_reason() {
-        let mut tx = Sender::new(key(), CLUSTER, 9);
-        let mut rx = Receiver::new(key(), CLUSTER, "me");
-        let f1 = tx.seal(&full());
-        let f2 = tx.seal(&full());
-        let mut own = full();
-        own.node = "me".to_owned();
-        let own = tx.seal(&own);
-        let mut versioned = f1.clone();
-        versioned[OFF_VERSION] = 9;
-        let mut forged = f1.clone();
-        forged[OFF_PRIORITY] ^= 1;
-        let foreign = Sender::new(key(), CLUSTER + 1, 9).seal(&full());
-
-        assert_eq!(rx.receive(&f2).map(|hb| hb.sequence), Ok(2));
-        assert_eq!(rx.receive(&f1).map(|hb| hb.sequence), Ok(1)); // reordered
-        let rejections = [
-            (&f1[..3], Reject::Malformed),
-            (&versioned[..], Reject::Version),
-            (&forged[..], Reject::Unauthenticated),
-            (&forged[..], Reject::Unauthenticated),
-            (&foreign[..], Reject::ForeignCluster),
-            (&f1[..], Reject::Replayed),
-            (&f2[..], Reject::Replayed),
-            (&f2[..], Reject::Replayed),
-            (&own[..], Reject::FromSelf),
-        ];
-        for (frame, reason) in rejections {
-            assert_eq!(rx.receive(frame), Err(reason));
-        }
-        assert_eq!(rx.accepted, 2);
-        assert_eq!(rx.rejected, [1, 1, 2, 1, 3, 1]);
-        for (i, reason) in Reject::ALL.into_iter().enumerate() {
-            assert_eq!(reason.index(), i);
-        }
-        let names: Vec<_> = Reject::ALL.iter().map(|r| r.name()).collect();
-        assert_eq!(
-            names,
-            [
-                "malformed",
-                "version",
-                "unauthenticated",
-                "foreign_cluster",
-                "replayed",
-                "from_self"
-            ]
-        );
-    }
-
-    #[test]
-    fn sender_stamps_cluster_incarnation_and_sequence() {
-        let mut tx = Sender::new(key(), CLUSTER, 77);
-        let mut hb = full();
-        hb.cluster_id = 1;
-        hb.incarnation = 2;
-        hb.sequence = 3;
-        assert_eq!(tx.sequence(), 0);
-        for want in 1..=3 {
-            let got = decode(&tx.seal(&hb), &key(), CLUSTER).unwrap();
-            assert_eq!(
-                (got.cluster_id, got.incarnation, got.sequence),
-                (CLUSTER, 77, want)
-            );
-            assert_eq!(got.node, hb.node);
-            assert_eq!(got.claims, hb.claims);
-        }
-        assert_eq!((tx.incarnation(), tx.sequence()), (77, 3));
-    }
-
-    #[test]
-    #[should_panic(expected = "1..=32")]
-    fn encode_refuses_long_name() {
-        let mut hb = full();
-        hb.node = "x".repeat(33);
-        encode(&hb, &key());
-    }
-
-    #[test]
-    #[should_panic(expected = "groups 0..64")]
-    fn encode_refuses_group_64() {
-        let mut hb = full();
-        hb.peers[1].bids.push(64);
-        encode(&hb, &key());
-    }
-
-    #[test]
-    #[should_panic(expected = "twice or about itself")]
-    fn encode_refuses_a_report_about_the_sender() {
-        let mut hb = full();
-        hb.peers[0].node = hb.node.clone();
-        encode(&hb, &key());
-    }
-
-    static SERIAL: AtomicUsize = AtomicUsize::new(0);
-
-    /// A key file in the temp dir, removed on drop.
-    struct TempKey(PathBuf);
-
-    impl TempKey {
-        fn new(contents: &[u8], mode: u32) -> TempKey {
-            let path = std::env::temp_dir().join(format!(
-                "ha-wire-test-{}-{}.key",
-                std::process::id(),
-                SERIAL.fetch_add(1, Ordering::Relaxed)
-            ));
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .unwrap();
-            f.write_all(contents).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-            TempKey(path)
-        }
-    }
-
-    impl Drop for TempKey {
-        fn drop(&mut self) {
-            let _ = fs::remove_file(&self.0);
-        }
-    }
-
-    const MATERIAL: &[u8] = b"0123456789abcdef0123456789abcdef\n";
-
-    #[test]
-    fn key_file_mode_0600_ok() {
-        let file = TempKey::new(MATERIAL, 0o600);
-        let loaded = load_key(&file.0).unwrap();
-        assert_eq!(loaded.0, key().0);
-        let file = TempKey::new(MATERIAL, 0o400);
-        assert_eq!(load_key(&file.0).unwrap().0, key().0);
-    }
-
-    #[test]
-    fn key_file_group_or_world_access_refused() {
-        for (mode, shown) in [
-            (0o640, "0640"),
-            (0o604, "0604"),
-            (0o620, "0620"),
-            (0o644, "0644"),
-        ] {
-            let file = TempKey::new(MATERIAL, mode);
-            let err = format!("{:#}", load_key(&file.0).unwrap_err());
-            assert!(err.contains(&file.0.display().to_string()), "{err}");
-            assert!(err.contains(&format!("mode {shown}")), "{err}");
-            assert!(err.contains("chmod 600"), "{err}");
-        }
-    }
-
-    #[test]
-    fn key_file_short_refused() {
-        let file = TempKey::new(&MATERIAL[..31], 0o600);
-        let err = format!("{}", load_key(&file.0).unwrap_err());
-        assert!(err.contains(&file.0.display().to_string()), "{err}");
-        assert!(err.contains("31 bytes"), "{err}");
-        let file = TempKey::new(b"", 0o600);
-        assert!(load_key(&file.0).is_err());
-        assert_eq!(
-            Key::from_bytes(&[0; 31]).unwrap_err(),
-            KeyError::TooShort { len: 31 }
-        );
-        assert!(Key::from_bytes(&[0; 32]).is_ok());
-    }
-
-    #[test]
-    fn key_file_missing_or_not_a_file_refused() {
-        let path =
-            std::env::temp_dir().join(format!("ha-wire-test-{}-missing.key", std::process::id()));
-        let err = format!("{:#}", load_key(&path).unwrap_err());
-        assert!(err.contains(&path.display().to_string()), "{err}");
-        let dir = std::env::temp_dir();
-        let err = format!("{:#}", load_key(&dir).unwrap_err());
-        assert!(err.contains(&dir.display().to_string()), "{err}");
-    }
-
-    #[test]
-    fn key_derivation_golden() {
-        // SHA-256 of the label followed by the 33 bytes
-        // "0123456789abcdef0123456789abcdef\n" (computed with Python's
-        // hashlib): the newline is part of the key material.
-        assert_eq!(
-            hex(&key().0),
-            "76ad9c91c2492a526e4d2e9a526258aad61576b69dc37930990de196e1696bc5"
-        );
-        assert_ne!(
-            key().0,
-            Key::from_bytes(&MATERIAL[..32]).unwrap().0,
-            "no trimming"
-        );
-        assert_eq!(format!("{:?}", key()), "Key(..)");
-    }
-}
+mod tests;
