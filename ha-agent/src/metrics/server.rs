@@ -2,13 +2,16 @@
 //! scrape asks the agent through a channel for the rendered text.
 //!
 //! One request per connection (`Connection: close`). The request head is
-//! read within [`HEAD_TIMEOUT`] and at most [`MAX_HEAD`] bytes; then
-//! `GET` or `HEAD /metrics` (any query string) is 200 with
-//! [`CONTENT_TYPE`], another path 404, another method on `/metrics` 405, a
-//! malformed head 400, a head too slow 408, too large 431, an HTTP version
-//! other than 1.0/1.1 505, and 503 when the agent does not answer within
-//! [`RENDER_TIMEOUT`]. Headers are checked for shape only; `Host` is not
-//! required. At most [`MAX_CONNECTIONS`] connections are served at once.
+//! read within [`HEAD_TIMEOUT`] and at most [`MAX_HEAD`] bytes and parsed
+//! with `httparse` (the crate hyper uses) as it arrives; then `GET` or
+//! `HEAD /metrics` (any query string) is 200 with [`CONTENT_TYPE`],
+//! another path 404, another method on `/metrics` 405, a malformed head
+//! 400, a head too slow 408, too large or with more than [`MAX_HEADERS`]
+//! fields 431, an HTTP version other than 1.0/1.1 505, and 503 when the
+//! agent does not answer within [`RENDER_TIMEOUT`]. Header names and
+//! values are checked for shape only; `Host` is not required. Bytes after
+//! the head (a body, pipelined requests) are drained, never answered. At
+//! most [`MAX_CONNECTIONS`] connections are served at once.
 
 use std::io;
 use std::sync::Arc;
@@ -25,6 +28,9 @@ mod tests;
 
 /// Largest request head (request line and headers) the server reads.
 pub const MAX_HEAD: usize = 8 * 1024;
+/// Headers a request may carry; more are answered with 431. Scrapers send
+/// a handful.
+const MAX_HEADERS: usize = 64;
 /// Time a client has to send its whole request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time the agent has to answer a scrape.
@@ -123,21 +129,11 @@ async fn connection(
         ),
         Ok(Err(e)) => return Err(e),
         Ok(Ok(Head::Closed)) => return Ok(()),
-        Ok(Ok(Head::Incomplete)) => (Response::error(400, "incomplete request head\n"), false),
-        Ok(Ok(Head::TooLarge)) => (
-            Response::error(
-                431,
-                &format!("the request head exceeds {} bytes\n", limits.head_bytes),
-            ),
-            false,
+        Ok(Ok(Head::Rejected(response))) => (response, false),
+        Ok(Ok(Head::Request(request))) => (
+            respond(request.route, snapshots, limits).await,
+            request.head_only,
         ),
-        Ok(Ok(Head::Complete(head))) => match parse_head(&head) {
-            Err(response) => (response, false),
-            Ok(request) => (
-                respond(request.route, snapshots, limits).await,
-                request.head_only,
-            ),
-        },
     };
     let bytes = response.encode(head_only);
     let write = async {
@@ -148,8 +144,8 @@ async fn connection(
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "response not taken in time"))??;
     // Lingering close: take what the client still sends (a body, the rest
-    // of an oversized head) until it closes, so that our close does not
-    // reset the connection under the response.
+    // of an oversized head, a pipelined request) until it closes, so that
+    // our close does not reset the connection under the response.
     let mut rest = (&mut stream).take(MAX_LINGER_BYTES);
     let _ = tokio::time::timeout(
         limits.linger,
@@ -162,52 +158,43 @@ async fn connection(
 /// How reading a request head ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Head {
-    /// The head, up to and including the empty line.
-    Complete(Vec<u8>),
+    /// A well-formed request.
+    Request(Request),
+    /// A head that is not served, with the answer for it: malformed, cut
+    /// off by the client, or larger than the limit.
+    Rejected(Response),
     /// The client closed before sending a byte.
     Closed,
-    /// The client closed in the middle of the head.
-    Incomplete,
-    /// No end of head within the limit.
-    TooLarge,
 }
 
-/// Reads until the empty line that ends a request head (CRLF or bare LF
-/// line ends), at most `max` bytes.
+/// Reads until [`parse_head`] has a verdict, at most `max` bytes. Bytes
+/// after the head (a body, a pipelined request) are left unread: one
+/// request per connection.
 async fn read_head(stream: &mut (impl AsyncRead + Unpin), max: usize) -> io::Result<Head> {
     let mut buf = vec![0; max];
     let mut len = 0;
     loop {
+        match parse_head(&buf[..len]) {
+            Parsed::Partial => {}
+            Parsed::Request(request) => return Ok(Head::Request(request)),
+            Parsed::Rejected(response) => return Ok(Head::Rejected(response)),
+        }
         if len == max {
-            return Ok(Head::TooLarge);
+            return Ok(Head::Rejected(Response::error(
+                431,
+                &format!("the request head exceeds {max} bytes\n"),
+            )));
         }
         let n = stream.read(&mut buf[len..]).await?;
         if n == 0 {
             return Ok(if len == 0 {
                 Head::Closed
             } else {
-                Head::Incomplete
+                Head::Rejected(Response::error(400, "incomplete request head\n"))
             });
         }
-        // The end may straddle two reads.
-        let from = len.saturating_sub(2);
         len += n;
-        if let Some(end) = head_end(&buf[..len], from) {
-            buf.truncate(end);
-            return Ok(Head::Complete(buf));
-        }
     }
-}
-
-/// The length of the head in `buf` (through the `\n` of its empty line),
-/// looking for that `\n` from `from` on.
-fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    (from.max(1)..buf.len())
-        .find(|&i| {
-            buf[i] == b'\n'
-                && (buf[i - 1] == b'\n' || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'))
-        })
-        .map(|i| i + 1)
 }
 
 /// What a well-formed request asks for.
@@ -225,69 +212,87 @@ enum Route {
     MethodNotAllowed,
 }
 
-/// Parses a request head; a malformed one is answered with the error
-/// response returned.
-fn parse_head(head: &[u8]) -> Result<Request, Response> {
-    let bad = |why: &str| Response::error(400, &format!("bad request: {why}\n"));
-    let text = std::str::from_utf8(head).map_err(|_| bad("the head is not UTF-8"))?;
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    // Empty lines before the request line are allowed (RFC 9112 §2.2).
-    let request_line = lines
-        .by_ref()
-        .find(|l| !l.is_empty())
-        .ok_or_else(|| bad("no request line"))?;
-    let parts: Vec<&str> = request_line.split(' ').collect();
-    let [method, target, version] = parts[..] else {
-        return Err(bad("the request line is not `METHOD target HTTP/1.1`"));
-    };
-    if method.is_empty() || !method.bytes().all(is_tchar) {
-        return Err(bad("invalid method"));
-    }
-    match version {
-        "HTTP/1.1" | "HTTP/1.0" => {}
-        v if v.len() == 8
-            && v.starts_with("HTTP/")
-            && v.as_bytes()[5].is_ascii_digit()
-            && v.as_bytes()[6] == b'.'
-            && v.as_bytes()[7].is_ascii_digit() =>
-        {
-            return Err(Response::error(
+/// What the bytes received so far amount to.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    /// Not a whole head yet, and nothing wrong so far.
+    Partial,
+    Request(Request),
+    /// Malformed, answered with this response.
+    Rejected(Response),
+}
+
+/// Parses the start of a request with `httparse`: request line and header
+/// lines (CRLF or bare LF line ends, empty lines before the request line
+/// skipped, no folded headers), then routes it.
+fn parse_head(buf: &[u8]) -> Parsed {
+    let bad = |why: &str| Parsed::Rejected(Response::error(400, &format!("bad request: {why}\n")));
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buf) {
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Ok(httparse::Status::Complete(_)) => {
+            // Complete: method and path are set.
+            let method = request.method.unwrap_or_default();
+            let target = request.path.unwrap_or_default();
+            match route(method, target) {
+                Some(route) => Parsed::Request(Request {
+                    route,
+                    head_only: method == "HEAD",
+                }),
+                None => bad("invalid request target"),
+            }
+        }
+        Err(httparse::Error::TooManyHeaders) => Parsed::Rejected(Response::error(
+            431,
+            &format!("more than {MAX_HEADERS} header fields\n"),
+        )),
+        Err(httparse::Error::Version) => match request_version(buf) {
+            // httparse fails as soon as the version cannot be 1.0 or 1.1;
+            // whether it is another one (505) shows once the line is whole.
+            None => Parsed::Partial,
+            Some(version) if is_http_version(version) => Parsed::Rejected(Response::error(
                 505,
                 "only HTTP/1.0 and HTTP/1.1 are served\n",
-            ));
-        }
-        _ => return Err(bad("invalid HTTP version")),
+            )),
+            Some(_) => bad("invalid HTTP version"),
+        },
+        Err(e) => bad(&e.to_string()),
     }
-    // Origin form `/path?query`, or absolute form `http://host/path`.
+}
+
+/// The route for a request target: origin form `/path?query` or absolute
+/// form `http://host/path`; `None` for any other form.
+fn route(method: &str, target: &str) -> Option<Route> {
     let path = if target.starts_with('/') {
         target
     } else if let Some((_, rest)) = target.split_once("://") {
         rest.find('/').map_or("/", |i| &rest[i..])
     } else {
-        return Err(bad("invalid request target"));
+        return None;
     };
-    if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(bad("invalid request target"));
-    }
     let path = path.split(['?', '#']).next().unwrap_or(path);
-    for line in lines.take_while(|l| !l.is_empty()) {
-        let name = line.split_once(':').map(|(name, _)| name);
-        if !name.is_some_and(|n| !n.is_empty() && n.bytes().all(is_tchar)) {
-            return Err(bad("invalid header line"));
-        }
-    }
-    let head_only = method == "HEAD";
-    let route = match (path, method) {
+    Some(match (path, method) {
         ("/metrics", "GET" | "HEAD") => Route::Metrics,
         ("/metrics", _) => Route::MethodNotAllowed,
         _ => Route::NotFound,
-    };
-    Ok(Request { route, head_only })
+    })
 }
 
-/// A token character (RFC 9110 §5.6.2): methods and header names.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// What follows the second space of the request line (after leading
+/// empty lines), once the line is complete.
+fn request_version(buf: &[u8]) -> Option<&[u8]> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let line = &buf[start..];
+    let line = &line[..line.iter().position(|&b| b == b'\n')?];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.splitn(3, |&b| b == b' ').nth(2)
+}
+
+/// `HTTP/<digit>.<digit>`.
+fn is_http_version(version: &[u8]) -> bool {
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 /// Answers a well-formed request.

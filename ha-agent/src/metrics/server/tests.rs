@@ -4,19 +4,20 @@ use std::time::Instant;
 
 // -- the request head ---------------------------------------------------
 
-#[test]
-fn metrics_head_end() {
-    assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\n", 0), Some(18));
-    assert_eq!(head_end(b"GET / HTTP/1.1\n\nrest", 0), Some(16));
-    assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
-    assert_eq!(head_end(b"\n", 0), None);
-    assert_eq!(head_end(b"\n\n", 0), Some(2));
+/// The verdict on a whole head: its route and whether it is HEAD, or the
+/// status of the error response.
+fn verdict(head: &[u8]) -> Result<(Route, bool), u16> {
+    match parse_head(head) {
+        Parsed::Request(request) => Ok((request.route, request.head_only)),
+        Parsed::Rejected(response) => Err(response.status),
+        Parsed::Partial => panic!("partial: {:?}", String::from_utf8_lossy(head)),
+    }
 }
 
 #[test]
 fn metrics_parse_head() {
-    let route = |head: &str| parse_head(head.as_bytes()).map(|r| (r.route, r.head_only));
-    let status = |head: &str| parse_head(head.as_bytes()).unwrap_err().status;
+    let route = |head: &str| verdict(head.as_bytes());
+    let status = |head: &str| verdict(head.as_bytes()).unwrap_err();
     assert_eq!(
         route("GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"),
         Ok((Route::Metrics, false))
@@ -55,7 +56,6 @@ fn metrics_parse_head() {
     );
     for bad in [
         "hello\r\n\r\n",
-        "\r\n\r\n",
         "GET /metrics\r\n\r\n",
         "GET  /metrics HTTP/1.1\r\n\r\n",
         "GET /metrics HTTP/1.1 x\r\n\r\n",
@@ -67,16 +67,69 @@ fn metrics_parse_head() {
         "GET /metrics HTTP/1.1\r\n: x\r\n\r\n",
         "GET /metrics HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
         "GET /met\x01rics HTTP/1.1\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nA: b\x00c\r\n\r\n",
+        "GET /metrics HTTP/1.1\rX\n\r\n",
     ] {
         assert_eq!(status(bad), 400, "{bad:?}");
     }
-    assert_eq!(
-        parse_head(b"GET /\xff HTTP/1.1\r\n\r\n")
-            .unwrap_err()
-            .status,
-        400
-    );
+    assert_eq!(verdict(b"GET /\xff HTTP/1.1\r\n\r\n"), Err(400));
     assert_eq!(status("GET /metrics HTTP/2.0\r\n\r\n"), 505);
+    assert_eq!(status("GET /metrics HTTP/1.2\r\n\r\n"), 505);
+    // Empty lines before the request line are skipped (RFC 9112 §2.2),
+    // so empty lines alone are not a head yet.
+    assert_eq!(parse_head(b"\r\n\r\n"), Parsed::Partial);
+    assert_eq!(parse_head(b"\n\n\n"), Parsed::Partial);
+}
+
+#[test]
+fn metrics_parse_head_too_many_headers() {
+    let head = |headers: usize| {
+        let mut head = "GET /metrics HTTP/1.1\r\n".to_owned();
+        for i in 0..headers {
+            head.push_str(&format!("X-{i}: y\r\n"));
+        }
+        head + "\r\n"
+    };
+    assert_eq!(
+        verdict(head(MAX_HEADERS).as_bytes()),
+        Ok((Route::Metrics, false))
+    );
+    assert_eq!(verdict(head(MAX_HEADERS + 1).as_bytes()), Err(431));
+}
+
+/// Heads arrive in pieces: every proper prefix of a good head is partial,
+/// the whole is a request whatever follows it (a body, a pipelined
+/// request), and a malformed head is rejected once its fault is read.
+#[test]
+fn metrics_parse_head_partial() {
+    for head in [
+        &b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"[..],
+        b"\r\nHEAD /metrics?x=1 HTTP/1.0\n\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
+        for end in 0..head.len() {
+            assert_eq!(
+                parse_head(&head[..end]),
+                Parsed::Partial,
+                "{:?}",
+                String::from_utf8_lossy(&head[..end])
+            );
+        }
+        let whole = verdict(head);
+        assert!(whole.is_ok(), "{whole:?}");
+        for rest in [&b"abc"[..], b"GET /other HTTP/1.1\r\n\r\n", b"\x00\xff"] {
+            assert_eq!(verdict(&[head, rest].concat()), whole);
+        }
+    }
+    // Faults show before the head ends.
+    assert_eq!(verdict(b"G(T"), Err(400));
+    assert_eq!(verdict(b"GET /metrics HTTP/1.1\r\nBad Name"), Err(400));
+    // A version other than 1.0/1.1 is judged once its line is whole.
+    assert_eq!(parse_head(b"GET /metrics HTTP/2"), Parsed::Partial);
+    assert_eq!(parse_head(b"GET /metrics HTTP/2.0"), Parsed::Partial);
+    assert_eq!(verdict(b"GET /metrics HTTP/2.0\r\n"), Err(505));
+    assert_eq!(verdict(b"GET /metrics HTTP/2.0 x\n"), Err(400));
+    assert_eq!(verdict(b"GET /metrics HTTP/20\n"), Err(400));
 }
 
 // -- the server ---------------------------------------------------------
@@ -226,6 +279,44 @@ async fn metrics_server_oversized_head() {
         status_line(&response),
         "HTTP/1.1 431 Request Header Fields Too Large"
     );
+}
+
+#[tokio::test]
+async fn metrics_server_head_in_pieces() {
+    let address = start(agent(Some(TEXT)), None).await;
+    // Byte by byte, each in its own segment.
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" {
+        stream.write_all(&[*byte]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert_eq!(status_line(&response), "HTTP/1.1 200 OK");
+    assert!(response.ends_with(TEXT), "{response}");
+}
+
+#[tokio::test]
+async fn metrics_server_pipelined_requests() {
+    let address = start(agent(Some(TEXT)), Some(TEST_LIMITS)).await;
+    // One request per connection: the first is answered, then the
+    // connection closes; what follows it is never read as a request.
+    let response = exchange(
+        address,
+        b"GET /metrics HTTP/1.1\r\n\r\nGET /other HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_line(&response), "HTTP/1.1 200 OK");
+    assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{response}");
+    assert!(response.ends_with(TEXT), "{response}");
+    let response = exchange(
+        address,
+        b"GET /other HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_line(&response), "HTTP/1.1 404 Not Found");
+    assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{response}");
 }
 
 #[tokio::test]
