@@ -69,8 +69,8 @@ const LIMITS: Limits = Limits {
 /// Serves `GET /metrics` on `listener`, one request per connection, until
 /// the receiver of `snapshots` is dropped. Each scrape sends a oneshot
 /// sender through `snapshots`; the text sent back is the response body
-/// (rendered by [`render`]). Accept errors are logged and retried; client
-/// errors are answered and logged at debug level.
+/// (rendered by [`super::render`]). Accept errors are logged and retried;
+/// client errors are answered and logged at debug level.
 pub async fn serve(listener: TcpListener, snapshots: mpsc::Sender<oneshot::Sender<String>>) {
     serve_with(listener, snapshots, LIMITS).await
 }

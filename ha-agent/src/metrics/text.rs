@@ -266,8 +266,9 @@ impl Out {
 
     fn header(&mut self, name: &str, kind: &str, help: &str) {
         // Writing to a String cannot fail.
-        let _ = writeln!(self.text, "# HELP {name} {}", escape(help, false));
-        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        let _ = write!(self.text, "# HELP {name} ");
+        push_escaped(&mut self.text, help, false);
+        let _ = writeln!(self.text, "\n# TYPE {name} {kind}");
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, String)], value: Value) {
@@ -278,7 +279,10 @@ impl Out {
                 if i > 0 {
                     self.text.push(',');
                 }
-                let _ = write!(self.text, "{label}=\"{}\"", escape(text, true));
+                self.text.push_str(label);
+                self.text.push_str("=\"");
+                push_escaped(&mut self.text, text, true);
+                self.text.push('"');
             }
             self.text.push('}');
         }
@@ -286,9 +290,15 @@ impl Out {
     }
 }
 
-/// Escapes a HELP text (`\` and newline) or a label value (also `"`).
-fn escape(text: &str, label: bool) -> String {
-    let mut out = String::with_capacity(text.len());
+/// Appends a HELP text escaped (`\` and newline) or a label value (also
+/// `"`). In place: at thousands of series, a `String` per label value
+/// cost about 30% of the render time (see the module doc).
+fn push_escaped(out: &mut String, text: &str, label: bool) {
+    let special = |b: u8| b == b'\\' || b == b'\n' || (label && b == b'"');
+    if !text.bytes().any(special) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -297,5 +307,4 @@ fn escape(text: &str, label: bool) -> String {
             c => out.push(c),
         }
     }
-    out
 }

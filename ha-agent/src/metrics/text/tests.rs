@@ -159,8 +159,14 @@ fn metrics_label_escaping() {
     assert!(text.contains("ha_agent_info{node=\"x\\\"\","), "{text}");
     // Every line stays one line.
     assert_eq!(text.lines().filter(|l| l.contains("ha_vip_")).count(), 9);
+    let escape = |text: &str, label: bool| {
+        let mut out = "x".to_owned();
+        push_escaped(&mut out, text, label);
+        out.split_off(1)
+    };
     assert_eq!(escape("a\\b\nc\"", false), "a\\\\b\\nc\"");
     assert_eq!(escape("a\\b\nc\"", true), "a\\\\b\\nc\\\"");
+    assert_eq!(escape("plain", true), "plain");
 }
 
 #[test]
@@ -257,6 +263,66 @@ fn metrics_render_is_well_formed() {
         families.push((name, kind));
     }
     assert_eq!(families.len(), 17);
+}
+
+/// A real parser reads what we render: every line is a HELP, TYPE or
+/// sample line to `prometheus-parse`, and the values it reads are the
+/// snapshot's. (`promtool check metrics`, Go's parser and linter, accepted
+/// the same output when the encoder was written; see the module doc.)
+#[test]
+fn metrics_render_parses() {
+    use prometheus_parse::{HistogramCount, LineInfo, Scrape, Value as Parsed};
+    let text = render(&snapshot());
+    for line in text.lines() {
+        assert_ne!(LineInfo::parse(line), LineInfo::Ignored, "{line}");
+    }
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    assert_eq!(scrape.docs.len(), 17);
+    let find = |metric: &str, label: (&str, &str)| {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && s.labels.get(label.0) == Some(label.1));
+        sample
+            .unwrap_or_else(|| panic!("{metric} {label:?}"))
+            .value
+            .clone()
+    };
+    assert_eq!(
+        find("ha_vip_packets_total", ("address", "198.18.0.100")),
+        Parsed::Counter(10.0)
+    );
+    assert_eq!(
+        find("ha_backend_packets_total", ("backend", "2001:db8::12")),
+        Parsed::Counter(u64::MAX as f64)
+    );
+    assert_eq!(
+        find("ha_backend_up", ("backend", "2001:db8::12")),
+        Parsed::Gauge(0.0)
+    );
+    assert_eq!(
+        find("ha_cluster_peer_rtt_seconds", ("peer", "lb2")),
+        Parsed::Gauge(0.000125)
+    );
+    assert_eq!(
+        find("ha_heartbeats_dropped_total", ("reason", "unauthenticated")),
+        Parsed::Counter(2.0)
+    );
+    let phase1 = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "ha_switchover_phase1_seconds")
+        .expect("the phase 1 histogram");
+    let buckets = [(0.001, 2.0), (0.01, 3.0), (f64::INFINITY, 3.0)];
+    assert_eq!(
+        phase1.value,
+        Parsed::Histogram(
+            buckets
+                .iter()
+                .map(|&(less_than, count)| HistogramCount { less_than, count })
+                .collect()
+        )
+    );
 }
 
 #[test]
