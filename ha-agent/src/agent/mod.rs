@@ -48,7 +48,7 @@ use crate::{
 
 mod backends;
 mod cluster;
-mod report;
+mod status;
 
 use backends::BackendChecks;
 

@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use ha_agent::{
     config,
     control::{self, Request, Response},
-    report::{MapsReport, table},
+    maps_view::{MapsView, table},
 };
 
 #[derive(Parser)]
@@ -146,14 +146,14 @@ fn maps(cli: &Cli, flows: usize) -> Result<(), Failure> {
             dir.display()
         )));
     }
-    let report = MapsReport::read(&dir, flows).map_err(Failure::Refused)?;
+    let view = MapsView::read(&dir, flows).map_err(Failure::Refused)?;
     if cli.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
+            serde_json::to_string_pretty(&view).expect("serialisable")
         );
     } else {
-        print!("{}", report.render());
+        print!("{}", view.render());
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! What the agent tells about itself: `hactl status` and the Prometheus
-//! snapshot.
+//! What the agent tells about itself from its own state: the answer to
+//! `hactl status` and the Prometheus [`Snapshot`]. (`hactl maps` reads the
+//! pinned maps without the agent: `crate::maps_view`.)
 
 use anyhow::Result;
 use ha_common::{

@@ -1,5 +1,7 @@
-//! What `hactl maps` shows: the pinned maps turned into plain records,
-//! rendered as aligned tables for people or JSON for scripts.
+//! What `hactl maps` shows: the pinned maps, read without the agent,
+//! turned into plain records and rendered as aligned tables for people or
+//! JSON for scripts. (What the agent reports about itself, `hactl status`
+//! and metrics, is built in `agent::status`.)
 
 use std::{
     fmt::Write as _,
@@ -19,8 +21,12 @@ use crate::{
     netlink::format_mac,
 };
 
+#[cfg(test)]
+mod tests;
+
+/// The datapath as its pinned maps hold it.
 #[derive(Serialize)]
-pub struct MapsReport {
+pub struct MapsView {
     /// The attached program, when its link is pinned beside the maps.
     pub program: Option<ProgramRow>,
     pub vips: Vec<VipRow>,
@@ -107,9 +113,9 @@ fn endpoint(addr: &Addr, port_be: u16) -> String {
     }
 }
 
-impl MapsReport {
+impl MapsView {
     /// The maps pinned in `dir`, and the program on the link pinned there.
-    pub fn read(dir: &Path, flow_limit: usize) -> Result<MapsReport> {
+    pub fn read(dir: &Path, flow_limit: usize) -> Result<MapsView> {
         let maps = Maps::open_pinned(dir)?;
         let program = pinned_link(dir).ok().map(|(link_id, p)| ProgramRow {
             link_id,
@@ -190,7 +196,7 @@ impl MapsReport {
                 bytes: counters[*c as usize].bytes,
             })
             .collect();
-        Ok(MapsReport {
+        Ok(MapsView {
             program,
             vips,
             backends,
@@ -340,32 +346,4 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         line(&mut row.iter().map(String::as_str));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::Ipv4Addr;
-
-    #[test]
-    fn table_aligns_columns() {
-        let t = table(
-            &["A", "LONG"],
-            &[
-                vec!["xyz".into(), "1".into()],
-                vec!["q".into(), "22".into()],
-            ],
-        );
-        assert_eq!(t, "A    LONG\nxyz  1\nq    22\n");
-    }
-
-    #[test]
-    fn mapped_addresses_show_as_ipv4() {
-        assert_eq!(
-            ip(&ha_common::v4_mapped([198, 18, 0, 1])),
-            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))
-        );
-        let v6: Ipv6Addr = "2001:2::1".parse().unwrap();
-        assert_eq!(ip(&v6.octets()), IpAddr::V6(v6));
-    }
 }
