@@ -15,12 +15,12 @@ use super::raw::{RawCluster, RawTrack};
 use super::validate::check_node_name;
 use super::{
     CheckKind, ClusterConfig, ClusterNode, ConfigError, DEFAULT_ANNOUNCE_COUNT,
-    DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_CLUSTER_PORT, DEFAULT_DEAD_INTERVALS, DEFAULT_FENCE_TIMEOUT,
-    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HOOK_TIMEOUT, DEFAULT_PRIORITY, FencingConfig,
-    MAX_ANNOUNCE_COUNT, MAX_ANNOUNCE_INTERVAL, MAX_CHECK_DURATION, MAX_CLUSTER_NODES,
-    MAX_HEARTBEAT_INTERVAL, MIN_CHECK_DURATION, MIN_DEAD_INTERVALS, MIN_HEARTBEAT_INTERVAL,
-    NodeConfig, QuorumConfig, TrackConfig, VipConfig, format_duration,
+    DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_CLUSTER_PORT, DEFAULT_FENCE_TIMEOUT, DEFAULT_HOOK_TIMEOUT,
+    DEFAULT_PRIORITY, FencingConfig, MAX_ANNOUNCE_COUNT, MAX_ANNOUNCE_INTERVAL, MAX_CHECK_DURATION,
+    MAX_HEARTBEAT_INTERVAL, MIN_CHECK_DURATION, MIN_HEARTBEAT_INTERVAL, NodeConfig, QuorumConfig,
+    TrackConfig, VipConfig, format_duration,
 };
+use crate::cluster::state;
 
 impl Source<'_> {
     /// `[cluster]`, checked against this node and the VIPs.
@@ -60,12 +60,12 @@ impl Source<'_> {
             &raw.interval,
             "interval",
             MIN_HEARTBEAT_INTERVAL..=MAX_HEARTBEAT_INTERVAL,
-            DEFAULT_HEARTBEAT_INTERVAL,
+            state::DEFAULT_INTERVAL,
         )?;
         let dead_after = match &raw.dead_after {
             Some(written) => {
                 let dead_after = self.duration(written, "cluster.dead_after")?;
-                let least = interval * MIN_DEAD_INTERVALS;
+                let least = interval * state::MIN_DEAD_INTERVALS;
                 if dead_after < least {
                     let of = if raw.interval.is_some() {
                         ""
@@ -76,8 +76,9 @@ impl Source<'_> {
                         written,
                         "cluster.dead_after",
                         format!(
-                            "{} must be at least {MIN_DEAD_INTERVALS} x the interval {}{of}, {}, so that one lost heartbeat does not take a peer down and quorum has time for a round trip",
+                            "{} must be at least {} x the interval {}{of}, {}, so that one lost heartbeat does not take a peer down and quorum has time for a round trip",
                             format_duration(dead_after),
+                            state::MIN_DEAD_INTERVALS,
                             format_duration(interval),
                             format_duration(least),
                         ),
@@ -85,7 +86,7 @@ impl Source<'_> {
                 }
                 dead_after
             }
-            None => interval * DEFAULT_DEAD_INTERVALS,
+            None => interval * state::DEFAULT_DEAD_INTERVALS,
         };
         let preempt_delay = duration(
             &raw.preempt_delay,
@@ -156,11 +157,11 @@ impl Source<'_> {
         let mut nodes: Vec<ClusterNode> = Vec::with_capacity(raw.node.len());
         for (i, raw_node) in raw.node.iter().enumerate() {
             let path = format!("cluster.node[{i}]");
-            if i >= MAX_CLUSTER_NODES {
+            if i >= state::MAX_NODES {
                 return Err(self.at(
                     raw_node,
                     path,
-                    format!("at most {MAX_CLUSTER_NODES} nodes are supported"),
+                    format!("at most {} nodes are supported", state::MAX_NODES),
                 ));
             }
             let raw_node = raw_node.get_ref();

@@ -1,9 +1,9 @@
 //! The agent's TOML configuration: schema, defaults and validation.
 //!
 //! Why this exists: the whole node (datapath sizes, VIPs, backends) comes
-//! from one file, and a bad file must change nothing (DESIGN §4). So the
-//! file is parsed and fully validated here, before anything is applied, and
-//! every error names the file, line, column and field, e.g.
+//! from one file, and a bad file must change nothing. So the file is parsed
+//! and fully validated here, before anything is applied, and every error
+//! names the file, line, column and field, e.g.
 //! `/etc/ha/ha.toml:12:11: vip[1].backend[0].address: IPv6 backend for an
 //! IPv4 VIP`.
 //!
@@ -79,18 +79,13 @@ const MAX_NODE_NAME: usize = 32;
 const MAX_INTERFACE_NAME: usize = 15;
 /// Longest VIP name (a label in status output and metrics).
 const MAX_VIP_NAME: usize = 64;
+// `[cluster]`. The heartbeat interval's default, `dead_after`'s default and
+// least number of intervals, and the most nodes belong to the state machine
+// (its safety argument and the heartbeat frame depend on them):
+// `cluster::state::{DEFAULT_INTERVAL, DEFAULT_DEAD_INTERVALS,
+// MIN_DEAD_INTERVALS, MAX_NODES}`.
 /// Default UDP port of the heartbeats.
 pub const DEFAULT_CLUSTER_PORT: u16 = 5405;
-/// Default time between two heartbeats.
-pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
-/// A peer is down after this many heartbeat intervals without a valid
-/// frame, unless `dead_after` says otherwise.
-pub const DEFAULT_DEAD_INTERVALS: u32 = 4;
-/// `dead_after` must be at least this many intervals: one lost heartbeat
-/// must not take a peer down, and quorum counts only peers that answered
-/// within the quorum window (`dead_after` less two intervals), which needs
-/// a round trip.
-pub const MIN_DEAD_INTERVALS: u32 = 3;
 /// Default priority of a node in the election.
 pub const DEFAULT_PRIORITY: u8 = 100;
 /// Default time the fence command may take.
@@ -101,8 +96,6 @@ pub const DEFAULT_ANNOUNCE_COUNT: u32 = 3;
 pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
 /// Default time a notify hook may take.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most nodes in a cluster, this one included.
-pub const MAX_CLUSTER_NODES: usize = 16;
 /// Shortest and longest heartbeat interval.
 const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(5);
 const MAX_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -305,7 +298,7 @@ pub struct BackendConfig {
 }
 
 /// `[cluster]`: the load-balancer nodes that share the VIPs, and how this
-/// one takes part (DESIGN §3).
+/// one takes part.
 ///
 /// Serialized like the config file, durations as strings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

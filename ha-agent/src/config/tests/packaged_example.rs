@@ -20,6 +20,7 @@ fn packaged_example_config_is_valid() {
 #[test]
 fn packaged_example_cluster_is_valid() {
     use super::*;
+    use crate::cluster::state;
     let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/ha.toml"));
     let text = std::fs::read_to_string(path).unwrap();
     let start = text.find("\n# [cluster]\n").expect("a [cluster] example") + 1;
@@ -42,10 +43,10 @@ fn packaged_example_cluster_is_valid() {
     // The values written in the example are the defaults, but for the
     // choices an example has to make.
     assert_eq!(cluster.port, DEFAULT_CLUSTER_PORT);
-    assert_eq!(cluster.interval, DEFAULT_HEARTBEAT_INTERVAL);
+    assert_eq!(cluster.interval, state::DEFAULT_INTERVAL);
     assert_eq!(
         cluster.dead_after,
-        DEFAULT_HEARTBEAT_INTERVAL * DEFAULT_DEAD_INTERVALS
+        state::DEFAULT_INTERVAL * state::DEFAULT_DEAD_INTERVALS
     );
     assert_eq!(
         (cluster.priority, cluster.preempt),
