@@ -1,5 +1,6 @@
 //! The configuration's unit tests, by topic; the helpers here build files
-//! from a minimal valid one and assert where an error points.
+//! from a minimal valid one and assert where an error points (the cluster
+//! digest's tests use them too).
 
 use super::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -7,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// Minimal valid file; line numbers matter to the tests below:
 /// 1 [node], 2 name, 3 interface, 5 [[vip]], 6 address, 7 port,
 /// 8 protocol, 9 [[vip.backend]], 10 address.
-const BASE: &str = r#"[node]
+pub(crate) const BASE: &str = r#"[node]
 name = "lb1"
 interface = "eth0"
 
@@ -23,7 +24,7 @@ fn file() -> &'static Path {
     Path::new("/etc/ha/ha.toml")
 }
 
-fn ok(text: &str) -> Config {
+pub(crate) fn ok(text: &str) -> Config {
     parse(file(), text).unwrap_or_else(|e| panic!("unexpected error: {e}"))
 }
 
@@ -49,7 +50,7 @@ fn check(text: &str, line: usize, column: usize, field: &str, needle: &str) {
 }
 
 /// BASE with the first occurrence of `from` replaced by `to`.
-fn base_with(from: &str, to: &str) -> String {
+pub(crate) fn base_with(from: &str, to: &str) -> String {
     assert!(BASE.contains(from), "{from}");
     BASE.replacen(from, to, 1)
 }
@@ -73,7 +74,7 @@ fn second_vip(address: &str, port: u16, protocol: &str, extra: &str) -> String {
 
 /// BASE plus VIPs 1 to 3 (lines 11, 17 and 23) with `extra` lines
 /// each (after `[[vip]]`).
-fn with_vips(extra: [&str; 3]) -> String {
+pub(crate) fn with_vips(extra: [&str; 3]) -> String {
     let mut text = BASE.to_owned();
     for (i, extra) in extra.iter().enumerate() {
         text += &second_vip(&format!("198.18.0.{}", 101 + i), 80, "tcp", extra)[BASE.len()..];
@@ -83,7 +84,6 @@ fn with_vips(extra: [&str; 3]) -> String {
 
 mod checks;
 mod cluster;
-mod digest;
 mod document;
 mod packaged_example;
 mod sections;

@@ -1,6 +1,7 @@
 //! `[node]`, `[datapath]`, `[[vip]]` with backends and groups, `[metrics]`.
 
 use super::*;
+use crate::cluster::digest::digest;
 use ha_common::{MAX_RING_SIZE, MAX_VIPS};
 
 #[test]

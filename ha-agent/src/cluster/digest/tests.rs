@@ -1,6 +1,7 @@
 //! The cluster digest: what nodes must agree on, and only that.
 
 use super::*;
+use crate::config::tests::{BASE, base_with, ok, with_vips};
 
 /// A cluster's file as one of its nodes has it: `[node]` and `[datapath]`
 /// from `local`, `[cluster]` settings from `cluster`, the nodes in the
