@@ -1,11 +1,13 @@
 //! Where a configuration error is: [`ConfigError`] names file, line,
 //! column and field. [`Source`] turns the byte offsets of spans into lines
-//! and columns; the TOML parser's and serde's errors get their field from
-//! the position of their span in the document.
+//! and columns. An error of serde takes its field from the path serde was
+//! on ([`serde_path_to_error`]); a syntax error, which has none, from the
+//! line it is on and the table opened before it.
 
-use std::ops::Range;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use serde_path_to_error::Segment;
 use toml::Spanned;
 
 /// A configuration error at a position in a file.
@@ -55,6 +57,31 @@ impl Source<'_> {
     ) -> ConfigError {
         self.error(at.span().start, field, message)
     }
+
+    /// An error of the TOML parser or of serde: at the start of its span,
+    /// the field from serde's path.
+    pub(super) fn deserialize_error(
+        &self,
+        error: &serde_path_to_error::Error<toml::de::Error>,
+    ) -> ConfigError {
+        let inner = error.inner();
+        let offset = inner.span().map_or(0, |s| s.start);
+        let path = field_path(error.path());
+        let message = inner.message();
+        // "missing field `x`" points at the whole table that lacks it.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next());
+        let field = match missing {
+            Some(missing) => join(&path, missing),
+            // The parser reads the whole text before serde sees a value: an
+            // error without a path (but a missing field at the root) is the
+            // parser's.
+            None if path.is_empty() => syntax_field(self.text, offset),
+            None => path,
+        };
+        self.error(offset, field, clean(message))
+    }
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -72,7 +99,7 @@ pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The toml crate's messages may span lines; errors are one line.
-pub(super) fn clean(message: &str) -> String {
+fn clean(message: &str) -> String {
     message
         .lines()
         .map(str::trim)
@@ -81,67 +108,32 @@ pub(super) fn clean(message: &str) -> String {
         .join("; ")
 }
 
-/// A table, key or value of the document: where it is and its dotted path
-/// (`""` for the root table).
-struct Node {
-    span: Range<usize>,
-    path: String,
-    kind: Kind,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// The root, a `[table]` or an element of an `[[array]]`.
-    Table,
-    InlineTable,
-    Key,
-    Value,
-}
-
-/// Every table, key and value of `document`.
-fn nodes(document: &toml_edit::ImDocument<&str>) -> Vec<Node> {
-    let mut out = Vec::new();
-    collect_table(document.as_table(), "", &mut out);
-    out
-}
-
-/// The position and field of a serde error with byte span `span`.
-pub(super) fn serde_field(
-    document: &toml_edit::ImDocument<&str>,
-    span: Option<Range<usize>>,
-    message: &str,
-) -> (usize, String) {
-    let nodes = nodes(document);
-    // "missing field `x`" points at the whole table that lacks it.
-    if let Some(missing) = message
-        .strip_prefix("missing field `")
-        .and_then(|m| m.split('`').next())
-    {
-        let table = span
-            .as_ref()
-            .and_then(|s| {
-                nodes
-                    .iter()
-                    .find(|n| n.kind != Kind::Key && n.kind != Kind::Value && n.span == *s)
-            })
-            .map_or("", |n| n.path.as_str());
-        return (span.map_or(0, |s| s.start), join(table, missing));
+/// serde's path as a dotted field name such as `vip[1].backend[0].address`,
+/// without the private keys `Spanned` reads its value through; `""` for the
+/// root.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    /// Prefix of the keys of `toml::Spanned`'s own map.
+    const SPANNED_KEY: &str = "$__serde_spanned_private_";
+    let mut field = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => {
+                write!(field, "[{index}]").expect("writing to a String");
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !key.starts_with(SPANNED_KEY) {
+                    field = join(&field, key);
+                }
+            }
+            Segment::Unknown => field = join(&field, "?"),
+        }
     }
-    let Some(span) = span else {
-        return (0, DOCUMENT.to_owned());
-    };
-    // The smallest key, value or table around the error is the field.
-    let field = nodes
-        .iter()
-        .filter(|n| n.span.start <= span.start && span.start < n.span.end.max(n.span.start + 1))
-        .min_by_key(|n| n.span.end - n.span.start)
-        .map_or("", |n| n.path.as_str());
-    (span.start, or_document(field))
+    field
 }
 
 /// Best guess at the field of a syntax error at `offset`: the key being
 /// written on that line inside the last table opened before it.
-pub(super) fn syntax_field(text: &str, offset: usize) -> String {
+fn syntax_field(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("").trim_start();
@@ -150,25 +142,71 @@ pub(super) fn syntax_field(text: &str, offset: usize) -> String {
         let name = line.trim_start_matches('[').split(']').next().unwrap_or("");
         return or_document(name.trim());
     }
-    let Ok(before) = toml_edit::ImDocument::parse(&text[..line_start]) else {
+    let before = &text[..line_start];
+    let Ok(document) = before.parse::<toml::Table>() else {
         return DOCUMENT.to_owned();
     };
-    let nodes = nodes(&before);
-    let table = nodes
-        .iter()
-        .filter(|n| n.kind == Kind::Table)
-        .max_by_key(|n| n.span.start)
-        .map_or("", |n| n.path.as_str());
+    let table = last_table(before, &document);
     // The key being written: up to `=`, or the first word.
     let key = match line.split_once('=') {
         Some((key, _)) => key.trim(),
         None => line.split_whitespace().next().unwrap_or(""),
     };
     if key.is_empty() {
-        or_document(table)
+        or_document(&table)
     } else {
-        join(table, key)
+        join(&table, key)
     }
+}
+
+/// The dotted path of the last table `text` opens (with a `[table]` or an
+/// `[[array]]` header), `""` for the root; `document` is `text` parsed.
+fn last_table(text: &str, document: &toml::Table) -> String {
+    let line_starts = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .filter(|&start| start < text.len());
+    for start in line_starts.rev() {
+        let line = text[start..].lines().next().unwrap_or("");
+        // (The text may start with a byte order mark.)
+        let line = line.trim_start_matches('\u{feff}').trim();
+        // A line in a multi-line string or array is no header: the text
+        // before it does not parse on its own.
+        if !line.starts_with('[') || text[..start].parse::<toml::Table>().is_err() {
+            continue;
+        }
+        // The header alone parses into the keys it names.
+        if let Ok(header) = line.parse::<toml::Table>() {
+            return table_path(document, &header);
+        }
+    }
+    String::new()
+}
+
+/// The path of the table `header` (a header parsed on its own: one key per
+/// level) names in `document`: an array of tables stands for its last
+/// element, as in TOML.
+fn table_path(document: &toml::Table, header: &toml::Table) -> String {
+    let mut path = String::new();
+    let (mut table, mut names) = (document, header);
+    while let Some((key, named)) = names.iter().next() {
+        path = join(&path, key);
+        let value = match table.get(key) {
+            Some(toml::Value::Array(array)) => {
+                let Some(last) = array.last() else { break };
+                write!(path, "[{}]", array.len() - 1).expect("writing to a String");
+                last
+            }
+            Some(value) => value,
+            None => break,
+        };
+        match (value, named) {
+            (toml::Value::Table(inner), toml::Value::Table(inner_names)) => {
+                (table, names) = (inner, inner_names);
+            }
+            _ => break,
+        }
+    }
+    path
 }
 
 /// The field of errors that concern no particular field.
@@ -183,68 +221,5 @@ fn join(path: &str, key: &str) -> String {
         key.to_owned()
     } else {
         format!("{path}.{key}")
-    }
-}
-
-fn collect_table(table: &toml_edit::Table, path: &str, out: &mut Vec<Node>) {
-    if let Some(span) = table.span() {
-        out.push(Node {
-            span,
-            path: path.to_owned(),
-            kind: Kind::Table,
-        });
-    }
-    for (key, item) in table.iter() {
-        let path = join(path, key);
-        collect_key(table.key(key), &path, out);
-        match item {
-            toml_edit::Item::Value(value) => collect_value(value, &path, out),
-            toml_edit::Item::Table(t) => collect_table(t, &path, out),
-            toml_edit::Item::ArrayOfTables(array) => {
-                for (i, t) in array.iter().enumerate() {
-                    collect_table(t, &format!("{path}[{i}]"), out);
-                }
-            }
-            toml_edit::Item::None => {}
-        }
-    }
-}
-
-fn collect_key(key: Option<&toml_edit::Key>, path: &str, out: &mut Vec<Node>) {
-    if let Some(span) = key.and_then(toml_edit::Key::span) {
-        out.push(Node {
-            span,
-            path: path.to_owned(),
-            kind: Kind::Key,
-        });
-    }
-}
-
-fn collect_value(value: &toml_edit::Value, path: &str, out: &mut Vec<Node>) {
-    if let Some(span) = value.span() {
-        out.push(Node {
-            span,
-            path: path.to_owned(),
-            kind: if value.is_inline_table() {
-                Kind::InlineTable
-            } else {
-                Kind::Value
-            },
-        });
-    }
-    match value {
-        toml_edit::Value::Array(array) => {
-            for (i, v) in array.iter().enumerate() {
-                collect_value(v, &format!("{path}[{i}]"), out);
-            }
-        }
-        toml_edit::Value::InlineTable(table) => {
-            for (key, v) in table.iter() {
-                let path = join(path, key);
-                collect_key(table.key(key), &path, out);
-                collect_value(v, &path, out);
-            }
-        }
-        _ => {}
     }
 }

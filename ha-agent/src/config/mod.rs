@@ -11,9 +11,9 @@
 //! [`toml::Spanned`], so each value still knows where it came from; the
 //! checks (`validate`, `check`, `cluster`) then build the clean public
 //! [`Config`] defined here. Errors of the TOML parser and of serde carry a
-//! byte span too; the field is found by looking the span up in a
-//! [`toml_edit`] parse of the same text (`error`). The module is pure apart
-//! from [`load`], which only reads the file.
+//! byte span too, and serde's carry the path to the field it was reading
+//! (`error`). The module is pure apart from [`load`], which only reads the
+//! file.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -32,7 +32,7 @@ pub(crate) mod tests;
 mod validate;
 
 pub use error::ConfigError;
-use error::{Source, clean, serde_field, syntax_field};
+use error::Source;
 use raw::RawConfig;
 
 /// Default root of the pinned maps and link; the agent pins under
@@ -436,14 +436,8 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
 /// Parses and validates `text`; `file` only appears in errors.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let source = Source { file, text };
-    let document = toml_edit::ImDocument::parse(text).map_err(|e| {
-        let offset = e.span().map_or(0, |s| s.start);
-        source.error(offset, syntax_field(text, offset), clean(e.message()))
-    })?;
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let (offset, field) = serde_field(&document, e.span(), e.message());
-        source.error(offset, field, clean(e.message()))
-    })?;
+    let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+        .map_err(|e| source.deserialize_error(&e))?;
     source.validate(raw)
 }
 
