@@ -3,8 +3,12 @@
 //! merged (`[health]` gives defaults to every VIP's check) and turned into
 //! a [`CheckConfig`] whose fields all belong to its type.
 
+use std::net::IpAddr;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use rustls_pki_types::DnsName;
 
 use super::error::Source;
 use super::raw::{CheckType, RawCheck};
@@ -50,6 +54,9 @@ pub(super) struct CheckFields {
     send: Option<Written<String>>,
     expect: Option<Written<String>>,
     command: Option<Written<Vec<String>>>,
+    sni: Option<Written<String>>,
+    ca_file: Option<Written<String>>,
+    verify: Option<Written<bool>>,
 }
 
 impl CheckFields {
@@ -68,11 +75,15 @@ impl CheckFields {
         ) -> Option<Written<T>> {
             local.or_else(|| global.clone())
         }
-        let kind = or(local.kind, &self.kind);
-        let same_type = kind.as_ref().map_or(CheckType::Tcp, |k| k.value) == self.check_type();
-        let specific = |local: Option<Written<String>>, global: &Option<Written<String>>| {
+        fn specific<T: Clone>(
+            same_type: bool,
+            local: Option<Written<T>>,
+            global: &Option<Written<T>>,
+        ) -> Option<Written<T>> {
             if same_type { or(local, global) } else { local }
-        };
+        }
+        let kind = or(local.kind, &self.kind);
+        let same = kind.as_ref().map_or(CheckType::Tcp, |k| k.value) == self.check_type();
         CheckFields {
             kind,
             port: or(local.port, &self.port),
@@ -80,21 +91,16 @@ impl CheckFields {
             timeout: or(local.timeout, &self.timeout),
             rise: or(local.rise, &self.rise),
             fall: or(local.fall, &self.fall),
-            path: specific(local.path, &self.path),
-            host: specific(local.host, &self.host),
-            expect_status: if same_type {
-                or(local.expect_status, &self.expect_status)
-            } else {
-                local.expect_status
-            },
-            expect_body: specific(local.expect_body, &self.expect_body),
-            send: specific(local.send, &self.send),
-            expect: specific(local.expect, &self.expect),
-            command: if same_type {
-                or(local.command, &self.command)
-            } else {
-                local.command
-            },
+            path: specific(same, local.path, &self.path),
+            host: specific(same, local.host, &self.host),
+            expect_status: specific(same, local.expect_status, &self.expect_status),
+            expect_body: specific(same, local.expect_body, &self.expect_body),
+            send: specific(same, local.send, &self.send),
+            expect: specific(same, local.expect, &self.expect),
+            command: specific(same, local.command, &self.command),
+            sni: specific(same, local.sni, &self.sni),
+            ca_file: specific(same, local.ca_file, &self.ca_file),
+            verify: specific(same, local.verify, &self.verify),
         }
     }
 }
@@ -208,6 +214,27 @@ impl Source<'_> {
                 written(command.span(), "command"),
             ));
         }
+        if let Some(sni) = &raw.sni {
+            let text = sni.get_ref();
+            server_name(text).map_err(|m| self.at(sni, field("sni"), m))?;
+            fields.sni = Some(Written::new(text.clone(), written(sni.span(), "sni")));
+        }
+        if let Some(ca_file) = &raw.ca_file {
+            let text = ca_file.get_ref();
+            if !Path::new(text).is_absolute() || text.contains('\0') {
+                return Err(self.at(ca_file, field("ca_file"), "must be an absolute path"));
+            }
+            fields.ca_file = Some(Written::new(
+                text.clone(),
+                written(ca_file.span(), "ca_file"),
+            ));
+        }
+        if let Some(verify) = &raw.verify {
+            fields.verify = Some(Written::new(
+                *verify.get_ref(),
+                written(verify.span(), "verify"),
+            ));
+        }
         Ok(fields)
     }
 
@@ -216,33 +243,87 @@ impl Source<'_> {
         fn at<T>(w: &Option<Written<T>>) -> Option<(usize, &str)> {
             w.as_ref().map(|w| (w.offset, w.field.as_str()))
         }
+        const WEB: &[CheckType] = &[CheckType::Http, CheckType::Https];
+        const HTTPS: &[CheckType] = &[CheckType::Https];
+        const UDP: &[CheckType] = &[CheckType::Udp];
+        const EXEC: &[CheckType] = &[CheckType::Exec];
         let check_type = fields.check_type();
         let specific = [
-            ("path", CheckType::Http, at(&fields.path)),
-            ("host", CheckType::Http, at(&fields.host)),
-            ("expect_status", CheckType::Http, at(&fields.expect_status)),
-            ("expect_body", CheckType::Http, at(&fields.expect_body)),
-            ("send", CheckType::Udp, at(&fields.send)),
-            ("expect", CheckType::Udp, at(&fields.expect)),
-            ("command", CheckType::Exec, at(&fields.command)),
+            ("path", WEB, at(&fields.path)),
+            ("host", WEB, at(&fields.host)),
+            ("expect_status", WEB, at(&fields.expect_status)),
+            ("expect_body", WEB, at(&fields.expect_body)),
+            ("sni", HTTPS, at(&fields.sni)),
+            ("ca_file", HTTPS, at(&fields.ca_file)),
+            ("verify", HTTPS, at(&fields.verify)),
+            ("send", UDP, at(&fields.send)),
+            ("expect", UDP, at(&fields.expect)),
+            ("command", EXEC, at(&fields.command)),
         ];
-        for (name, owner, written) in specific {
-            if let (Some((offset, field)), true) = (written, owner != check_type) {
+        for (name, owners, written) in specific {
+            if let (Some((offset, field)), false) = (written, owners.contains(&check_type)) {
                 let of = match &fields.kind {
                     Some(kind) => format!("{} ({})", kind.value.name(), kind.field),
                     None => "tcp (the default)".to_owned(),
                 };
+                let owners: Vec<&str> = owners.iter().map(|t| t.name()).collect();
                 return Err(self.error(
                     offset,
                     field,
                     format!(
                         "`{name}` only applies to {} checks; this check's type is {of}",
-                        owner.name()
+                        owners.join(" and ")
                     ),
                 ));
             }
         }
         Ok(())
+    }
+
+    /// `verify = false` accepts any certificate, which contradicts an `sni`
+    /// or `ca_file` to verify it with. The error points at the one of the
+    /// two written in the VIP's own check, else at `verify`; `for_vip`
+    /// names the VIP when the field is not its own.
+    fn verify_contradiction(
+        &self,
+        fields: &CheckFields,
+        for_vip: impl Fn(&str) -> String,
+    ) -> Result<(), ConfigError> {
+        let Some(verify) = fields.verify.as_ref().filter(|v| !v.value) else {
+            return Ok(());
+        };
+        let verifies = [
+            ("sni", "names the server", &fields.sni),
+            ("ca_file", "names the CAs", &fields.ca_file),
+        ];
+        let Some((name, purpose, other)) = verifies
+            .into_iter()
+            .find_map(|(name, purpose, w)| w.as_ref().map(|w| (name, purpose, w)))
+        else {
+            return Ok(());
+        };
+        Err(
+            if for_vip(&other.field).is_empty() && !for_vip(&verify.field).is_empty() {
+                self.error(
+                    other.offset,
+                    &other.field,
+                    format!(
+                        "`{name}` {purpose} the certificate is verified against, but verify = false ({}) accepts any certificate; leave one of them out",
+                        verify.field
+                    ),
+                )
+            } else {
+                self.error(
+                    verify.offset,
+                    &verify.field,
+                    format!(
+                        "false accepts any certificate, but `{name}` ({}) {purpose} it is verified against; leave one of them out{}",
+                        other.field,
+                        for_vip(&verify.field)
+                    ),
+                )
+            },
+        )
     }
 
     /// The check of the VIP at `vip_path` from its merged fields.
@@ -329,6 +410,35 @@ impl Source<'_> {
                     .map_or(DEFAULT_HTTP_STATUS, |w| w.value),
                 expect_body: fields.expect_body.map(|w| w.value),
             },
+            CheckType::Https => {
+                self.verify_contradiction(&fields, for_vip)?;
+                // A Host header `name` or `name:port` names the server too.
+                let host_name = |host: &str| {
+                    let name = match host.rsplit_once(':') {
+                        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+                        _ => host,
+                    };
+                    server_name(name).ok().map(str::to_owned)
+                };
+                let sni = match (fields.sni, &fields.host) {
+                    (Some(sni), _) => Some(sni.value),
+                    (None, Some(host)) => host_name(&host.value),
+                    (None, None) => None,
+                };
+                CheckKind::Https {
+                    path: fields
+                        .path
+                        .map_or_else(|| DEFAULT_HTTP_PATH.to_owned(), |w| w.value),
+                    host: fields.host.map(|w| w.value),
+                    expect_status: fields
+                        .expect_status
+                        .map_or(DEFAULT_HTTP_STATUS, |w| w.value),
+                    expect_body: fields.expect_body.map(|w| w.value),
+                    sni,
+                    ca_file: fields.ca_file.map(|w| PathBuf::from(w.value)),
+                    verify: fields.verify.is_none_or(|w| w.value),
+                }
+            }
             CheckType::Udp => CheckKind::Udp {
                 send: fields.send.map(|w| w.value).unwrap_or_default(),
                 expect: fields.expect.map(|w| w.value),
@@ -361,5 +471,19 @@ impl Source<'_> {
             rise: fields.rise.map_or(DEFAULT_CHECK_RISE, |w| w.value),
             fall: fields.fall.map_or(DEFAULT_CHECK_FALL, |w| w.value),
         })
+    }
+}
+
+/// Checks a server name for SNI: a DNS name (what rustls sends and verifies
+/// certificates against), not an IP address.
+fn server_name(text: &str) -> Result<&str, &'static str> {
+    if text.parse::<IpAddr>().is_ok() {
+        return Err(
+            "must be a DNS name, not an IP address (leave it out to verify the certificate against the backend's address)",
+        );
+    }
+    match DnsName::try_from(text) {
+        Ok(_) => Ok(text),
+        Err(_) => Err("must be a DNS name such as www.example.org"),
     }
 }

@@ -48,9 +48,9 @@ pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_CHECK_RISE: u32 = 2;
 /// Default number of consecutive failures that take a backend down.
 pub const DEFAULT_CHECK_FALL: u32 = 3;
-/// Default path of an http check.
+/// Default path of an http or https check.
 pub const DEFAULT_HTTP_PATH: &str = "/";
-/// Default expected status of an http check.
+/// Default expected status of an http or https check.
 pub const DEFAULT_HTTP_STATUS: u16 = 200;
 /// How much of an http response a check reads (status line, headers and
 /// body); `expect_body` must be found within it.
@@ -232,6 +232,22 @@ pub enum CheckKind {
         expect_status: u16,
         expect_body: Option<String>,
     },
+    /// `GET path` over TLS (rustls), same expectations as `Http`.
+    Https {
+        path: String,
+        host: Option<String>,
+        expect_status: u16,
+        expect_body: Option<String>,
+        /// Server name sent as SNI and verified against the certificate;
+        /// default: `host` when that is a DNS name, else none (the
+        /// certificate must then name the backend's IP address).
+        sni: Option<String>,
+        /// PEM file with the CA certificates to trust; default: the
+        /// system's trust store.
+        ca_file: Option<PathBuf>,
+        /// false: accept any certificate (like keepalived's SSL_GET).
+        verify: bool,
+    },
     /// `send` gets a reply datagram (containing `expect`, if set).
     Udp {
         send: String,
@@ -248,6 +264,7 @@ impl CheckKind {
             CheckKind::None => "none",
             CheckKind::Tcp => "tcp",
             CheckKind::Http { .. } => "http",
+            CheckKind::Https { .. } => "https",
             CheckKind::Udp { .. } => "udp",
             CheckKind::Exec { .. } => "exec",
         }

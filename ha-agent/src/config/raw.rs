@@ -121,6 +121,9 @@ pub(super) struct RawCheck {
     pub(super) send: Option<Spanned<String>>,
     pub(super) expect: Option<Spanned<String>>,
     pub(super) command: Option<RawCommand>,
+    pub(super) sni: Option<Spanned<String>>,
+    pub(super) ca_file: Option<Spanned<String>>,
+    pub(super) verify: Option<Spanned<bool>>,
 }
 
 /// A check's `type`.
@@ -129,6 +132,7 @@ pub(super) struct RawCheck {
 pub(super) enum CheckType {
     Tcp,
     Http,
+    Https,
     Udp,
     Exec,
     None,
@@ -139,6 +143,7 @@ impl CheckType {
         match self {
             CheckType::Tcp => "tcp",
             CheckType::Http => "http",
+            CheckType::Https => "https",
             CheckType::Udp => "udp",
             CheckType::Exec => "exec",
             CheckType::None => "none",

@@ -232,14 +232,14 @@ fn config_check_field_of_another_type() {
         12,
         8,
         "vip[0].check.path",
-        "`path` only applies to http checks; this check's type is tcp (the default)",
+        "`path` only applies to http and https checks; this check's type is tcp (the default)",
     );
     check(
         &with_check("type = \"tcp\"\nhost = \"a\"\n"),
         13,
         8,
         "vip[0].check.host",
-        "`host` only applies to http checks; this check's type is tcp (vip[0].check.type)",
+        "`host` only applies to http and https checks; this check's type is tcp (vip[0].check.type)",
     );
     check(
         &with_check("type = \"http\"\nsend = \"x\"\n"),
@@ -268,7 +268,7 @@ fn config_check_field_of_another_type() {
         12,
         17,
         "health.expect_status",
-        "`expect_status` only applies to http checks",
+        "`expect_status` only applies to http and https checks",
     );
     // A VIP that inherits [health]'s type may set that type's fields.
     let text = format!("{}[health]\ntype = \"udp\"\n", with_check("path = \"/\"\n"));
