@@ -450,6 +450,13 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
     parse(file, &text)
 }
 
+/// The config check of `ha-agent --check` and `hactl check-config`: `file`
+/// validated by [`load`], exactly as at start-up and on reload, and what to
+/// print when it is valid, `<file>: ok`.
+pub fn check(file: &Path) -> Result<String, ConfigError> {
+    load(file).map(|_| format!("{}: ok", file.display()))
+}
+
 /// Parses and validates `text`; `file` only appears in errors.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let source = Source { file, text };
