@@ -11,23 +11,16 @@ use std::{
 
 use ha_common::{
     Addr, BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, VIP_F_NO_BACKEND_PASS, VipKey, VipValue,
-    backend_stats_index, v4_mapped, vip_stats_index,
+    backend_stats_index, vip_stats_index,
 };
 
 use crate::{
-    config::{Config, NoBackend, VipConfig},
+    config::{Config, NoBackend},
     health::BackendKey,
     ids::Ids,
     maglev::{MaglevBackend, build_table},
+    model::{Mac, addr_bytes},
 };
-
-/// The stored form of an address (IPv4 as IPv4-mapped IPv6).
-pub fn addr_bytes(addr: IpAddr) -> Addr {
-    match addr {
-        IpAddr::V4(v4) => v4_mapped(v4.octets()),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
 
 /// One VIP as the maps should hold it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +82,7 @@ pub struct Desired {
 /// health check verdicts and operator drains.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Knowledge {
-    pub macs: HashMap<IpAddr, [u8; 6]>,
+    pub macs: HashMap<IpAddr, Mac>,
     /// Backends whose checks failed; all others count as up.
     pub down: BTreeSet<BackendKey>,
     /// Backends an operator drained (hactl drain).
@@ -107,7 +100,7 @@ pub fn backend_keys(config: &Config) -> impl Iterator<Item = BackendKey> + '_ {
 
 impl Knowledge {
     /// A configured MAC wins over a learned one.
-    pub fn mac(&self, config: &Config, key: BackendKey) -> Option<[u8; 6]> {
+    pub fn mac(&self, config: &Config, key: BackendKey) -> Option<Mac> {
         let backend = &config.vips[key.vip].backends[key.backend];
         backend
             .mac
@@ -128,21 +121,11 @@ impl Knowledge {
         }
         Backend {
             addr: addr_bytes(backend.address),
-            mac: mac.unwrap_or_default(),
+            mac: mac.map_or([0; 6], |m| m.0),
             flags,
             weight: backend.weight,
             vip_id: ids.vip(config, key.vip),
         }
-    }
-}
-
-/// The VIPS key of a configured VIP.
-pub fn vip_key(vip: &VipConfig) -> VipKey {
-    VipKey {
-        addr: addr_bytes(vip.address),
-        port_be: vip.port.to_be(),
-        proto: vip.protocol.number(),
-        _pad: 0,
     }
 }
 
@@ -168,7 +151,7 @@ impl Desired {
                     members.push((id, entry.addr, entry.weight));
                 }
             }
-            let key = vip_key(vip);
+            let key = vip.key();
             let table = tables.table(&key, &members, ring_size);
             computed.insert(key, (members, table.clone()));
             let flags = match vip.on_no_backend {
@@ -375,7 +358,7 @@ protocol = "udp"
             macs: addrs
                 .iter()
                 .enumerate()
-                .map(|(i, a)| (a.parse().unwrap(), [2, 0, 0, 0, 0, i as u8 + 1]))
+                .map(|(i, a)| (a.parse().unwrap(), Mac([2, 0, 0, 0, 0, i as u8 + 1])))
                 .collect(),
             ..Knowledge::default()
         }

@@ -16,9 +16,9 @@ use std::collections::{BTreeSet, HashMap};
 use ha_common::{Addr, Backend, MAX_BACKENDS, MAX_VIPS, VipKey, VipValue};
 
 use crate::{
-    config::Config,
-    desired::{addr_bytes, vip_key},
+    config::{Config, VipConfig},
     health::BackendKey,
+    model::addr_bytes,
 };
 
 /// A backend's identity: its VIP and its address.
@@ -55,7 +55,7 @@ impl Ids {
     /// The numbering of `config`: known VIPs and backends keep their ids,
     /// new ones get fresh ids in config order.
     pub fn assign(&self, config: &Config) -> Result<Ids, IdsExhausted> {
-        let vip_keys: Vec<VipKey> = config.vips.iter().map(vip_key).collect();
+        let vip_keys: Vec<VipKey> = config.vips.iter().map(VipConfig::key).collect();
         let backend_keys: Vec<BackendIdentity> = config
             .vips
             .iter()
@@ -71,7 +71,7 @@ impl Ids {
     /// The id of the `index`th configured VIP (the numbering must be of
     /// this config).
     pub fn vip(&self, config: &Config, index: usize) -> u32 {
-        self.vips[&vip_key(&config.vips[index])]
+        self.vips[&config.vips[index].key()]
     }
 
     pub fn backend(&self, config: &Config, key: BackendKey) -> u32 {
@@ -83,7 +83,7 @@ impl Ids {
 /// that carries its state across a reload.
 pub fn identity(config: &Config, key: BackendKey) -> BackendIdentity {
     let vip = &config.vips[key.vip];
-    (vip_key(vip), addr_bytes(vip.backends[key.backend].address))
+    (vip.key(), addr_bytes(vip.backends[key.backend].address))
 }
 
 /// Ids 1..max for `wanted`: `known` ones kept, the others the lowest free.
@@ -202,7 +202,7 @@ mod tests {
                     vip_id: shuffled.vip(&c, i),
                     ..VipValue::default()
                 };
-                (vip_key(&c.vips[i]), value)
+                (c.vips[i].key(), value)
             })
             .collect();
         let backends: Vec<(u32, Backend)> = [(0, 0), (1, 0), (1, 1)]

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod maglev;
 pub mod maps_view;
 pub mod metrics;
+pub mod model;
 pub mod netlink;
 pub mod ownership;
 pub mod reload;

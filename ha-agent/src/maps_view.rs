@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::{
     datapath::{Maps, monotonic_coarse_ns, monotonic_ns, pinned_link},
-    netlink::format_mac,
+    model::Mac,
 };
 
 #[cfg(test)]
@@ -168,7 +168,7 @@ impl MapsView {
                     id,
                     vip: b.vip_id,
                     address: ip(&b.addr),
-                    mac: format_mac(&b.mac),
+                    mac: Mac(b.mac).to_string(),
                     flags,
                     weight: b.weight,
                     packets: c.packets,

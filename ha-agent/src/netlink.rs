@@ -12,6 +12,8 @@ use rtnetlink::packet_route::{
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
 };
 
+use crate::model::Mac;
+
 /// UDP discard port: a datagram there makes the kernel resolve the
 /// neighbour and is otherwise ignored by the backend.
 const DISCARD_PORT: u16 = 9;
@@ -22,7 +24,7 @@ const RESOLVE_RETRY: Duration = Duration::from_millis(100);
 pub struct Netlink {
     handle: rtnetlink::Handle,
     pub ifindex: u32,
-    pub mac: [u8; 6],
+    pub mac: Mac,
 }
 
 impl Netlink {
@@ -45,7 +47,9 @@ impl Netlink {
             .attributes
             .iter()
             .find_map(|a| match a {
-                LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+                LinkAttribute::Address(bytes) => {
+                    <[u8; 6]>::try_from(bytes.as_slice()).ok().map(Mac)
+                }
                 _ => None,
             })
             .with_context(|| format!("interface {interface} has no Ethernet address"))?;
@@ -76,7 +80,7 @@ impl Netlink {
     }
 
     /// Usable neighbour entries on our interface.
-    pub async fn neighbours(&self) -> Result<HashMap<IpAddr, [u8; 6]>> {
+    pub async fn neighbours(&self) -> Result<HashMap<IpAddr, Mac>> {
         let mut entries = self.handle.neighbours().get().execute();
         let mut found = HashMap::new();
         while let Some(msg) = entries.try_next().await.context("dump neighbour table")? {
@@ -99,7 +103,7 @@ impl Netlink {
                         addr = Some(IpAddr::V6(*a))
                     }
                     NeighbourAttribute::LinkLayerAddress(bytes) => {
-                        mac = <[u8; 6]>::try_from(bytes.as_slice()).ok()
+                        mac = <[u8; 6]>::try_from(bytes.as_slice()).ok().map(Mac)
                     }
                     _ => {}
                 }
@@ -117,7 +121,7 @@ impl Netlink {
         &self,
         addrs: &[IpAddr],
         timeout: Duration,
-    ) -> Result<HashMap<IpAddr, [u8; 6]>> {
+    ) -> Result<HashMap<IpAddr, Mac>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let known = self.neighbours().await?;
@@ -152,12 +156,4 @@ pub async fn solicit(addr: IpAddr) {
     if let Err(e) = sent {
         tracing::debug!(%addr, error = %e, "neighbour solicitation failed");
     }
-}
-
-/// Formats a MAC as aa:bb:cc:dd:ee:ff.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }

@@ -12,8 +12,8 @@ use crate::{
     announce::{self, RawSender},
     config::Config,
     datapath::{Datapath, monotonic_ns},
-    desired::addr_bytes,
     hooks::{Hook, HookQueue},
+    model::addr_bytes,
 };
 
 /// Lease length and renewal period without a cluster: several renewals

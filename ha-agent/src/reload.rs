@@ -89,7 +89,7 @@ pub fn diff(old: &Config, new: &Config) -> Result<Changes, RestartNeeded> {
         return Err(RestartNeeded { sections });
     }
     let mut changes = Changes::default();
-    let key = |c: &Config, i: usize| crate::desired::vip_key(&c.vips[i]);
+    let key = |c: &Config, i: usize| c.vips[i].key();
     for (i, vip) in new.vips.iter().enumerate() {
         match (0..old.vips.len()).find(|&j| key(old, j) == key(new, i)) {
             None => changes.vips_added.push(vip.name.clone()),

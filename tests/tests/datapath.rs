@@ -11,8 +11,9 @@ use std::{
 use ha_agent::{
     config,
     datapath::{Datapath, LoadOptions},
-    desired::{Applied, Desired, Knowledge, Tables, Write, addr_bytes},
+    desired::{Applied, Desired, Knowledge, Tables, Write},
     ids::Ids,
+    model::{Mac, addr_bytes},
 };
 use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, GlobalCounter, OwnedLease};
 use ha_tests::packet::*;
@@ -86,13 +87,16 @@ struct Table {
     desired: Desired,
 }
 
-fn backend_macs() -> HashMap<IpAddr, [u8; 6]> {
+fn backend_macs() -> HashMap<IpAddr, Mac> {
     let mut macs = HashMap::new();
     for (i, mac) in BACKEND_MACS.iter().enumerate() {
-        macs.insert(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 21 + i as u8)), *mac);
+        macs.insert(
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 21 + i as u8)),
+            Mac(*mac),
+        );
         macs.insert(
             IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x21 + i as u16)),
-            *mac,
+            Mac(*mac),
         );
     }
     macs

@@ -18,7 +18,8 @@ use crate::{
     config::{self, Config},
     desired::{Knowledge, backend_keys},
     health::{self, BackendKey, Checks, Transition},
-    netlink::{Netlink, format_mac, solicit},
+    model::Mac,
+    netlink::{Netlink, solicit},
     reload,
 };
 
@@ -314,7 +315,7 @@ impl Agent {
     pub(super) async fn refresh_neighbours(&mut self, netlink: &Netlink) -> Result<()> {
         let backends = self.backend_addresses();
         let table = netlink.neighbours().await?;
-        let macs: HashMap<IpAddr, [u8; 6]> = backends
+        let macs: HashMap<IpAddr, Mac> = backends
             .iter()
             .filter_map(|a| table.get(a).map(|m| (*a, *m)))
             .collect();
@@ -324,7 +325,7 @@ impl Agent {
         if macs != self.knowledge.macs {
             for (addr, mac) in &macs {
                 if self.knowledge.macs.get(addr) != Some(mac) {
-                    tracing::info!(backend = %addr, mac = %format_mac(mac), "backend MAC learned");
+                    tracing::info!(backend = %addr, %mac, "backend MAC learned");
                 }
             }
             self.knowledge.macs = macs;

@@ -19,6 +19,7 @@ use crate::{
     },
     health::Transition,
     hooks::{self, Hook, Outcome},
+    model::Mac,
     netlink::{Netlink, solicit},
     ownership::Event,
 };
@@ -293,10 +294,7 @@ impl Agent {
     /// answers ARP/NDP on our link (typically the gateway). It is nudged
     /// every refresh, so an entry that stops answering goes FAILED (and
     /// drops out of the table) within about ten seconds of kernel probing.
-    pub(super) async fn probe_tie_breaker(
-        &mut self,
-        table: &HashMap<IpAddr, [u8; 6]>,
-    ) -> Result<()> {
+    pub(super) async fn probe_tie_breaker(&mut self, table: &HashMap<IpAddr, Mac>) -> Result<()> {
         let Some(tie_breaker) = self.config.cluster.as_ref().and_then(|c| c.tie_breaker) else {
             return Ok(());
         };

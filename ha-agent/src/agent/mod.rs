@@ -42,7 +42,7 @@ use crate::{
     desired::Knowledge,
     health::{self, BackendKey},
     metrics::{self, Histogram},
-    netlink::{Netlink, format_mac},
+    netlink::Netlink,
     ownership::Ownership,
     writer::Writer,
 };
@@ -111,7 +111,7 @@ pub async fn run(options: Options) -> Result<()> {
     let datapath = Datapath::load(&LoadOptions {
         ring_size: config.datapath.ring_size,
         max_flows: config.datapath.max_flows,
-        node_mac,
+        node_mac: node_mac.0,
         pin_dir: Some(pin_dir.clone()),
         object: options.xdp_object.clone(),
     })?;
@@ -121,7 +121,7 @@ pub async fn run(options: Options) -> Result<()> {
         .into_iter()
         .map(|(addr, _)| addr)
         .collect();
-    let ownership = Ownership::new(&config, netlink.ifindex, node_mac, stale_owned);
+    let ownership = Ownership::new(&config, netlink.ifindex, node_mac.0, stale_owned);
     let cluster = match &config.cluster {
         Some(cluster) => Some(Shell::open(&config, cluster).await?),
         None => None,
@@ -197,7 +197,7 @@ pub async fn run(options: Options) -> Result<()> {
     tracing::info!(
         node = %agent.config.node.name,
         interface = %agent.config.node.interface,
-        mac = %format_mac(&node_mac),
+        mac = %node_mac,
         ?mode,
         pins = %pin_dir.display(),
         control = %agent.config.node.control_socket.display(),

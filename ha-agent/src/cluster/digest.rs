@@ -10,7 +10,8 @@ use std::net::IpAddr;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{CheckConfig, ClusterNode, Config, NoBackend, Protocol};
+use crate::config::{CheckConfig, ClusterNode, Config, NoBackend};
+use crate::model::Protocol;
 
 /// Version of the encoding [`digest`] hashes; bump it when the encoding
 /// changes, so that nodes of different versions see that they differ.

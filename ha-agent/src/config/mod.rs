@@ -15,13 +15,14 @@
 //! (`error`). The module is pure apart from [`load`], which only reads the
 //! file.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ha_common::{DEFAULT_MAX_FLOWS, DEFAULT_RING_SIZE, MAX_BACKENDS, PROTO_TCP, PROTO_UDP};
+use ha_common::{DEFAULT_MAX_FLOWS, DEFAULT_RING_SIZE, MAX_BACKENDS, VipKey};
 use serde::{Deserialize, Serialize, Serializer};
+
+use crate::model::{Mac, Protocol, vip_key};
 
 mod check;
 mod cluster;
@@ -131,8 +132,7 @@ pub struct NodeConfig {
     /// The interface the XDP program attaches to.
     pub interface: String,
     /// MAC the node answers ARP/NDP with; `None`: the interface's own.
-    #[serde(serialize_with = "serialize_mac")]
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<Mac>,
     /// The control socket `hactl` talks to (absolute); default
     /// `/run/ha/<name>.sock`.
     pub control_socket: PathBuf,
@@ -178,6 +178,13 @@ pub struct VipConfig {
     /// Index into [`Config::groups`]: the VIPs of a group have one owner
     /// and move together. Default: a group of its own, named after the VIP.
     pub group: usize,
+}
+
+impl VipConfig {
+    /// The VIP's key in the VIPS map.
+    pub fn key(&self) -> VipKey {
+        vip_key(self.address, self.port, self.protocol)
+    }
 }
 
 /// `on_no_backend`: the fate of a VIP's packets when none of its backends
@@ -271,33 +278,6 @@ impl CheckKind {
     }
 }
 
-/// Transport protocol of a VIP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    /// The IP protocol number the datapath matches.
-    pub fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => PROTO_TCP,
-            Protocol::Udp => PROTO_UDP,
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        })
-    }
-}
-
 /// `[[vip.backend]]`: a real server behind a VIP.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BackendConfig {
@@ -306,8 +286,7 @@ pub struct BackendConfig {
     /// 0..=65535; 0 = drained (no new flows).
     pub weight: u32,
     /// Static MAC; `None`: learned from the neighbour table.
-    #[serde(serialize_with = "serialize_mac")]
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<Mac>,
 }
 
 /// `[cluster]`: the load-balancer nodes that share the VIPs, and how this
@@ -481,15 +460,4 @@ fn serialize_duration<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_duration(*duration))
-}
-
-/// Writes a MAC the way it is configured, `02:00:00:00:00:01`.
-fn serialize_mac<S: Serializer>(mac: &Option<[u8; 6]>, serializer: S) -> Result<S::Ok, S::Error> {
-    match mac {
-        Some(m) => serializer.serialize_some(&format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )),
-        None => serializer.serialize_none(),
-    }
 }

@@ -6,7 +6,8 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{FencingConfig, NoBackend, Protocol, QuorumConfig};
+use super::{FencingConfig, NoBackend, QuorumConfig};
+use crate::model::Protocol;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -17,10 +17,11 @@ use super::raw::{RawBackend, RawCommand, RawConfig, RawDatapath, RawMetrics, Raw
 use super::{
     BackendConfig, Config, ConfigError, DEFAULT_CONTROL_DIR, DatapathConfig, MAX_CHECK_DURATION,
     MAX_FLOWS, MAX_INTERFACE_NAME, MAX_NODE_NAME, MAX_SOCKET_PATH, MAX_VIP_NAME, MAX_WEIGHT,
-    MIN_CHECK_DURATION, MIN_RING_SIZE, MetricsConfig, NoBackend, NodeConfig, Protocol, VipConfig,
+    MIN_CHECK_DURATION, MIN_RING_SIZE, MetricsConfig, NoBackend, NodeConfig, VipConfig,
     format_duration,
 };
 use crate::maglev::is_prime;
+use crate::model::{Mac, Protocol};
 
 impl Source<'_> {
     pub(super) fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -482,11 +483,11 @@ impl Source<'_> {
         &self,
         raw: Option<&Spanned<String>>,
         field: &str,
-    ) -> Result<Option<[u8; 6]>, ConfigError> {
+    ) -> Result<Option<Mac>, ConfigError> {
         let Some(raw) = raw else {
             return Ok(None);
         };
-        let mac = parse_mac(raw.get_ref()).ok_or_else(|| {
+        let mac: Mac = raw.get_ref().parse().map_err(|_| {
             self.at(
                 raw,
                 field,
@@ -496,7 +497,7 @@ impl Source<'_> {
                 ),
             )
         })?;
-        if mac[0] & 1 != 0 || mac == [0; 6] {
+        if !mac.is_unicast() {
             return Err(self.at(raw, field, "must be a unicast MAC address, not zero"));
         }
         Ok(Some(mac))
@@ -535,20 +536,6 @@ pub(super) fn check_vip_name(name: &str) -> Result<(), String> {
 
 fn family(address: IpAddr) -> &'static str {
     if address.is_ipv4() { "IPv4" } else { "IPv6" }
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff` (hex digits in either case).
-fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        let part = parts.next()?;
-        if part.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
 }
 
 /// Parses a check duration, `<n>ms` or `<n>s` (`n` decimal digits).

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::Histogram;
-use crate::config::Protocol;
+use crate::model::Protocol;
 
 /// What the agent reports at one scrape.
 #[derive(Clone, Debug, Default, PartialEq)]

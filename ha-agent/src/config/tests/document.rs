@@ -2,6 +2,8 @@
 //! display, the JSON form and loading from disk.
 
 use super::*;
+use crate::model::{Mac, Protocol};
+use ha_common::{PROTO_TCP, PROTO_UDP};
 
 #[test]
 fn config_full_example() {
@@ -59,7 +61,7 @@ protocol = "udp"
         node: NodeConfig {
             name: "lb1".into(),
             interface: "eth0".into(),
-            mac: Some([2, 0, 0, 0, 0, 0x0a]),
+            mac: Some(Mac([2, 0, 0, 0, 0, 0x0a])),
             control_socket: PathBuf::from("/run/ha-lb1/control.sock"),
         },
         datapath: DatapathConfig {
@@ -82,7 +84,7 @@ protocol = "udp"
                     BackendConfig {
                         address: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 12)),
                         weight: 3,
-                        mac: Some([2, 0, 0, 0, 0, 0x12]),
+                        mac: Some(Mac([2, 0, 0, 0, 0, 0x12])),
                     },
                 ],
                 on_no_backend: NoBackend::Pass,

@@ -1,6 +1,6 @@
 use super::*;
-use crate::config::Protocol;
 use crate::metrics::{ClusterSample, LATENCY_BUCKETS};
+use crate::model::Protocol;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 

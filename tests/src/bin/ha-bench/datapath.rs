@@ -13,8 +13,9 @@ use anyhow::{Context, Result, bail};
 use ha_agent::{
     config,
     datapath::{Datapath, LoadOptions, bench::PassProgram},
-    desired::{Applied, Desired, Knowledge, Tables, addr_bytes},
+    desired::{Applied, Desired, Knowledge, Tables},
     ids::Ids,
+    model::{Mac, addr_bytes},
 };
 use ha_common::OwnedLease;
 use ha_tests::packet::{TCP, TCP_ACK, TCP_SYN, arp_request, l4_frame};
@@ -127,8 +128,8 @@ pub fn run() -> Result<()> {
     // the program again on its own output, whose destination is then the
     // node again, so every run is steered (with real backend MACs all runs
     // but the first would pass a frame not addressed to the node).
-    let macs: HashMap<IpAddr, [u8; 6]> = (0..BACKENDS)
-        .map(|i| (IpAddr::V4(Ipv4Addr::new(198, 18, 0, 20 + i)), NODE_MAC))
+    let macs: HashMap<IpAddr, Mac> = (0..BACKENDS)
+        .map(|i| (IpAddr::V4(Ipv4Addr::new(198, 18, 0, 20 + i)), Mac(NODE_MAC)))
         .collect();
     let mut datapath = Datapath::load(&LoadOptions {
         ring_size: config.datapath.ring_size,

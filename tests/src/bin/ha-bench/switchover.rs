@@ -12,6 +12,7 @@ use ha_agent::{
     datapath::{Datapath, LoadOptions},
     desired::Knowledge,
     health::BackendKey,
+    model::Mac,
     writer::{Timings, Writer},
 };
 use ha_common::DEFAULT_RING_SIZE;
@@ -66,7 +67,12 @@ pub fn run() -> Result<()> {
         .context("load the XDP program (root needed)")?;
         let mut knowledge = Knowledge {
             macs: (0..backends)
-                .map(|i| (backend_address(i), [2, 0xbb, 0, 0, (i >> 8) as u8, i as u8]))
+                .map(|i| {
+                    (
+                        backend_address(i),
+                        Mac([2, 0xbb, 0, 0, (i >> 8) as u8, i as u8]),
+                    )
+                })
                 .collect::<HashMap<_, _>>(),
             ..Knowledge::default()
         };
