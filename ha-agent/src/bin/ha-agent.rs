@@ -2,7 +2,7 @@
 
 use std::{io::IsTerminal, path::PathBuf};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use ha_agent::agent;
 use tracing_subscriber::EnvFilter;
 
@@ -25,6 +25,10 @@ struct Cli {
     /// agent is switched over to it atomically.
     #[arg(long, value_name = "PATH")]
     xdp_object: Option<PathBuf>,
+    /// Print this manual page (roff, section 8) and exit; `cargo xtask
+    /// package` installs it. Hidden: not an option for running the agent.
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 #[tokio::main]
@@ -35,6 +39,9 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
+    if cli.man {
+        return print_man_page();
+    }
     match agent::run(agent::Options {
         config: cli.config,
         keep_datapath: cli.keep_datapath,
@@ -45,6 +52,19 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_man_page() -> std::process::ExitCode {
+    match clap_mangen::Man::new(Cli::command())
+        .section("8")
+        .render(&mut std::io::stdout())
+    {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ha-agent: write the manual page: {e}");
             std::process::ExitCode::FAILURE
         }
     }
