@@ -64,8 +64,10 @@ pub(crate) fn package(
              add a changelog entry for {workspace_version}"
         );
     }
+    // Cargo's output directory of the profile.
     let binaries = root.join("target").join(match profile {
-        "dev" => "debug",
+        "dev" | "test" => "debug",
+        "bench" => "release",
         other => other,
     });
 
