@@ -269,7 +269,10 @@ fn the_deb_installs_programs_unit_conffile_manuals_and_completions() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: ok\n", config.display())
+    );
 
     fs::remove_dir_all(&dir).unwrap();
 }

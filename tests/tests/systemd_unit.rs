@@ -98,10 +98,19 @@ fn unit_is_notify_with_watchdog_and_least_capabilities() {
     assert_eq!(unit.one(service, "NotifyAccess"), "main");
     assert_eq!(unit.one(service, "WatchdogSec"), "5s");
     assert_eq!(unit.one(service, "Restart"), "on-failure");
-    // Synchronous: `systemctl reload` fails with the agent's error.
+    // A bad file fails the start before anything is loaded.
     assert_eq!(
-        unit.one(service, "ExecReload"),
-        "/usr/local/sbin/hactl --config /etc/ha/ha.toml reload"
+        unit.one(service, "ExecStartPre"),
+        "/usr/local/sbin/ha-agent --check --config /etc/ha/ha.toml"
+    );
+    // Checked first, then synchronous: `systemctl reload` fails with the
+    // error.
+    assert_eq!(
+        unit.all(service, "ExecReload"),
+        [
+            "/usr/local/sbin/ha-agent --check --config /etc/ha/ha.toml",
+            "/usr/local/sbin/hactl --config /etc/ha/ha.toml reload"
+        ]
     );
 
     let start: Vec<&str> = unit.one(service, "ExecStart").split_whitespace().collect();
@@ -206,7 +215,12 @@ fn systemd_analyze_verify_accepts_the_unit() {
     };
     // verify checks that the programs exist: point them at the build.
     let mut text = unit_text();
-    for (key, name) in [("ExecStart", "ha-agent"), ("ExecReload", "hactl")] {
+    for (key, name) in [
+        ("ExecStartPre", "ha-agent"),
+        ("ExecStart", "ha-agent"),
+        ("ExecReload", "ha-agent"),
+        ("ExecReload", "hactl"),
+    ] {
         let program = ha_tests::agent::binary(name).unwrap_or_else(|e| {
             println!("{e:#}; verifying with {key}= naming this test binary instead");
             std::env::current_exe().unwrap()

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::Agent;
 use crate::{
-    cluster::state::Input,
+    cluster::{digest::digest, state::Input},
     config::{self, Config},
     desired::{Knowledge, backend_keys},
     health::{self, BackendKey, Checks, Transition},
@@ -161,7 +161,7 @@ impl Agent {
         self.knowledge.drained = self.operator_drains();
         self.checks = BackendChecks::spawn(&self.config, &self.own_down);
         self.ownership.reconfigure(&self.config);
-        let digest = config::digest(&self.config);
+        let digest = digest(&self.config);
         self.cluster_input(|now| Input::Digest { now, digest })
             .await?;
         let backends = self.backend_addresses();

@@ -1,9 +1,9 @@
-//! The ha node agent daemon.
+//! The ha node agent daemon, and its config check (`--check`).
 
-use std::{io::IsTerminal, path::PathBuf};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{CommandFactory, Parser};
-use ha_agent::agent;
+use ha_agent::{agent, config};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -16,6 +16,11 @@ struct Cli {
     /// Configuration file.
     #[arg(short, long, default_value = "/etc/ha/ha.toml")]
     config: PathBuf,
+    /// Only check the configuration file, as start-up and reload do, and
+    /// exit: print `<file>: ok` (exit 0) or the error (exit 1). Touches
+    /// nothing.
+    #[arg(long, conflicts_with_all = ["keep_datapath", "xdp_object"])]
+    check: bool,
     /// On exit, leave the XDP program and its maps pinned and running.
     #[arg(long)]
     keep_datapath: bool,
@@ -31,41 +36,58 @@ struct Cli {
     man: bool,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.man {
+        return print_man_page();
+    }
+    // The check reads the file and nothing else: no runtime, no logging.
+    if cli.check {
+        return match config::check(&cli.config) {
+            Ok(ok) => {
+                println!("{ok}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
-    if cli.man {
-        return print_man_page();
-    }
-    match agent::run(agent::Options {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(agent::run(agent::Options {
         config: cli.config,
         keep_datapath: cli.keep_datapath,
         xdp_object: cli.xdp_object,
-    })
-    .await
-    {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    })) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-fn print_man_page() -> std::process::ExitCode {
+fn print_man_page() -> ExitCode {
     match clap_mangen::Man::new(Cli::command())
         .section("8")
         .render(&mut std::io::stdout())
     {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ha-agent: write the manual page: {e}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,9 +1,10 @@
 //! hactl: the operator's CLI. `hactl maps` reads the pinned maps directly,
-//! so it works while the agent is down; the other commands ask the running
-//! agent over its control socket.
+//! so it works while the agent is down, and `hactl check-config` only reads
+//! the config file; the other commands ask the running agent over its
+//! control socket.
 //!
-//! Exit codes: 0 done, 1 the agent (or the maps) said no, 2 no agent or no
-//! datapath to talk to.
+//! Exit codes: 0 done, 1 the agent (or the maps) said no or the config file
+//! is invalid, 2 no agent or no datapath to talk to.
 
 use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
@@ -63,6 +64,9 @@ enum Command {
     /// Re-read the agent's config file and apply it (VIPs, backends,
     /// checks); an invalid file changes nothing and the error is shown.
     Reload,
+    /// Check the config file (--config) as the agent's start-up and reload
+    /// do, without an agent: print `<file>: ok`, or the error and exit 1.
+    CheckConfig,
     /// Move a VIP group away from its owner (on every node).
     Failover {
         /// VIP group (a VIP's name unless it names a group).
@@ -77,6 +81,9 @@ enum Command {
 enum Failure {
     Refused(anyhow::Error),
     Unreachable(anyhow::Error),
+    /// check-config: printed as it is, `file:line:column: field: message`,
+    /// like `ha-agent --check` does.
+    Invalid(config::ConfigError),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +97,10 @@ fn main() -> ExitCode {
         Err(Failure::Unreachable(e)) => {
             eprintln!("hactl: {e:#}");
             ExitCode::from(2)
+        }
+        Err(Failure::Invalid(e)) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
         }
     }
 }
@@ -120,6 +131,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             },
         ),
         Command::Reload => ask(cli, Request::Reload),
+        Command::CheckConfig => {
+            let ok = config::check(&cli.config).map_err(Failure::Invalid)?;
+            println!("{ok}");
+            Ok(())
+        }
         Command::Standby => ask(cli, Request::Standby { on: true }),
         Command::Unstandby => ask(cli, Request::Standby { on: false }),
         Command::Failover { group, to } => ask(
