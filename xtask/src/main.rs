@@ -1,6 +1,9 @@
 //! Project tasks, so a newcomer needs nothing but cargo: `cargo xtask setup`
 //! installs what is missing, `build-ebpf` builds the kernel side with the
-//! nightly, `test`, `demo` and `bench` run everything on top of those.
+//! nightly, `test`, `demo` and `bench` run everything on top of those;
+//! `package` builds the Debian package.
+
+mod package;
 
 use std::{
     path::{Path, PathBuf},
@@ -19,6 +22,8 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
     "iputils-ping",
+    // dpkg-shlibdeps and dpkg-gencontrol for `package` and its test.
+    "dpkg-dev",
 ];
 /// Debian packages `bench failover` needs besides: the keepalived it
 /// compares against, and the font its plot's text is drawn with.
@@ -73,6 +78,25 @@ enum Task {
     Bench {
         /// Which benchmark: datapath, switchover, failover.
         name: String,
+    },
+    /// Build the Debian package (.deb) of ha-agent and hactl.
+    Package {
+        /// Cargo profile of the binaries: release, or dev for a quick
+        /// package of a debug build.
+        #[arg(long, default_value = "release", value_name = "NAME")]
+        profile: String,
+        /// Pack the binaries already in target/<profile>/ instead of
+        /// setting up and building them.
+        #[arg(long)]
+        no_build: bool,
+        /// dpkg-deb's compressor: xz (Debian's default, and every dpkg
+        /// reads it), zstd (dpkg 1.21.18 and later; a fraction of xz's
+        /// time), gzip or none.
+        #[arg(long, default_value = "xz", value_name = "TYPE")]
+        compression: String,
+        /// Directory for the .deb [default: target/debian].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -131,6 +155,36 @@ fn main() -> Result<()> {
             build_ebpf(&root)?;
             run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
             run(Command::new(root.join("target/release/ha-bench")).arg(name))
+        }
+        Task::Package {
+            profile,
+            no_build,
+            compression,
+            out,
+        } => {
+            if !no_build {
+                setup()?;
+                build_ebpf(&root)?;
+                // --workspace resolves the features `build` and `test` do:
+                // the same binaries, so their builds are reused.
+                run(cargo()
+                    .args([
+                        "build",
+                        "--workspace",
+                        "--bin",
+                        "ha-agent",
+                        "--bin",
+                        "hactl",
+                    ])
+                    .args(["--profile", &profile]))?;
+            }
+            let out = out.map_or_else(
+                || root.join(package::DEFAULT_OUT),
+                |out| caller_dir.join(out),
+            );
+            let deb = package::package(&root, &profile, &compression, &out)?;
+            println!("package: {}", deb.display());
+            Ok(())
         }
     }
 }

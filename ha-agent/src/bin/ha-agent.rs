@@ -2,7 +2,7 @@
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use ha_agent::{agent, config};
 use tracing_subscriber::EnvFilter;
 
@@ -30,10 +30,17 @@ struct Cli {
     /// agent is switched over to it atomically.
     #[arg(long, value_name = "PATH")]
     xdp_object: Option<PathBuf>,
+    /// Print this manual page (roff, section 8) and exit; `cargo xtask
+    /// package` installs it. Hidden: not an option for running the agent.
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.man {
+        return print_man_page();
+    }
     // The check reads the file and nothing else: no runtime, no logging.
     if cli.check {
         return match config::check(&cli.config) {
@@ -67,6 +74,19 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_man_page() -> ExitCode {
+    match clap_mangen::Man::new(Cli::command())
+        .section("8")
+        .render(&mut std::io::stdout())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ha-agent: write the manual page: {e}");
             ExitCode::FAILURE
         }
     }
