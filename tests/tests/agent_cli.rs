@@ -82,7 +82,7 @@ fn hactl_prints_completions_and_its_manual_page() {
     );
     let man = run(&["man"]);
     assert!(
-        man.contains(".TH hactl 1") && man.contains("failover"),
+        man.contains(".TH hactl 8") && man.contains("failover"),
         "{man}"
     );
 }

@@ -19,7 +19,7 @@ use ha_tests::agent::binary;
 
 /// Every file and directory of the package with its mode, as `dpkg-deb -c`
 /// lists them; all are root's.
-const CONTENTS: [(&str, &str); 31] = [
+const CONTENTS: [(&str, &str); 30] = [
     ("drwxr-xr-x", "./"),
     ("drwxr-xr-x", "./etc/"),
     ("drwxr-xr-x", "./etc/ha/"),
@@ -50,10 +50,9 @@ const CONTENTS: [(&str, &str); 31] = [
         "./usr/share/fish/vendor_completions.d/hactl.fish",
     ),
     ("drwxr-xr-x", "./usr/share/man/"),
-    ("drwxr-xr-x", "./usr/share/man/man1/"),
-    ("-rw-r--r--", "./usr/share/man/man1/hactl.1.gz"),
     ("drwxr-xr-x", "./usr/share/man/man8/"),
     ("-rw-r--r--", "./usr/share/man/man8/ha-agent.8.gz"),
+    ("-rw-r--r--", "./usr/share/man/man8/hactl.8.gz"),
     ("drwxr-xr-x", "./usr/share/zsh/"),
     ("drwxr-xr-x", "./usr/share/zsh/vendor-completions/"),
     ("-rw-r--r--", "./usr/share/zsh/vendor-completions/_hactl"),
@@ -238,8 +237,8 @@ fn the_deb_installs_programs_unit_conffile_manuals_and_completions() {
     let agent_page = gunzip(&root.join("usr/share/man/man8/ha-agent.8.gz"));
     assert!(agent_page.contains(".TH ha-agent 8 "), "{agent_page}");
     assert!(agent_page.contains("keep\\-datapath"), "{agent_page}");
-    let hactl_page = gunzip(&root.join("usr/share/man/man1/hactl.1.gz"));
-    assert!(hactl_page.contains(".TH hactl 1 "), "{hactl_page}");
+    let hactl_page = gunzip(&root.join("usr/share/man/man8/hactl.8.gz"));
+    assert!(hactl_page.contains(".TH hactl 8 "), "{hactl_page}");
 
     // Completions, one per shell, for hactl.
     for path in [

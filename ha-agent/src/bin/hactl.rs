@@ -113,7 +113,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             clap_complete::generate(*shell, &mut Cli::command(), "hactl", &mut std::io::stdout());
             Ok(())
         }
+        // Section 8: an administrator's command, installed in /usr/sbin.
         Command::Man => clap_mangen::Man::new(Cli::command())
+            .section("8")
             .render(&mut std::io::stdout())
             .map_err(|e| Failure::Refused(e.into())),
         Command::Drain { vip, backend } => ask(
