@@ -58,13 +58,21 @@ pub(super) async fn check(
 
 /// Judges an HTTP response read so far (`eof`: nothing more will come),
 /// pure. `None`: more is needed.
+///
+/// The status is judged as soon as the status line is complete; the body,
+/// when `expect_body` asks for it, once it is complete: at EOF or when
+/// `Content-Length` bytes followed the head.
 pub(super) fn judge_http(
     response: &[u8],
     eof: bool,
     expect_status: u16,
     expect_body: Option<&str>,
 ) -> Option<Result<(), String>> {
-    let Some(line_end) = response.iter().position(|&c| c == b'\n') else {
+    let head = match parse_head(response) {
+        Ok(head) => head,
+        Err(e) => return Some(Err(e)),
+    };
+    let Some(status) = head.status else {
         return eof.then(|| {
             Err(if response.is_empty() {
                 "connection closed without a response".to_owned()
@@ -72,18 +80,6 @@ pub(super) fn judge_http(
                 "no status line".to_owned()
             })
         });
-    };
-    let line = String::from_utf8_lossy(&response[..line_end]);
-    let line = line.trim_end_matches('\r');
-    let status = match parse_status_line(line) {
-        Some(status) => status,
-        None => {
-            let shown: String = line.chars().take(40).collect();
-            return Some(Err(format!(
-                "malformed status line `{}`",
-                shown.escape_debug()
-            )));
-        }
     };
     if status != expect_status {
         return Some(Err(format!(
@@ -93,15 +89,18 @@ pub(super) fn judge_http(
     let Some(expect) = expect_body else {
         return Some(Ok(()));
     };
-    let Some((head_len, body_start)) = find(response, b"\r\n\r\n")
-        .map(|i| (i, i + 4))
-        .or_else(|| find(response, b"\n\n").map(|i| (i, i + 2)))
-    else {
-        return eof.then(|| Err("response ended in the headers".to_owned()));
+    let (head_len, content_length) = match head.end {
+        HeadEnd::Complete {
+            len,
+            content_length,
+        } => (len, content_length),
+        HeadEnd::Incomplete => {
+            return eof.then(|| Err("response ended in the headers".to_owned()));
+        }
+        HeadEnd::Malformed(e) => return Some(Err(format!("malformed response head: {e}"))),
     };
-    let body = &response[body_start..];
-    let complete =
-        eof || content_length(&response[..head_len]).is_some_and(|length| body.len() >= length);
+    let body = &response[head_len..];
+    let complete = eof || content_length.is_some_and(|length| body.len() >= length);
     if !complete {
         return None;
     }
@@ -118,33 +117,87 @@ pub(super) fn judge_http(
     })
 }
 
-/// The status code of `HTTP/1.x NNN[ reason]`.
-pub(super) fn parse_status_line(line: &str) -> Option<u16> {
-    let rest = line.strip_prefix("HTTP/1.")?;
-    let mut chars = rest.chars();
-    if !chars.next()?.is_ascii_digit() || chars.next()? != ' ' {
-        return None;
-    }
-    let rest = chars.as_str();
-    let code = rest.get(..3)?;
-    if !code.bytes().all(|c| c.is_ascii_digit())
-        || !matches!(rest.as_bytes().get(3), None | Some(b' '))
-    {
-        return None;
-    }
-    code.parse().ok()
+/// What [`parse_head`] found in a response read so far.
+struct Head {
+    /// The status code, once the status line is complete.
+    status: Option<u16>,
+    end: HeadEnd,
 }
 
-/// The Content-Length of a response head, if it has a valid one.
-pub(super) fn content_length(head: &[u8]) -> Option<usize> {
-    String::from_utf8_lossy(head)
-        .lines()
-        .skip(1)
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())
-                .flatten()
-        })
+/// Where the headers after a well-formed status line stand.
+enum HeadEnd {
+    /// More is needed.
+    Incomplete,
+    /// The head is `len` bytes; `content_length`: the body's length, if a
+    /// valid `Content-Length` gives it.
+    Complete {
+        len: usize,
+        content_length: Option<usize>,
+    },
+    /// httparse rejects them, e.g. for a NUL byte.
+    Malformed(httparse::Error),
+}
+
+/// Header slots httparse is given at first; more when a response has more.
+const FIRST_HEADER_SLOTS: usize = 32;
+/// Every header line takes at least 3 bytes (`a:\n`), so this many slots
+/// hold every header of a response that fits the read limit.
+const MAX_HEADER_SLOTS: usize = MAX_HTTP_RESPONSE / 3 + 1;
+
+/// Parses the head of `response` with httparse, leniently: header lines
+/// httparse finds invalid are skipped (a check judges status and body, not
+/// the server's header hygiene), but the status line must be well formed.
+/// `Err`: the status line is malformed; a short reason, e.g.
+/// ``malformed status line `SSH-2.0-OpenSSH` ``.
+fn parse_head(response: &[u8]) -> Result<Head, String> {
+    let mut parser = httparse::ParserConfig::default();
+    parser
+        .allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .ignore_invalid_headers_in_responses(true);
+    let mut slots = FIRST_HEADER_SLOTS;
+    loop {
+        let mut headers = vec![httparse::EMPTY_HEADER; slots];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let result = parser.parse_response(&mut parsed, response);
+        // `reason` is set exactly when the status line is complete.
+        let status = parsed.reason.and(parsed.code);
+        return match result {
+            Ok(httparse::Status::Complete(len)) => Ok(Head {
+                status,
+                end: HeadEnd::Complete {
+                    len,
+                    content_length: content_length(parsed.headers),
+                },
+            }),
+            Ok(httparse::Status::Partial) => Ok(Head {
+                status,
+                end: HeadEnd::Incomplete,
+            }),
+            Err(httparse::Error::TooManyHeaders) if slots < MAX_HEADER_SLOTS => {
+                slots = (slots * 8).min(MAX_HEADER_SLOTS);
+                continue;
+            }
+            Err(e) if status.is_some() => Ok(Head {
+                status,
+                end: HeadEnd::Malformed(e),
+            }),
+            Err(_) => Err(malformed_status_line(response)),
+        };
+    }
+}
+
+fn malformed_status_line(response: &[u8]) -> String {
+    let line = response.split(|&c| c == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let shown: String = line.trim_end_matches('\r').chars().take(40).collect();
+    format!("malformed status line `{}`", shown.escape_debug())
+}
+
+/// The first valid Content-Length among `headers`.
+fn content_length(headers: &[httparse::Header<'_>]) -> Option<usize> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .find_map(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
 }

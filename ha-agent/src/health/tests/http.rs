@@ -1,5 +1,5 @@
 use super::*;
-use crate::health::http::{content_length, default_host, judge_http, parse_status_line};
+use crate::health::http::{default_host, judge_http};
 
 /// Serves one HTTP connection on `address`: reads the request head,
 /// answers `response`, closes. Returns the port and the request head.
@@ -251,16 +251,69 @@ fn judge_http_responses() {
         judge("HTTP/1.1 200 OK\nX: y\n\nok", true, Some("ok")),
         Some(Ok(()))
     );
-    assert_eq!(parse_status_line("HTTP/1.1 204 No Content"), Some(204));
-    assert_eq!(parse_status_line("HTTP/1.0 500"), Some(500));
+    // Status lines with and without a reason phrase.
+    let status =
+        |response: &str, expect_status| judge_http(response.as_bytes(), false, expect_status, None);
+    assert_eq!(status("HTTP/1.1 204 No Content\r\n", 204), Some(Ok(())));
+    assert_eq!(status("HTTP/1.0 500\r\n", 500), Some(Ok(())));
+    // Content-Length: spaces around the value; only that exact header.
+    let body = |head: &str| judge(&format!("{head}\r\n0123456789ok"), false, Some("ok"));
     assert_eq!(
-        content_length(b"HTTP/1.1 200 OK\r\nContent-Length:  12 \r\n"),
-        Some(12)
+        body("HTTP/1.1 200 OK\r\nContent-Length:  12 \r\n"),
+        Some(Ok(()))
     );
+    assert_eq!(body("HTTP/1.1 200 OK\r\nX-Content-Length: 12\r\n"), None);
+}
+
+/// Where parsing with httparse differs from reading the status line by
+/// hand: the head is checked as a whole once the body matters.
+#[test]
+fn judge_http_edge_cases_of_httparse() {
+    let judge = |response: &[u8], eof, expect_body| judge_http(response, eof, 200, expect_body);
+    // Leading empty lines before the status line are skipped.
+    assert_eq!(judge(b"\r\nHTTP/1.1 200 OK\r\n", false, None), Some(Ok(())));
+    // A control character in the reason phrase makes the line malformed.
+    let verdict = judge(b"HTTP/1.1 200 O\x01K\r\n", false, None);
+    assert!(
+        matches!(&verdict, Some(Err(e)) if e.starts_with("malformed status line")),
+        "{verdict:?}"
+    );
+    // Invalid header lines are skipped, the body still judged.
     assert_eq!(
-        content_length(b"HTTP/1.1 200 OK\r\nX-Content-Length: 12\r\n"),
-        None
+        judge(
+            b"HTTP/1.1 200 OK\r\nbad header\r\nX: y\r\n\r\nok",
+            true,
+            Some("ok")
+        ),
+        Some(Ok(()))
     );
+    // Obsolete line folding and spaces before the colon are tolerated:
+    // the Content-Length after them still counts.
+    assert_eq!(
+        judge(
+            b"HTTP/1.1 200 OK\r\nX: a\r\n  b\r\nContent-Length : 2\r\n\r\nok",
+            false,
+            Some("ok")
+        ),
+        Some(Ok(()))
+    );
+    // A NUL in the headers: the status still decides without expect_body,
+    // the body is not trusted with it.
+    let nul = b"HTTP/1.1 200 OK\r\nX: \x00\r\n\r\nok";
+    assert_eq!(judge(nul, true, None), Some(Ok(())));
+    let verdict = judge(nul, true, Some("ok"));
+    assert!(
+        matches!(&verdict, Some(Err(e)) if e.starts_with("malformed response head")),
+        "{verdict:?}"
+    );
+    // More headers than the first header slots hold.
+    let many: String = (0..1000).map(|i| format!("X-{i}: {i}\r\n")).collect();
+    let response = format!("HTTP/1.1 200 OK\r\n{many}Content-Length: 2\r\n\r\nok");
+    assert_eq!(judge(response.as_bytes(), false, Some("ok")), Some(Ok(())));
+    // A chunked answer (to our HTTP/1.0 request, against the rules) is
+    // searched as it came, chunk sizes included, as before.
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+    assert_eq!(judge(chunked, true, Some("ok")), Some(Ok(())));
 }
 
 #[test]
