@@ -15,6 +15,7 @@ pub mod maglev;
 pub mod metrics;
 pub mod netlink;
 pub mod ownership;
+mod process;
 pub mod reload;
 pub mod report;
 pub mod systemd;

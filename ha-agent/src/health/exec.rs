@@ -1,52 +1,37 @@
 //! The exec check: a command, told the backend in its environment, exits
 //! with status 0 within the timeout.
 
-use std::{
-    os::unix::process::ExitStatusExt,
-    process::{ExitStatus, Stdio},
-    time::Duration,
-};
-
-use tokio::process::Command;
+use std::{os::unix::process::ExitStatusExt, process::ExitStatus, time::Duration};
 
 use super::{Target, describe, timed_out};
+use crate::process::{self, Failure};
 
+/// Runs the command with the backend in its environment; at the timeout
+/// its whole process group is killed (the one process runner).
 pub(super) async fn check(
     command: &[String],
     target: &Target,
     timeout: Duration,
 ) -> Result<(), String> {
-    let Some((program, args)) = command.split_first() else {
-        return Err("empty command".to_owned());
-    };
-    let mut child = Command::new(program)
-        .args(args)
-        .env("HA_BACKEND_ADDRESS", target.address.to_string())
-        .env("HA_BACKEND_PORT", target.port.to_string())
-        .env("HA_VIP_ADDRESS", target.vip.to_string())
-        .env("HA_VIP_PORT", target.vip_port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Its own process group, so a timeout kills what it started too;
-        // and killed if this task is aborted.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("spawn {program}: {}", describe(&e)))?;
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => exit_result(status),
-        Ok(Err(e)) => Err(format!("wait: {}", describe(&e))),
-        Err(_) => {
-            if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
-                // SAFETY: kill(2) has no memory effects. The child is not
-                // reaped yet, so its pid still names its process group.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            }
-            // Kills the child itself too and reaps it.
-            let _ = child.kill().await;
-            Err(timed_out(timeout))
+    let env = [
+        ("HA_BACKEND_ADDRESS", target.address.to_string()),
+        ("HA_BACKEND_PORT", target.port.to_string()),
+        ("HA_VIP_ADDRESS", target.vip.to_string()),
+        ("HA_VIP_PORT", target.vip_port.to_string()),
+    ];
+    match process::run(command, env, timeout).await {
+        Ok(status) => exit_result(status),
+        Err(Failure::EmptyCommand) => Err("empty command".to_owned()),
+        Err(Failure::Spawn { program, error }) => {
+            Err(format!("spawn {program}: {}", describe(&error)))
         }
+        Err(Failure::Wait(e)) => Err(format!("wait: {}", describe(&e))),
+        Err(Failure::TimedOut { reaped: true }) => Err(timed_out(timeout)),
+        Err(Failure::TimedOut { reaped: false }) => Err(format!(
+            "{}, still not reaped {:?} after SIGKILL",
+            timed_out(timeout),
+            process::REAP_GRACE
+        )),
     }
 }
 

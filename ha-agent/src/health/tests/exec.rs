@@ -1,4 +1,5 @@
 use super::*;
+use crate::process::tests::{assert_nothing_left, hanging_script_with_grandchild, scratch};
 
 fn sh(script: &str) -> CheckKind {
     CheckKind::Exec {
@@ -53,26 +54,12 @@ async fn exec_sees_the_backend_in_its_environment() {
     assert_eq!(check_once(&kind, &t, PATIENCE).await, Ok(()));
 }
 
-/// Whether process `pid` is gone (or a zombie nobody reaped yet).
-fn dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
-    }
-}
-
 #[tokio::test]
 async fn exec_is_killed_at_the_timeout_with_its_children() {
-    let dir = std::env::temp_dir().join(format!("ha-health-exec-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pid_file = dir.join("pid");
-    // The shell waits for a background child: both must die.
-    let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+    let file = scratch("health-exec");
     let started = Instant::now();
     let result = check_once(
-        &sh(&script),
+        &sh(&hanging_script_with_grandchild(&file)),
         &target(LOCAL4, 80),
         Duration::from_millis(300),
     )
@@ -80,34 +67,10 @@ async fn exec_is_killed_at_the_timeout_with_its_children() {
     let elapsed = started.elapsed();
     assert_eq!(result, Err("timeout after 300ms".to_owned()));
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
-    // The grandchild is dead too (within a generous bound).
-    let pid: u32 = wait_for_file(&pid_file).await.trim().parse().unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while !dead(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "sleep {pid} survived the timeout"
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-async fn wait_for_file(path: &Path) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if text.ends_with('\n') {
-                return text;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never written",
-            path.display()
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
+    // The script, its grandchild and its whole group are gone too (within
+    // a generous bound).
+    assert_nothing_left(&file).await;
+    let _ = std::fs::remove_file(&file);
 }
 
 #[tokio::test]
