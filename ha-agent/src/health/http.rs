@@ -1,22 +1,27 @@
 //! The http check: `GET path` over a fresh connection, judged by status
-//! and, optionally, a substring of the body.
+//! and, optionally, a substring of the body. The https check sends the
+//! same request over TLS: [`exchange`] serves both.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{describe, find, tcp::connect};
 use crate::config::MAX_HTTP_RESPONSE;
 
 /// The Host header when none is configured: the backend's address (IPv6
-/// in brackets) with the port unless it is 80 (RFC 9110 §7.2).
-pub(super) fn default_host(address: SocketAddr) -> String {
+/// in brackets) with the port unless it is the scheme's `default_port`
+/// (80 for http, 443 for https; RFC 9110 §7.2).
+pub(super) fn default_host(address: SocketAddr, default_port: u16) -> String {
     let host = match address.ip() {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("[{a}]"),
     };
     match address.port() {
-        80 => host,
+        port if port == default_port => host,
         port => format!("{host}:{port}"),
     }
 }
@@ -37,6 +42,18 @@ pub(super) async fn check(
     expect_body: Option<&str>,
 ) -> Result<(), String> {
     let mut stream = connect(address).await?;
+    exchange(&mut stream, path, host, expect_status, expect_body).await
+}
+
+/// Sends the request for `path` on `stream` (plain TCP or TLS) and judges
+/// the response, reading at most [`MAX_HTTP_RESPONSE`] bytes of it.
+pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    path: &str,
+    host: &str,
+    expect_status: u16,
+    expect_body: Option<&str>,
+) -> Result<(), String> {
     stream
         .write_all(http_request(path, host).as_bytes())
         .await
@@ -44,11 +61,14 @@ pub(super) async fn check(
     let mut response = Vec::with_capacity(4096);
     loop {
         let room = (MAX_HTTP_RESPONSE - response.len()) as u64;
-        let n = (&mut stream)
-            .take(room)
-            .read_buf(&mut response)
-            .await
-            .map_err(|e| format!("recv: {}", describe(&e)))?;
+        let n = match (&mut *stream).take(room).read_buf(&mut response).await {
+            Ok(n) => n,
+            // A TLS peer that closes the connection without a close_notify
+            // alert, as many servers do after `Connection: close`: the
+            // end of the response as for plain TCP.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(format!("recv: {}", describe(&e))),
+        };
         let eof = n == 0 || response.len() >= MAX_HTTP_RESPONSE;
         if let Some(verdict) = judge_http(&response, eof, expect_status, expect_body) {
             return verdict;

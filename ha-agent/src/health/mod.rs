@@ -7,13 +7,15 @@
 //! applies it (the two-phase switchover).
 //!
 //! How: [`RiseFall`] and the judging of an HTTP response are pure and
-//! unit-tested on their own; [`check_once`] runs one attempt against the
-//! backend's own address (never the VIP) within a timeout; and
-//! [`spawn_checks`] is the thin async shell, one tokio task per backend.
+//! unit-tested on their own; a [`Checker`], built once per check, runs one
+//! attempt against the backend's own address (never the VIP) within a
+//! timeout; and [`CheckSet::spawn`] is the thin async shell, one tokio
+//! task per backend.
 //! Each checker lives in its own module.
 
 mod exec;
 mod http;
+mod https;
 mod rise_fall;
 mod tcp;
 #[cfg(test)]
@@ -27,6 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::{Context, Result};
 use tokio::{sync::mpsc::UnboundedSender, task::JoinSet, time::MissedTickBehavior};
 
 pub use self::rise_fall::RiseFall;
@@ -44,44 +47,71 @@ pub struct Target {
     pub vip_port: u16,
 }
 
-/// Runs one check attempt with the timeout; `Ok(())` = healthy,
-/// `Err(reason)` = a short human reason such as `connect: connection
-/// refused`, `http status 503, expected 200`, `timeout after 100ms` or
-/// `exit status 2`.
-///
-/// The whole attempt (connect, request, response) must fit in `timeout`.
-/// An exec check's process group is killed at the timeout.
-/// [`CheckKind::None`] always succeeds.
-pub async fn check_once(
-    kind: &CheckKind,
-    target: &Target,
-    timeout: Duration,
-) -> Result<(), String> {
-    let address = SocketAddr::new(target.address, target.port);
-    let attempt = async {
-        match kind {
-            CheckKind::None => Ok(()),
-            CheckKind::Tcp => tcp::check(address).await,
-            CheckKind::Http {
-                path,
-                host,
-                expect_status,
-                expect_body,
-            } => {
-                let host = host.clone().unwrap_or_else(|| http::default_host(address));
-                http::check(address, path, &host, *expect_status, expect_body.as_deref()).await
-            }
-            CheckKind::Udp { send, expect } => udp::check(address, send, expect.as_deref()).await,
-            CheckKind::Exec { command } => return exec::check(command, target, timeout).await,
-        }
-    };
-    // Exec checks enforce the timeout themselves (they must kill).
-    if matches!(kind, CheckKind::Exec { .. }) {
-        return attempt.await;
+/// A check kind made ready to run: built once with the checks, so that
+/// what can be wrong with the configuration (an https check's CA file)
+/// fails then, and no attempt redoes the work.
+#[derive(Clone, Debug)]
+pub(crate) struct Checker {
+    kind: CheckKind,
+    /// The TLS client of an https check (`None` for every other kind).
+    tls: Option<https::Tls>,
+}
+
+impl Checker {
+    /// `configs`: the TLS client configurations shared by the checks of
+    /// one build.
+    pub(crate) fn new(kind: &CheckKind, configs: &mut https::ClientConfigs) -> Result<Checker> {
+        let tls = match kind {
+            _ => None,
+        };
+        let _ = configs;
+        Ok(Checker {
+            kind: kind.clone(),
+            tls,
+        })
     }
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .unwrap_or_else(|_| Err(timed_out(timeout)))
+
+    /// Runs one check attempt with the timeout; `Ok(())` = healthy,
+    /// `Err(reason)` = a short human reason such as `connect: connection
+    /// refused`, `http status 503, expected 200`, `timeout after 100ms` or
+    /// `exit status 2`.
+    ///
+    /// The whole attempt (connect, request, response) must fit in
+    /// `timeout`. An exec check's process group is killed at the timeout.
+    /// [`CheckKind::None`] always succeeds.
+    pub(crate) async fn check(&self, target: &Target, timeout: Duration) -> Result<(), String> {
+        let address = SocketAddr::new(target.address, target.port);
+        let attempt = async {
+            match &self.kind {
+                CheckKind::None => Ok(()),
+                CheckKind::Tcp => tcp::check(address).await,
+                CheckKind::Http {
+                    path,
+                    host,
+                    expect_status,
+                    expect_body,
+                } => {
+                    let host = host
+                        .clone()
+                        .unwrap_or_else(|| http::default_host(address, 80));
+                    http::check(address, path, &host, *expect_status, expect_body.as_deref()).await
+                }
+                CheckKind::Udp { send, expect } => {
+                    udp::check(address, send, expect.as_deref()).await
+                }
+                CheckKind::Exec { command } => {
+                    return exec::check(command, target, timeout).await;
+                }
+            }
+        };
+        // Exec checks enforce the timeout themselves (they must kill).
+        if matches!(self.kind, CheckKind::Exec { .. }) {
+            return attempt.await;
+        }
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(timeout)))
+    }
 }
 
 /// A health change of one backend (or, with `K = usize`, of one of the
@@ -130,88 +160,118 @@ impl Drop for Checks {
     }
 }
 
-/// Spawns one tokio task per backend of every VIP whose check is not
-/// `none`. Each runs [`check_once`] at once and then every `interval` (a
-/// tokio interval with [`MissedTickBehavior::Delay`], so a slow check
-/// delays the next one instead of bunching them), feeds a [`RiseFall`]
-/// that starts down for the backends in `initially_down` and up for the
-/// others (a reload carries the state over), and sends a [`Transition`] on `tx`
-/// exactly when the state flips. A task ends when `tx`'s receiver is
-/// gone. Must be called within a tokio runtime.
+/// The checks of one configuration, built but not running: whatever can
+/// be wrong with the configuration (an unreadable CA file) has failed in
+/// building them, before a start-up or a reload changed anything.
+pub struct CheckSet<K> {
+    checks: Vec<BuiltCheck<K>>,
+}
+
+struct BuiltCheck<K> {
+    key: K,
+    config: CheckConfig,
+    checker: Checker,
+    target: Target,
+}
+
+/// The checks of every backend of every VIP whose check is not `none`.
 ///
-/// Backends of `none` checks get no task and never a transition: they
-/// always count as up, whatever `initially_down` says.
-pub fn spawn_checks(
-    config: &Config,
-    initially_down: &BTreeSet<BackendKey>,
-    tx: UnboundedSender<Transition>,
-) -> Checks {
-    let mut tasks = JoinSet::new();
+/// Backends of `none` checks get no check and never a transition: they
+/// always count as up, whatever `initially_down` says at the spawn.
+pub fn backend_checks(config: &Config) -> Result<CheckSet<BackendKey>> {
+    let mut configs = https::ClientConfigs::default();
+    let mut checks = Vec::new();
     for (v, vip) in config.vips.iter().enumerate() {
         if vip.check.kind == CheckKind::None {
             continue;
         }
+        let checker = Checker::new(&vip.check.kind, &mut configs)
+            .with_context(|| format!("the {} check of VIP {}", vip.check.kind.name(), vip.name))?;
         for (b, backend) in vip.backends.iter().enumerate() {
-            let key = BackendKey { vip: v, backend: b };
-            let target = Target {
-                address: backend.address,
-                port: vip.check.port,
-                vip: vip.address,
-                vip_port: vip.port,
-            };
-            tasks.spawn(run_check(
-                key,
-                vip.check.clone(),
-                target,
-                !initially_down.contains(&key),
-                tx.clone(),
-            ));
+            checks.push(BuiltCheck {
+                key: BackendKey { vip: v, backend: b },
+                config: vip.check.clone(),
+                checker: checker.clone(),
+                target: Target {
+                    address: backend.address,
+                    port: vip.check.port,
+                    vip: vip.address,
+                    vip_port: vip.port,
+                },
+            });
         }
     }
-    Checks { tasks }
+    Ok(CheckSet { checks })
 }
 
-/// The node's track checks (`[[cluster.track]]`): a node is eligible to
-/// own VIPs only while they pass. They start down: a node proves its
-/// tracked services before it may take anything.
-pub fn spawn_track_checks(
-    tracks: &[TrackConfig],
-    tx: UnboundedSender<Transition<usize>>,
-) -> Checks {
-    let mut tasks = JoinSet::new();
+/// The node's track checks (`[[cluster.track]]`), keyed by their index: a
+/// node is eligible to own VIPs only while they pass. Spawn them all down:
+/// a node proves its tracked services before it may take anything.
+pub fn track_checks(tracks: &[TrackConfig]) -> Result<CheckSet<usize>> {
+    let mut configs = https::ClientConfigs::default();
+    let mut checks = Vec::new();
     for (index, track) in tracks.iter().enumerate() {
-        let target = Target {
-            address: track.address,
-            port: track.check.port,
-            vip: track.address,
-            vip_port: track.check.port,
-        };
-        tasks.spawn(run_check(
-            index,
-            track.check.clone(),
-            target,
-            false,
-            tx.clone(),
-        ));
+        let checker = Checker::new(&track.check.kind, &mut configs).with_context(|| {
+            format!(
+                "the {} check of track {} ({})",
+                track.check.kind.name(),
+                index + 1,
+                track.address
+            )
+        })?;
+        checks.push(BuiltCheck {
+            key: index,
+            config: track.check.clone(),
+            checker,
+            target: Target {
+                address: track.address,
+                port: track.check.port,
+                vip: track.address,
+                vip_port: track.check.port,
+            },
+        });
     }
-    Checks { tasks }
+    Ok(CheckSet { checks })
+}
+
+impl<K: Copy + Ord + fmt::Debug + Send + Sync + 'static> CheckSet<K> {
+    /// Spawns one tokio task per check. Each runs its check at once and
+    /// then every `interval` (a tokio interval with
+    /// [`MissedTickBehavior::Delay`], so a slow check delays the next one
+    /// instead of bunching them), feeds a [`RiseFall`] that starts down for
+    /// the keys in `initially_down` and up for the others (a reload carries
+    /// the state over), and sends a [`Transition`] on `tx` exactly when the
+    /// state flips. A task ends when `tx`'s receiver is gone. Must be
+    /// called within a tokio runtime.
+    pub fn spawn(self, initially_down: &BTreeSet<K>, tx: UnboundedSender<Transition<K>>) -> Checks {
+        let mut tasks = JoinSet::new();
+        for check in self.checks {
+            let initially_up = !initially_down.contains(&check.key);
+            tasks.spawn(run_check(check, initially_up, tx.clone()));
+        }
+        Checks { tasks }
+    }
 }
 
 /// The loop of one check.
 async fn run_check<K: Copy + fmt::Debug + Send + 'static>(
-    key: K,
-    check: CheckConfig,
-    target: Target,
+    built: BuiltCheck<K>,
     initially_up: bool,
     tx: UnboundedSender<Transition<K>>,
 ) {
+    let BuiltCheck {
+        key,
+        config: check,
+        checker,
+        target,
+    } = built;
     let mut state = RiseFall::new(check.rise, check.fall, initially_up);
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         // The first tick completes at once.
         ticker.tick().await;
-        let result = check_once(&check.kind, &target, check.timeout).await;
+        let result = checker.check(&target, check.timeout).await;
         if let Err(reason) = &result {
             tracing::debug!(
                 ?key,

@@ -318,17 +318,17 @@ fn judge_http_edge_cases_of_httparse() {
 
 #[test]
 fn default_host_header() {
-    assert_eq!(default_host("10.0.0.1:80".parse().unwrap()), "10.0.0.1");
+    assert_eq!(default_host("10.0.0.1:80".parse().unwrap(), 80), "10.0.0.1");
     assert_eq!(
-        default_host("10.0.0.1:8080".parse().unwrap()),
+        default_host("10.0.0.1:8080".parse().unwrap(), 80),
         "10.0.0.1:8080"
     );
     assert_eq!(
-        default_host("[2001:db8::1]:80".parse().unwrap()),
+        default_host("[2001:db8::1]:80".parse().unwrap(), 80),
         "[2001:db8::1]"
     );
     assert_eq!(
-        default_host("[2001:db8::1]:81".parse().unwrap()),
+        default_host("[2001:db8::1]:81".parse().unwrap(), 80),
         "[2001:db8::1]:81"
     );
 }

@@ -3,6 +3,7 @@
 
 mod exec;
 mod http;
+mod https;
 mod rise_fall;
 mod scheduler;
 mod tcp;
@@ -27,6 +28,14 @@ use crate::config;
 const PATIENCE: Duration = Duration::from_secs(20);
 const LOCAL4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const LOCAL6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+/// One attempt of a check of `kind`, built as the agent builds it.
+async fn check_once(kind: &CheckKind, target: &Target, timeout: Duration) -> Result<(), String> {
+    Checker::new(kind, &mut crate::health::https::ClientConfigs::default())
+        .expect("the check builds")
+        .check(target, timeout)
+        .await
+}
 
 fn target(address: IpAddr, port: u16) -> Target {
     Target {

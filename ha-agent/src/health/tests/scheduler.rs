@@ -38,7 +38,7 @@ async fn spawn_checks_reports_flips_only() {
     let port = up.local_addr().unwrap().port();
     let config = two_backend_config(port);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let checks = spawn_checks(&config, &BTreeSet::new(), tx);
+    let checks = backend_checks(&config).unwrap().spawn(&BTreeSet::new(), tx);
     assert_eq!(checks.len(), 2);
 
     let down = timeout(PATIENCE, rx.recv())
@@ -81,7 +81,9 @@ async fn spawn_checks_starting_down_reports_rise() {
     let mut config = two_backend_config(port);
     config.vips[0].backends.truncate(1);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _checks = spawn_checks(&config, &[BackendKey { vip: 0, backend: 0 }].into(), tx);
+    let _checks = backend_checks(&config)
+        .unwrap()
+        .spawn(&[BackendKey { vip: 0, backend: 0 }].into(), tx);
     let up = timeout(PATIENCE, rx.recv())
         .await
         .expect("no transition")
@@ -94,7 +96,7 @@ async fn spawn_checks_skips_none() {
     let mut config = two_backend_config(closed_port(LOCAL4).await);
     config.vips[0].check.kind = CheckKind::None;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let checks = spawn_checks(&config, &BTreeSet::new(), tx);
+    let checks = backend_checks(&config).unwrap().spawn(&BTreeSet::new(), tx);
     assert!(checks.is_empty());
     // No task holds a sender: the channel is closed at once.
     assert_eq!(timeout(PATIENCE, rx.recv()).await.unwrap(), None);
