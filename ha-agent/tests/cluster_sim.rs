@@ -61,10 +61,13 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use ha_agent::cluster::Heartbeat;
-use ha_agent::cluster::state::{Action, Cluster, ClusterParams, Fencing, Input, Outgoing, Quorum};
+use ha_agent::cluster::state::{
+    Action, Cluster, ClusterParams, DEFAULT_DEAD_INTERVALS, DEFAULT_INTERVAL, Fencing, Input,
+    Outgoing, Quorum,
+};
 
-const INTERVAL: Duration = Duration::from_millis(50);
-const DEAD_AFTER: Duration = Duration::from_millis(200);
+const INTERVAL: Duration = DEFAULT_INTERVAL;
+const DEAD_AFTER: Duration = DEFAULT_INTERVAL.saturating_mul(DEFAULT_DEAD_INTERVALS);
 /// Length of the chaos phase: shorter with 5 nodes (more events per
 /// second of simulated time), so that the file runs in well under a minute
 /// in debug.

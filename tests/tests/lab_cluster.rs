@@ -249,7 +249,10 @@ fn forged_replayed_and_foreign_heartbeats_are_dropped_and_counted() {
             ),
         ),
     ];
-    let lb1_address = std::net::SocketAddr::new(dsr.lab.host("lb1").ipv4.into(), 5405);
+    let lb1_address = std::net::SocketAddr::new(
+        dsr.lab.host("lb1").ipv4.into(),
+        ha_agent::config::DEFAULT_CLUSTER_PORT,
+    );
     dsr.client().run(move || {
         let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..5 {

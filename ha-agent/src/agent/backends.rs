@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::Agent;
 use crate::{
-    cluster::state::Input,
+    cluster::{digest::digest, state::Input},
     config,
     desired::{Knowledge, backend_keys},
     health::{self, BackendKey, CheckSet, Checks, Transition},
@@ -168,7 +168,7 @@ impl Agent {
         self.knowledge.drained = self.operator_drains();
         self.checks = BackendChecks::start(checks, &self.own_down);
         self.ownership.reconfigure(&self.config);
-        let digest = config::digest(&self.config);
+        let digest = digest(&self.config);
         self.cluster_input(|now| Input::Digest { now, digest })
             .await?;
         let backends = self.backend_addresses();

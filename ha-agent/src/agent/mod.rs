@@ -31,6 +31,7 @@ use tokio::{
 
 use crate::{
     cluster::{
+        digest::digest,
         shared::{HealthView, OperatorState},
         shell::{Shell, wall_ms},
         state::Input,
@@ -175,7 +176,7 @@ pub async fn run(options: Options) -> Result<()> {
         None => idle,
     };
     if agent.cluster.is_some() {
-        let digest = config::digest(&agent.config);
+        let digest = digest(&agent.config);
         agent
             .cluster_input(|now| Input::Digest { now, digest })
             .await?;

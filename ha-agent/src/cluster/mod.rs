@@ -1,7 +1,9 @@
 //! The cluster of load-balancer nodes: authenticated heartbeats (`wire`),
 //! membership, failure detection and per-group election as a pure state
-//! machine (`state`). The agent's UDP shell only moves bytes and time.
+//! machine (`state`), and the digest of the configuration the nodes must
+//! share (`digest`). The agent's UDP shell only moves bytes and time.
 
+pub mod digest;
 pub mod shared;
 pub mod shell;
 pub mod state;

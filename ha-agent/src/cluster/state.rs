@@ -138,10 +138,15 @@ use std::time::Duration;
 
 use super::{Heartbeat, NodeName, PeerReport, wire};
 
-/// Default heartbeat interval (DESIGN §3).
+/// Default heartbeat interval (`[cluster] interval`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
-/// A peer is DOWN after this many intervals without a valid frame.
+/// A peer is DOWN after this many intervals without a valid frame, unless
+/// `dead_after` says otherwise.
 pub const DEFAULT_DEAD_INTERVALS: u32 = 4;
+/// `dead_after` must be at least this many intervals: one lost heartbeat
+/// must not take a peer down, and quorum counts only peers that answered
+/// within the quorum window, which needs a round trip.
+pub const MIN_DEAD_INTERVALS: u32 = 3;
 /// Groups a heartbeat can name.
 pub const MAX_GROUPS: usize = wire::MAX_GROUPS;
 /// Nodes whose reports fit in a heartbeat, this one included.
@@ -215,7 +220,7 @@ pub struct ClusterParams {
 }
 
 impl ClusterParams {
-    /// Defaults of DESIGN §3: 50 ms interval, DOWN after 4 intervals,
+    /// Defaults: [`DEFAULT_INTERVAL`], DOWN after [`DEFAULT_DEAD_INTERVALS`],
     /// preempt without delay, majority quorum, no fencing.
     pub fn new(me: &str, priority: u8, nodes: &[&str], groups: usize) -> ClusterParams {
         ClusterParams {
@@ -280,7 +285,7 @@ impl ClusterParams {
         if self.interval.is_zero() {
             return Err(ParamsError::ZeroInterval);
         }
-        if self.dead_after < 3 * self.interval {
+        if self.dead_after < MIN_DEAD_INTERVALS * self.interval {
             return Err(ParamsError::DeadAfterTooShort {
                 dead_after: self.dead_after,
                 interval: self.interval,
@@ -307,7 +312,9 @@ pub enum ParamsError {
     TooManyNodes(usize),
     #[error("the heartbeat interval must be longer than zero")]
     ZeroInterval,
-    #[error("dead_after ({dead_after:?}) must be at least 3 intervals ({interval:?} each)")]
+    #[error(
+        "dead_after ({dead_after:?}) must be at least {MIN_DEAD_INTERVALS} intervals ({interval:?} each)"
+    )]
     DeadAfterTooShort {
         dead_after: Duration,
         interval: Duration,

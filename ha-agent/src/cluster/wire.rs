@@ -126,7 +126,6 @@ const SET_BYTES: usize = MAX_GROUPS / 8;
 /// Most peer reports one frame carries: one per peer of a cluster of the
 /// largest size the configuration allows.
 pub const MAX_REPORTS: usize = 15;
-const _: () = assert!(crate::config::MAX_CLUSTER_NODES <= MAX_REPORTS + 1);
 /// Length of the configuration digest.
 pub const DIGEST_LEN: usize = 32;
 /// Length of the HMAC-SHA256 tag.

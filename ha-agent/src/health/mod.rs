@@ -1,4 +1,4 @@
-//! Backend health checks: the checkers (tcp, http, udp, exec) and the
+//! Backend health checks: the checkers (tcp, http, https, udp, exec) and the
 //! rise/fall hysteresis that turns their results into up/down decisions.
 //!
 //! Why this exists: a floating IP is only as good as its backends. The
@@ -53,7 +53,8 @@ pub struct Target {
 #[derive(Clone, Debug)]
 pub(crate) struct Checker {
     kind: CheckKind,
-    /// The TLS client of an https check (`None` for every other kind).
+    /// The TLS client of an https check, built by [`Checker::new`]
+    /// (`None` for every other kind).
     tls: Option<https::Tls>,
 }
 
@@ -62,9 +63,23 @@ impl Checker {
     /// one build.
     pub(crate) fn new(kind: &CheckKind, configs: &mut https::ClientConfigs) -> Result<Checker> {
         let tls = match kind {
+            CheckKind::Https {
+                host,
+                sni,
+                ca_file,
+                verify,
+                ..
+            } => Some(https::Tls::new(
+                &https::TlsSettings {
+                    sni: sni.as_deref(),
+                    host: host.as_deref(),
+                    ca_file: ca_file.as_deref(),
+                    verify: *verify,
+                },
+                configs,
+            )?),
             _ => None,
         };
-        let _ = configs;
         Ok(Checker {
             kind: kind.clone(),
             tls,
@@ -95,6 +110,22 @@ impl Checker {
                         .clone()
                         .unwrap_or_else(|| http::default_host(address, 80));
                     http::check(address, path, &host, *expect_status, expect_body.as_deref()).await
+                }
+                CheckKind::Https {
+                    path,
+                    host,
+                    expect_status,
+                    expect_body,
+                    ..
+                } => {
+                    let Some(tls) = &self.tls else {
+                        return Err("https check built without its TLS client".to_owned());
+                    };
+                    let host = host
+                        .clone()
+                        .unwrap_or_else(|| http::default_host(address, 443));
+                    let expect_body = expect_body.as_deref();
+                    https::check(address, tls, path, &host, *expect_status, expect_body).await
                 }
                 CheckKind::Udp { send, expect } => {
                     udp::check(address, send, expect.as_deref()).await

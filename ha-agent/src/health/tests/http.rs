@@ -331,4 +331,13 @@ fn default_host_header() {
         default_host("[2001:db8::1]:81".parse().unwrap(), 80),
         "[2001:db8::1]:81"
     );
+    // https: 443 is the default port, 80 is not.
+    assert_eq!(
+        default_host("10.0.0.1:443".parse().unwrap(), 443),
+        "10.0.0.1"
+    );
+    assert_eq!(
+        default_host("10.0.0.1:80".parse().unwrap(), 443),
+        "10.0.0.1:80"
+    );
 }

@@ -12,10 +12,7 @@ use rustls::{
 use tokio_rustls::TlsAcceptor;
 
 use super::*;
-use crate::health::{
-    http::default_host,
-    https::{self as checker, ClientConfigs, Tls, TlsSettings},
-};
+use crate::health::https::{ClientConfigs, TlsSettings};
 
 /// A CA and a server certificate it signed for `names` (DNS names or IP
 /// addresses), with the server's key.
@@ -149,24 +146,28 @@ fn trusting(ca_file: &TempFile) -> TlsSettings<'_> {
     }
 }
 
-/// One https check of `GET /healthz` on 127.0.0.1:`port`, expecting 200
-/// and `expect_body`.
+/// An https check of `GET /healthz` with `settings`, expecting 200 and
+/// `expect_body`, as the config gives it.
+fn https_kind(settings: TlsSettings<'_>, expect_body: Option<&str>) -> CheckKind {
+    CheckKind::Https {
+        path: "/healthz".into(),
+        host: settings.host.map(str::to_owned),
+        expect_status: 200,
+        expect_body: expect_body.map(str::to_owned),
+        sni: settings.sni.map(str::to_owned),
+        ca_file: settings.ca_file.map(Path::to_owned),
+        verify: settings.verify,
+    }
+}
+
+/// One attempt of that check against 127.0.0.1:`port`.
 async fn https_check(
     settings: TlsSettings<'_>,
     port: u16,
     expect_body: Option<&str>,
 ) -> Result<(), String> {
-    let tls = Tls::new(&settings, &mut ClientConfigs::default()).expect("the check builds");
-    let address = SocketAddr::new(LOCAL4, port);
-    let host = settings
-        .host
-        .map_or_else(|| default_host(address, 443), str::to_owned);
-    tokio::time::timeout(
-        PATIENCE,
-        checker::check(address, &tls, "/healthz", &host, 200, expect_body),
-    )
-    .await
-    .expect("the check ends")
+    let kind = https_kind(settings, expect_body);
+    check_once(&kind, &target(LOCAL4, port), PATIENCE).await
 }
 
 #[tokio::test]
@@ -281,38 +282,38 @@ async fn a_server_closing_without_close_notify_ends_the_response() {
     assert_eq!(https_check(trusting(&ca), port, Some("ok")).await, Ok(()));
 }
 
+/// The error of building the check, with its causes.
+fn build_error(settings: TlsSettings<'_>) -> String {
+    let kind = https_kind(settings, None);
+    let error = Checker::new(&kind, &mut ClientConfigs::default()).unwrap_err();
+    format!("{error:#}")
+}
+
 #[test]
 fn a_bad_ca_file_fails_the_build_naming_it() {
-    let build = |path: &Path| {
-        let settings = TlsSettings {
-            sni: None,
-            host: None,
-            ca_file: Some(path),
-            verify: true,
-        };
-        Tls::new(&settings, &mut ClientConfigs::default())
-            .map(drop)
-            .map_err(|e| format!("{e:#}"))
+    let with_ca = |path| TlsSettings {
+        sni: None,
+        host: None,
+        ca_file: Some(path),
+        verify: true,
     };
-    let missing = Path::new("/nonexistent/ca.pem");
-    let error = build(missing).unwrap_err();
+    let error = build_error(with_ca(Path::new("/nonexistent/ca.pem")));
     assert!(
-        error.starts_with("cannot read CA file /nonexistent/ca.pem"),
+        error.starts_with("cannot read CA file /nonexistent/ca.pem: "),
         "{error}"
     );
     let empty = TempFile::new("empty", "no certificate here\n");
-    let error = build(&empty.0).unwrap_err();
     assert_eq!(
-        error,
+        build_error(with_ca(&empty.0)),
         format!("CA file {} holds no PEM certificate", empty.0.display())
     );
     let broken = TempFile::new(
         "broken",
         "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
     );
-    let error = build(&broken.0).unwrap_err();
+    let error = build_error(with_ca(&broken.0));
     assert!(
-        error.starts_with(&format!("cannot read CA file {}", broken.0.display())),
+        error.starts_with(&format!("cannot read CA file {}: ", broken.0.display())),
         "{error}"
     );
 }
@@ -325,9 +326,36 @@ fn an_invalid_sni_fails_the_build() {
         ca_file: None,
         verify: false,
     };
-    let error = Tls::new(&settings, &mut ClientConfigs::default()).unwrap_err();
     assert_eq!(
-        error.to_string(),
-        "sni `not a name` is neither a DNS name nor an IP address"
+        build_error(settings),
+        "sni `not a name` is neither a DNS name nor an IP address: invalid dns name"
+    );
+}
+
+/// Start-up and reload build every check of the config before any runs:
+/// the error names the VIP and the file.
+#[test]
+fn the_checks_of_a_config_with_a_bad_ca_file_are_not_built() {
+    let text = r#"
+[node]
+name = "lb1"
+interface = "eth0"
+[[vip]]
+name = "web"
+address = "198.18.0.100"
+port = 443
+protocol = "tcp"
+  [vip.check]
+  type = "https"
+  ca_file = "/nonexistent/ca.pem"
+  [[vip.backend]]
+  address = "198.18.0.11"
+"#;
+    let config = crate::config::parse(Path::new("test.toml"), text).unwrap();
+    let error = backend_checks(&config).err().expect("no checks built");
+    let error = format!("{error:#}");
+    assert!(
+        error.starts_with("the https check of VIP web: cannot read CA file /nonexistent/ca.pem: "),
+        "{error}"
     );
 }
