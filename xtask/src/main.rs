@@ -19,6 +19,8 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
     "iputils-ping",
+    // lab_https: a real TLS backend.
+    "nginx-light",
 ];
 /// Debian packages `bench failover` needs besides: the keepalived it
 /// compares against, and the font its plot's text is drawn with.
