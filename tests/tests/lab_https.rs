@@ -25,7 +25,7 @@ const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
 const HTTPS_PORT: u16 = 443;
 /// The name the backend's certificate carries, sent as SNI.
 const SERVER_NAME: &str = "b1.lab.example";
-/// Detection takes `fall` checks 200 ms apart; generous for a loaded
+/// Detection takes `fall` checks 500 ms apart; generous for a loaded
 /// 2-core machine.
 const SWITCH: Duration = Duration::from_secs(10);
 
@@ -75,7 +75,7 @@ fn https_check(ca_file: &Path) -> String {
     format!(
         "  [vip.check]\n  type = \"https\"\n  port = {HTTPS_PORT}\n  path = \"/healthz\"\n  \
          sni = \"{SERVER_NAME}\"\n  ca_file = \"{}\"\n  expect_body = \"ok\"\n  \
-         interval = \"200ms\"\n  timeout = \"1s\"\n  rise = 2\n  fall = 2\n",
+         interval = \"500ms\"\n  timeout = \"500ms\"\n  rise = 2\n  fall = 2\n",
         ca_file.display()
     )
 }
