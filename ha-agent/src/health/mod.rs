@@ -194,7 +194,7 @@ impl Drop for Checks {
 /// The checks of one configuration, built but not running: whatever can
 /// be wrong with the configuration (an unreadable CA file) has failed in
 /// building them, before a start-up or a reload changed anything.
-pub struct CheckSet<K> {
+pub(crate) struct CheckSet<K> {
     checks: Vec<BuiltCheck<K>>,
 }
 
@@ -209,7 +209,7 @@ struct BuiltCheck<K> {
 ///
 /// Backends of `none` checks get no check and never a transition: they
 /// always count as up, whatever `initially_down` says at the spawn.
-pub fn backend_checks(config: &Config) -> Result<CheckSet<BackendKey>> {
+pub(crate) fn backend_checks(config: &Config) -> Result<CheckSet<BackendKey>> {
     let mut configs = https::ClientConfigs::default();
     let mut checks = Vec::new();
     for (v, vip) in config.vips.iter().enumerate() {
@@ -238,7 +238,7 @@ pub fn backend_checks(config: &Config) -> Result<CheckSet<BackendKey>> {
 /// The node's track checks (`[[cluster.track]]`), keyed by their index: a
 /// node is eligible to own VIPs only while they pass. Spawn them all down:
 /// a node proves its tracked services before it may take anything.
-pub fn track_checks(tracks: &[TrackConfig]) -> Result<CheckSet<usize>> {
+pub(crate) fn track_checks(tracks: &[TrackConfig]) -> Result<CheckSet<usize>> {
     let mut configs = https::ClientConfigs::default();
     let mut checks = Vec::new();
     for (index, track) in tracks.iter().enumerate() {
@@ -274,7 +274,11 @@ impl<K: Copy + Ord + fmt::Debug + Send + Sync + 'static> CheckSet<K> {
     /// the state over), and sends a [`Transition`] on `tx` exactly when the
     /// state flips. A task ends when `tx`'s receiver is gone. Must be
     /// called within a tokio runtime.
-    pub fn spawn(self, initially_down: &BTreeSet<K>, tx: UnboundedSender<Transition<K>>) -> Checks {
+    pub(crate) fn spawn(
+        self,
+        initially_down: &BTreeSet<K>,
+        tx: UnboundedSender<Transition<K>>,
+    ) -> Checks {
         let mut tasks = JoinSet::new();
         for check in self.checks {
             let initially_up = !initially_down.contains(&check.key);
