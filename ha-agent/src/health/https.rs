@@ -9,9 +9,10 @@
 //! The system store comes from rustls-native-certs, which reads the
 //! distribution's bundle (on Debian /etc/ssl/certs, kept by
 //! ca-certificates): an internal CA the administrator installed there is
-//! trusted as by every other program on the host, and a distribution
-//! update of the bundle reaches the checks at the next reload; a compiled-in
-//! root list (webpki-roots) would know neither.
+//! trusted as by every other program on the host, and an update of the
+//! bundle reaches the checks when they are next built (at start, or a
+//! reload that changes the configuration); a compiled-in root list
+//! (webpki-roots) would know neither.
 //!
 //! Everything that can fail for a configuration (an unreadable CA file, an
 //! empty trust store, an invalid SNI) fails when the check is built, at
