@@ -1,11 +1,18 @@
 //! Notify hooks (`on_owner`, `on_standby`, `on_fault`, the fencing
 //! command): external commands run one at a time, in event order, each with
 //! a timeout, so a slow hook delays later hooks but never the cluster loop,
-//! and two hooks for one VIP group never race.
+//! and two hooks for one VIP group never race. They run through the one
+//! process runner ([`crate::process`]): at the timeout a hook's whole
+//! process group is killed.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
-use tokio::{process::Command, sync::mpsc, task::JoinHandle, time::timeout};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::{
+    config::Config,
+    process::{self, Failure},
+};
 
 /// One command to run, with its environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,35 +29,45 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Runs `hook` to completion or its timeout (then kills it).
+/// Runs `hook` to completion or its timeout (then kills its process
+/// group).
 pub async fn run(hook: &Hook) -> Outcome {
-    let Some((program, args)) = hook.command.split_first() else {
-        return Outcome::Failed("empty command".into());
-    };
-    let child = Command::new(program)
-        .args(args)
-        .envs(hook.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) => return Outcome::Failed(format!("cannot start {program}: {e}")),
-    };
-    match timeout(hook.timeout, child.wait()).await {
-        Ok(Ok(status)) if status.success() => Outcome::Succeeded,
-        Ok(Ok(status)) => Outcome::Failed(format!("{program}: {status}")),
-        Ok(Err(e)) => Outcome::Failed(format!("{program}: {e}")),
-        Err(_) => {
-            let _ = child.kill().await;
-            Outcome::Failed(format!(
-                "{program}: no exit within {:?}, killed",
-                hook.timeout
-            ))
+    let env = hook.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let program = hook.command.first().map_or("", String::as_str);
+    match process::run(&hook.command, env, hook.timeout).await {
+        Ok(status) if status.success() => Outcome::Succeeded,
+        Ok(status) => Outcome::Failed(format!("{program}: {status}")),
+        Err(Failure::EmptyCommand) => Outcome::Failed("empty command".into()),
+        Err(Failure::Spawn { error, .. }) => {
+            Outcome::Failed(format!("cannot start {program}: {error}"))
         }
+        Err(Failure::Wait(e)) => Outcome::Failed(format!("{program}: {e}")),
+        Err(Failure::TimedOut { reaped }) => Outcome::Failed(format!(
+            "{program}: no exit within {:?}, killed{}",
+            hook.timeout,
+            if reaped {
+                ""
+            } else {
+                " (not yet reaped: stuck in the kernel?)"
+            }
+        )),
     }
+}
+
+/// The fencing of peer `node` as `config` sets it up: its command, with
+/// `HA_EVENT=fence`, this node and the one to fence in the environment,
+/// and its timeout. `None` without a cluster or a fence command.
+pub(crate) fn fence_hook(config: &Config, node: &str) -> Option<Hook> {
+    let cluster = config.cluster.as_ref()?;
+    Some(Hook {
+        command: cluster.fence_command.clone()?,
+        env: vec![
+            ("HA_EVENT".into(), "fence".into()),
+            ("HA_NODE".into(), config.node.name.clone()),
+            ("HA_FENCE_NODE".into(), node.to_owned()),
+        ],
+        timeout: cluster.fence_timeout,
+    })
 }
 
 /// A queue that runs hooks one at a time in the order they were queued.
@@ -87,69 +104,4 @@ impl Drop for HookQueue {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hook(script: &str, timeout_ms: u64) -> Hook {
-        Hook {
-            command: vec!["/bin/sh".into(), "-c".into(), script.into()],
-            env: vec![("HA_EVENT".into(), "owner".into())],
-            timeout: Duration::from_millis(timeout_ms),
-        }
-    }
-
-    #[tokio::test]
-    async fn exit_status_and_environment_decide() {
-        assert_eq!(
-            run(&hook("test \"$HA_EVENT\" = owner", 5000)).await,
-            Outcome::Succeeded
-        );
-        assert!(
-            matches!(run(&hook("exit 3", 5000)).await, Outcome::Failed(why) if why.contains("3"))
-        );
-        let missing = Hook {
-            command: vec!["/nonexistent/hook".into()],
-            env: vec![],
-            timeout: Duration::from_secs(1),
-        };
-        assert!(
-            matches!(run(&missing).await, Outcome::Failed(why) if why.contains("cannot start"))
-        );
-    }
-
-    #[tokio::test]
-    async fn a_hook_past_its_timeout_is_killed() {
-        let started = std::time::Instant::now();
-        let outcome = run(&hook("sleep 10", 100)).await;
-        assert!(matches!(outcome, Outcome::Failed(why) if why.contains("killed")));
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "did not wait for the sleep"
-        );
-    }
-
-    #[tokio::test]
-    async fn the_queue_runs_hooks_one_at_a_time_in_order() {
-        let file = std::env::temp_dir().join(format!("ha-hooks-{}", std::process::id()));
-        let _ = std::fs::remove_file(&file);
-        let queue = HookQueue::start();
-        let path = file.display().to_string();
-        // The first hook is slow; if hooks overlapped, "2" would come first.
-        queue.push(hook(&format!("sleep 0.2; echo 1 >> {path}"), 5000));
-        queue.push(hook(&format!("echo 2 >> {path}"), 5000));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            if text.lines().count() == 2 {
-                assert_eq!(text, "1\n2\n");
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "hooks did not run: {text:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = std::fs::remove_file(&file);
-    }
-}
+mod tests;

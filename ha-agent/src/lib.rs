@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod netlink;
 pub mod ownership;
+mod process;
 pub mod reload;
 pub mod systemd;
 pub mod writer;

@@ -7,6 +7,7 @@ mod cmd;
 pub mod dsr;
 pub mod lab;
 pub mod netns;
+pub mod nginx;
 pub mod packet;
 pub mod traffic;
 

@@ -24,6 +24,8 @@ const APT_PACKAGES: &[&str] = &[
     "iputils-ping",
     // dpkg-shlibdeps and dpkg-gencontrol for `package` and its test.
     "dpkg-dev",
+    // lab_https: a real TLS backend.
+    "nginx-light",
 ];
 /// Debian packages `bench failover` needs besides: the keepalived it
 /// compares against, and the font its plot's text is drawn with.

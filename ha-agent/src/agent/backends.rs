@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 use super::Agent;
 use crate::{
     cluster::{digest::digest, state::Input},
-    config::{self, Config},
+    config,
     desired::{Knowledge, backend_keys},
-    health::{self, BackendKey, Checks, Transition},
+    health::{self, BackendKey, CheckSet, Checks, Transition},
     model::Mac,
     netlink::{Netlink, solicit},
     reload,
@@ -36,10 +36,14 @@ pub(super) struct BackendChecks {
 }
 
 impl BackendChecks {
-    pub(super) fn spawn(config: &Config, down: &BTreeSet<BackendKey>) -> BackendChecks {
+    /// Starts `checks` (built from the config in force), down for `down`.
+    pub(super) fn start(
+        checks: CheckSet<BackendKey>,
+        down: &BTreeSet<BackendKey>,
+    ) -> BackendChecks {
         let (tx, results) = mpsc::unbounded_channel();
         BackendChecks {
-            _checks: health::spawn_checks(config, down, tx),
+            _checks: checks.spawn(down, tx),
             results,
         }
     }
@@ -155,12 +159,15 @@ impl Agent {
         if new == self.config {
             return Ok(changes);
         }
+        // Before anything changes: a check that cannot be built (an https
+        // check's CA file) refuses the reload.
+        let checks = health::backend_checks(&new)?;
         self.writer.renumber(&new)?;
         let old = std::mem::replace(&mut self.config, new);
         self.own_down = reload::follow(&old, &self.config, &self.own_down);
         self.knowledge.down = reload::follow(&old, &self.config, &self.knowledge.down);
         self.knowledge.drained = self.operator_drains();
-        self.checks = BackendChecks::spawn(&self.config, &self.own_down);
+        self.checks = BackendChecks::start(checks, &self.own_down);
         self.ownership.reconfigure(&self.config);
         let digest = digest(&self.config);
         self.cluster_input(|now| Input::Digest { now, digest })

@@ -18,7 +18,7 @@ use crate::{
         state::{Action, Input},
     },
     health::Transition,
-    hooks::{self, Hook, Outcome},
+    hooks::{self, Outcome},
     model::Mac,
     netlink::{Netlink, solicit},
     ownership::Event,
@@ -233,21 +233,12 @@ impl Agent {
     /// Runs the fencing command against `node` in the background; its
     /// outcome comes back to the main loop.
     pub(super) fn fence(&self, node: String) {
-        let Some(cluster) = &self.config.cluster else {
+        if self.config.cluster.is_none() {
             return;
-        };
-        let Some(command) = cluster.fence_command.clone() else {
+        }
+        let Some(hook) = hooks::fence_hook(&self.config, &node) else {
             let _ = self.fenced.send((node, false));
             return;
-        };
-        let hook = Hook {
-            command,
-            env: vec![
-                ("HA_EVENT".into(), "fence".into()),
-                ("HA_NODE".into(), self.config.node.name.clone()),
-                ("HA_FENCE_NODE".into(), node.clone()),
-            ],
-            timeout: cluster.fence_timeout,
         };
         let fenced = self.fenced.clone();
         tokio::spawn(async move {

@@ -105,6 +105,11 @@ struct Agent {
 
 pub async fn run(options: Options) -> Result<()> {
     let config = config::load(&options.config)?;
+    // Built before anything is set up: a check that cannot be (an https
+    // check's CA file) stops the start with the reason.
+    let backend_checks = health::backend_checks(&config)?;
+    let track_checks =
+        health::track_checks(config.cluster.as_ref().map_or(&[][..], |c| &c.tracks[..]))?;
     let netlink = Netlink::open(&config.node.interface).await?;
     let node_mac = config.node.mac.unwrap_or(netlink.mac);
     let pin_dir = config.datapath.pin_dir.join(&config.node.name);
@@ -130,7 +135,7 @@ pub async fn run(options: Options) -> Result<()> {
     // Backends count as up until their checks say otherwise, so a restarted
     // agent does not take healthy backends out of service for rise x
     // interval.
-    let checks = BackendChecks::spawn(&config, &BTreeSet::new());
+    let checks = BackendChecks::start(backend_checks, &BTreeSet::new());
     let mut agent = Agent {
         writer: Writer::adopt(datapath, &config)?,
         config,
@@ -193,7 +198,7 @@ pub async fn run(options: Options) -> Result<()> {
         .as_ref()
         .map_or(&[][..], |c| &c.tracks[..]);
     agent.tracks_down = (0..tracks.len()).collect();
-    let _tracks = health::spawn_track_checks(tracks, track_tx);
+    let _tracks = track_checks.spawn(&agent.tracks_down, track_tx);
     tracing::info!(
         node = %agent.config.node.name,
         interface = %agent.config.node.interface,
