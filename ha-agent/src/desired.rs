@@ -16,10 +16,9 @@ use ha_common::{
 
 use crate::{
     config::{Config, NoBackend},
-    health::BackendKey,
     ids::Ids,
     maglev::{MaglevBackend, build_table},
-    model::{Mac, addr_bytes},
+    model::{BackendKey, Mac, addr_bytes},
 };
 
 /// One VIP as the maps should hold it.

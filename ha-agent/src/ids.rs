@@ -17,8 +17,7 @@ use ha_common::{Addr, Backend, MAX_BACKENDS, MAX_VIPS, VipKey, VipValue};
 
 use crate::{
     config::{Config, VipConfig},
-    health::BackendKey,
-    model::addr_bytes,
+    model::{BackendKey, addr_bytes},
 };
 
 /// A backend's identity: its VIP and its address.

@@ -36,6 +36,14 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// Identifies a backend of a VIP: index of the VIP in `config.vips` and
+/// index of the backend in `vip.backends`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendKey {
+    pub vip: usize,
+    pub backend: usize,
+}
+
 /// An Ethernet address, written `02:00:00:00:00:01` in the config, logs and
 /// reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -10,7 +10,7 @@
 
 use std::{collections::BTreeSet, fmt};
 
-use crate::{config::Config, desired::backend_keys, health::BackendKey, ids::identity};
+use crate::{config::Config, desired::backend_keys, ids::identity, model::BackendKey};
 
 /// A reload that needs a restart instead.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

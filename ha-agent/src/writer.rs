@@ -18,8 +18,8 @@ use crate::{
     config::Config,
     datapath::Datapath,
     desired::{Applied, Desired, Knowledge, Tables},
-    health::BackendKey,
     ids::{Ids, IdsExhausted},
+    model::BackendKey,
 };
 
 /// Times from the decision, and what phase 2 spent computing tables.

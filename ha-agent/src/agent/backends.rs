@@ -17,8 +17,8 @@ use crate::{
     cluster::{digest::digest, state::Input},
     config,
     desired::{Knowledge, backend_keys},
-    health::{self, BackendKey, CheckSet, Checks, Transition},
-    model::Mac,
+    health::{self, CheckSet, Checks, Transition},
+    model::{BackendKey, Mac},
     netlink::{Netlink, solicit},
     reload,
 };

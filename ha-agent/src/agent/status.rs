@@ -13,8 +13,8 @@ use crate::{
     cluster::shell::Shell,
     control::{BackendStatus, ClusterStatus, PeerStatus, Status, VipStatus},
     desired::backend_keys,
-    health::BackendKey,
     metrics::{BackendSample, ClusterSample, PeerSample, Snapshot, VipSample},
+    model::BackendKey,
 };
 
 impl Agent {

@@ -34,6 +34,7 @@ use tokio::{sync::mpsc::UnboundedSender, task::JoinSet, time::MissedTickBehavior
 
 pub use self::rise_fall::RiseFall;
 use crate::config::{CheckConfig, CheckKind, Config, TrackConfig, format_duration};
+use crate::model::BackendKey;
 
 /// One check to run, fully resolved: where to and what.
 #[derive(Clone, Debug)]
@@ -157,14 +158,6 @@ pub struct Transition<K = BackendKey> {
     pub cause: String,
     /// When the deciding result came in.
     pub at: Instant,
-}
-
-/// Identifies a backend of a VIP: index of the VIP in `config.vips` and
-/// index of the backend in `vip.backends`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BackendKey {
-    pub vip: usize,
-    pub backend: usize,
 }
 
 /// The running checks of one configuration. Dropping it aborts every

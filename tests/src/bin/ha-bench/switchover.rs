@@ -11,8 +11,7 @@ use ha_agent::{
     config::{self, Config},
     datapath::{Datapath, LoadOptions},
     desired::Knowledge,
-    health::BackendKey,
-    model::Mac,
+    model::{BackendKey, Mac},
     writer::{Timings, Writer},
 };
 use ha_common::DEFAULT_RING_SIZE;
