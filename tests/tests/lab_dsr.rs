@@ -3,12 +3,12 @@
 //! VIP are balanced by the XDP program and answered by the backends
 //! directly (L2 direct server return).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ha_tests::{
     Lab,
-    agent::{Agent, counter},
-    dsr::DsrLab,
+    agent::{Agent, counter, hactl},
+    dsr::{DsrLab, PORT},
 };
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
@@ -97,6 +97,20 @@ fn balanced_connections(vip: IpAddr) {
         per_backend, forwarded,
         "per-backend counters add up to forwarded packets"
     );
+
+    // The human status names the VIP as a socket address would be written
+    // (IPv6 in brackets).
+    let text = hactl(
+        &[
+            "status",
+            "--socket",
+            &agent.control_socket().to_string_lossy(),
+        ],
+        false,
+    )
+    .expect("hactl status");
+    let service = format!("({}/tcp)", SocketAddr::new(vip, PORT));
+    assert!(text.contains(&service), "{service} in:\n{text}");
 
     let pins = agent.pin_dir();
     let status = agent.stop().unwrap();

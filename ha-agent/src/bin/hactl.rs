@@ -6,7 +6,11 @@
 //! Exit codes: 0 done, 1 the agent (or the maps) said no or the config file
 //! is invalid, 2 no agent or no datapath to talk to.
 
-use std::{net::IpAddr, path::PathBuf, process::ExitCode};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -278,10 +282,10 @@ fn print_status(status: &control::Status) {
     }
     for vip in &status.vips {
         println!(
-            "\nVIP {} ({}:{}/{}), owner {}, {} packets, {} bytes",
+            "\nVIP {} ({}/{}), owner {}, {} packets, {} bytes",
             vip.name,
-            vip.address,
-            vip.port,
+            // IPv6 in brackets: [2001:2::100]:80/tcp.
+            SocketAddr::new(vip.address, vip.port),
             vip.protocol,
             vip.owner.as_deref().unwrap_or("none"),
             vip.packets,
