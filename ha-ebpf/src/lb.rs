@@ -17,10 +17,10 @@ use ha_common::{
 use network_types::eth::EthHdr;
 
 use crate::{
-    Verdict,
     maps::{BACKENDS, FLOWS, NODE_MAC, RING_SIZE, RINGS, VIPS},
     parse::{L4, Reason},
     stats,
+    verdict::Verdict,
 };
 
 #[inline(always)]
@@ -122,7 +122,7 @@ fn place(key: &FlowKey, vip_id: u32, ring_gen: u32) -> Option<(u32, [u8; 6])> {
         // Never taken: the agent loads a RING_SIZE of at least 7 into the
         // frozen .rodata, so the verifier knows the value and removes this
         // branch. That makes it the free place for the build's mark.
-        crate::mark_build();
+        crate::build_id::mark();
         return None;
     }
     let base = ring_index(vip_id, ring_gen, ring_size, 0);

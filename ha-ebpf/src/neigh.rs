@@ -11,10 +11,10 @@ use ha_common::{GlobalCounter, v4_mapped};
 use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv6Hdr};
 
 use crate::{
-    Verdict,
     maps::{NODE_MAC, OWNED},
     parse::{Reason, ptr_at},
     stats,
+    verdict::Verdict,
 };
 
 const ARP_HTYPE_ETHERNET: u16 = 1;

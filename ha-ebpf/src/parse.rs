@@ -1,6 +1,7 @@
-//! Header parsing. Every access goes through `ptr_at`, the one bounds check
-//! the verifier needs to see; an Err means "pass untouched, counted as
-//! malformed or fragment".
+//! Header parsing, a leaf: it reads a frame and says what it carries; the
+//! entry point hands that to `lb` or `neigh`. Every access goes through
+//! `ptr_at`, the one bounds check the verifier needs to see; an Err means
+//! "pass untouched, counted as malformed or fragment".
 
 use aya_ebpf::programs::XdpContext;
 use ha_common::{GlobalCounter, PROTO_TCP, PROTO_UDP, v4_mapped};
@@ -11,8 +12,6 @@ use network_types::{
     udp::UdpHdr,
     vlan::VlanHdr,
 };
-
-use crate::{Verdict, lb, neigh};
 
 const IPPROTO_ICMPV6: u8 = 58;
 /// IPv4 flags+fragment offset: MF bit and the 13-bit offset.
@@ -43,9 +42,27 @@ pub struct L4 {
     pub syn: bool,
 }
 
-/// Ethernet and the optional 802.1Q tag, then the handler for the payload.
+/// What a frame carries, as far as the program cares.
+pub enum Payload {
+    /// TCP or UDP over IPv4 or IPv6: traffic for a possible VIP.
+    Transport(L4),
+    /// An ARP packet whose header starts at `offset`.
+    Arp { offset: usize },
+    /// An ICMPv6 message at `offset`, right after the IPv6 header `ip`.
+    Icmpv6 { ip: *mut Ipv6Hdr, offset: usize },
+    /// Anything else: not for this program.
+    Other,
+}
+
+/// A parsed frame: its Ethernet header and what follows.
+pub struct Frame {
+    pub eth: *mut EthHdr,
+    pub payload: Payload,
+}
+
+/// Ethernet and the optional 802.1Q tag, then what the payload is.
 #[inline(always)]
-pub fn dispatch(ctx: &XdpContext) -> Result<Verdict, Reason> {
+pub fn frame(ctx: &XdpContext) -> Result<Frame, Reason> {
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     let mut offset = EthHdr::LEN;
     // SAFETY: ptr_at checked the bounds.
@@ -55,19 +72,20 @@ pub fn dispatch(ctx: &XdpContext) -> Result<Verdict, Reason> {
         ether_type = unsafe { (*vlan).ether_type };
         offset += VlanHdr::LEN;
     }
-    if ether_type == EtherType::Ipv4 as u16 {
-        ipv4(ctx, eth, offset)
+    let payload = if ether_type == EtherType::Ipv4 as u16 {
+        ipv4(ctx, offset)?
     } else if ether_type == EtherType::Ipv6 as u16 {
-        ipv6(ctx, eth, offset)
+        ipv6(ctx, offset)?
     } else if ether_type == EtherType::Arp as u16 {
-        neigh::arp(ctx, eth, offset)
+        Payload::Arp { offset }
     } else {
-        Ok(Verdict::Pass)
-    }
+        Payload::Other
+    };
+    Ok(Frame { eth, payload })
 }
 
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Reason> {
+fn ipv4(ctx: &XdpContext, offset: usize) -> Result<Payload, Reason> {
     let ip: *mut Ipv4Hdr = ptr_at(ctx, offset)?;
     let (vihl, frags, proto, src, dst) = unsafe {
         (
@@ -86,14 +104,14 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Re
         return Err(GlobalCounter::Fragment);
     }
     if proto != PROTO_TCP && proto != PROTO_UDP {
-        return Ok(Verdict::Pass);
+        return Ok(Payload::Other);
     }
     let l4 = transport(ctx, offset + ihl, proto, v4_mapped(src), v4_mapped(dst))?;
-    lb::steer(ctx, eth, &l4)
+    Ok(Payload::Transport(l4))
 }
 
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Reason> {
+fn ipv6(ctx: &XdpContext, offset: usize) -> Result<Payload, Reason> {
     let ip: *mut Ipv6Hdr = ptr_at(ctx, offset)?;
     let (vcf0, next, src, dst) =
         unsafe { ((*ip).vcf[0], (*ip).next_hdr, (*ip).src_addr, (*ip).dst_addr) };
@@ -102,13 +120,15 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Re
     }
     let l4_offset = offset + Ipv6Hdr::LEN;
     match next {
-        PROTO_TCP | PROTO_UDP => {
-            let l4 = transport(ctx, l4_offset, next, src, dst)?;
-            lb::steer(ctx, eth, &l4)
-        }
-        IPPROTO_ICMPV6 => neigh::ndp(ctx, eth, ip, l4_offset),
+        PROTO_TCP | PROTO_UDP => Ok(Payload::Transport(transport(
+            ctx, l4_offset, next, src, dst,
+        )?)),
+        IPPROTO_ICMPV6 => Ok(Payload::Icmpv6 {
+            ip,
+            offset: l4_offset,
+        }),
         // Extension headers (fragments included) are not followed: pass.
-        _ => Ok(Verdict::Pass),
+        _ => Ok(Payload::Other),
     }
 }
 
