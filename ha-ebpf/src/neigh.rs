@@ -57,8 +57,10 @@ struct LinkLayerOpt {
 /// Whether this node holds an unexpired lease on `addr`.
 #[inline(always)]
 fn owned(addr: &[u8; 16]) -> bool {
-    // SAFETY: the value is read once, as a plain integer.
+    // SAFETY: HashMap::get is unsafe because the agent may update the
+    // value behind the reference; it is read once, as a plain integer.
     match unsafe { OWNED.get(addr) } {
+        // SAFETY: a helper call without arguments or preconditions.
         Some(lease) => lease.deadline_ns > unsafe { bpf_ktime_get_ns() },
         None => false,
     }
@@ -67,7 +69,8 @@ fn owned(addr: &[u8; 16]) -> bool {
 #[inline(always)]
 pub fn arp(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Reason> {
     let arp: *mut ArpHdr = ptr_at(ctx, offset)?;
-    // SAFETY: ptr_at checked the bounds of the whole ARP header.
+    // SAFETY: ptr_at checked that the whole ARP header is in the frame; it
+    // follows the Ethernet header, so the two do not overlap.
     let arp = unsafe { &mut *arp };
     if arp.htype() != ARP_HTYPE_ETHERNET
         || arp.ptype() != ARP_PTYPE_IPV4
@@ -87,6 +90,8 @@ pub fn arp(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict,
     arp.tpa = arp.spa;
     arp.sha = mac;
     arp.spa = vip;
+    // SAFETY: `eth` comes from parse::frame, whose ptr_at checked that the
+    // Ethernet header is in the frame.
     unsafe {
         (*eth).dst_addr = arp.tha;
         (*eth).src_addr = mac;
@@ -106,7 +111,8 @@ pub fn ndp(
     offset: usize,
 ) -> Result<Verdict, Reason> {
     let msg: *mut NeighbourMsg = ptr_at(ctx, offset)?;
-    // SAFETY: ptr_at checked both headers.
+    // SAFETY: parse::frame's ptr_at checked the IPv6 header, ours the
+    // message after it; they do not overlap.
     let (ip, msg) = unsafe { (&mut *ip, &mut *msg) };
     if msg.kind != ICMPV6_NEIGHBOUR_SOLICITATION || msg.code != 0 || ip.hop_limit != ND_HOP_LIMIT {
         return Ok(Verdict::Pass);
@@ -121,6 +127,8 @@ pub fn ndp(
         NS_LEN => None,
         NS_WITH_SLLA_LEN => {
             let opt: *mut LinkLayerOpt = ptr_at(ctx, offset + NS_LEN as usize)?;
+            // SAFETY: ptr_at checked that the option is in the frame; it
+            // follows the message, overlapping neither header.
             let opt = unsafe { &mut *opt };
             if opt.kind != ND_OPT_SOURCE_LL_ADDR || opt.len_units != 1 {
                 return Ok(Verdict::Pass);
@@ -151,6 +159,8 @@ pub fn ndp(
         sum += (u32::from(ND_OPT_TARGET_LL_ADDR) << 8) + 1 + words(&mac);
     }
     msg.checksum = fold(sum).to_be_bytes();
+    // SAFETY: `eth` comes from parse::frame, whose ptr_at checked that the
+    // Ethernet header is in the frame.
     unsafe {
         (*eth).dst_addr = (*eth).src_addr;
         (*eth).src_addr = mac;

@@ -21,6 +21,17 @@ const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
 pub type Reason = GlobalCounter;
 
 /// A pointer to a `T` at `offset` in the frame, if the whole `T` is inside.
+///
+/// What makes a dereference of the result sound, for every `unsafe` block
+/// that reads or writes a header through it: the `size_of::<T>()` bytes
+/// lie inside the frame's buffer (the check below, which the verifier also
+/// proves on every path: it rejects the program otherwise), and that buffer
+/// is valid for reads and writes and touched by nothing else while the
+/// program runs. The `T`s used are network-types headers and the `#[repr(C)]`
+/// messages of `neigh`: byte arrays only, alignment 1, apart from the 16-bit
+/// EtherType of `EthHdr` and `VlanHdr`, which sits at an even offset of a
+/// frame whose start the kernel aligns. Headers taken at once by `&mut` lie
+/// one after the other, never overlapping.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Reason> {
     let start = ctx.data();
@@ -65,10 +76,11 @@ pub struct Frame {
 pub fn frame(ctx: &XdpContext) -> Result<Frame, Reason> {
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     let mut offset = EthHdr::LEN;
-    // SAFETY: ptr_at checked the bounds.
+    // SAFETY: ptr_at checked that the Ethernet header is in the frame.
     let mut ether_type = unsafe { (*eth).ether_type };
     if ether_type == EtherType::Ieee8021q as u16 {
         let vlan: *mut VlanHdr = ptr_at(ctx, offset)?;
+        // SAFETY: ptr_at checked that the 802.1Q tag is in the frame.
         ether_type = unsafe { (*vlan).ether_type };
         offset += VlanHdr::LEN;
     }
@@ -87,6 +99,7 @@ pub fn frame(ctx: &XdpContext) -> Result<Frame, Reason> {
 #[inline(always)]
 fn ipv4(ctx: &XdpContext, offset: usize) -> Result<Payload, Reason> {
     let ip: *mut Ipv4Hdr = ptr_at(ctx, offset)?;
+    // SAFETY: ptr_at checked that the fixed IPv4 header is in the frame.
     let (vihl, frags, proto, src, dst) = unsafe {
         (
             (*ip).vihl,
@@ -113,6 +126,7 @@ fn ipv4(ctx: &XdpContext, offset: usize) -> Result<Payload, Reason> {
 #[inline(always)]
 fn ipv6(ctx: &XdpContext, offset: usize) -> Result<Payload, Reason> {
     let ip: *mut Ipv6Hdr = ptr_at(ctx, offset)?;
+    // SAFETY: ptr_at checked that the IPv6 header is in the frame.
     let (vcf0, next, src, dst) =
         unsafe { ((*ip).vcf[0], (*ip).next_hdr, (*ip).src_addr, (*ip).dst_addr) };
     if vcf0 >> 4 != 6 {
@@ -142,6 +156,7 @@ fn transport(
 ) -> Result<L4, Reason> {
     let (sport_be, dport_be, syn) = if proto == PROTO_TCP {
         let tcp: *mut TcpHdr = ptr_at(ctx, offset)?;
+        // SAFETY: ptr_at checked that the TCP header is in the frame.
         let tcp = unsafe { &*tcp };
         (
             u16::from_ne_bytes(tcp.source),
@@ -150,6 +165,7 @@ fn transport(
         )
     } else {
         let udp: *mut UdpHdr = ptr_at(ctx, offset)?;
+        // SAFETY: ptr_at checked that the UDP header is in the frame.
         let udp = unsafe { &*udp };
         (
             u16::from_ne_bytes(udp.src),
