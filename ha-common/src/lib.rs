@@ -1,12 +1,15 @@
 //! The contract between the XDP program (`ha-ebpf`) and the agent: map
-//! names, key/value layouts and limits. Both sides compile this crate, so a
-//! layout change cannot reach only one of them.
+//! names, key/value layouts and limits, and (in [`proto`]) the protocol
+//! numbers of the frames both build. Both sides compile this crate, so a
+//! change cannot reach only one of them.
 //!
 //! Every type is `#[repr(C)]` with explicit padding fields, and its size and
 //! alignment are asserted at compile time: the kernel compares key and value
 //! sizes byte for byte, and a silent change would make pinned maps from an
 //! older agent unusable.
 #![no_std]
+
+pub mod proto;
 
 /// Map names as they appear in the object file and under the pin directory.
 pub mod map {
@@ -56,9 +59,10 @@ pub const fn rings_len(ring_size: u32) -> u32 {
     MAX_VIPS * RING_GENERATIONS * ring_size
 }
 
-/// IP protocol numbers the datapath balances.
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+/// IP protocol numbers the datapath balances, as `VipKey::proto` and
+/// `FlowKey::proto` store them.
+pub const PROTO_TCP: u8 = proto::IpProto::Tcp as u8;
+pub const PROTO_UDP: u8 = proto::IpProto::Udp as u8;
 
 /// Addresses are stored as 16 bytes; IPv4 as IPv4-mapped IPv6
 /// (`::ffff:a.b.c.d`), so an IPv4 and an IPv6 VIP can never collide.

@@ -7,7 +7,16 @@
 //! VIP by itself.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
-use ha_common::{GlobalCounter, v4_mapped};
+use ha_common::{
+    Addr, GlobalCounter,
+    proto::{
+        ARP_HLEN_ETHERNET, ARP_HTYPE_ETHERNET, ARP_OP_REPLY, ARP_OP_REQUEST, ARP_PLEN_IPV4,
+        EtherType, ICMPV6_NEIGHBOUR_ADVERTISEMENT, ICMPV6_NEIGHBOUR_SOLICITATION, IpProto,
+        NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED, ND_HOP_LIMIT, ND_LL_OPT_LEN, ND_LL_OPT_LEN_UNITS,
+        ND_MESSAGE_LEN, ND_OPT_SOURCE_LL_ADDR, ND_OPT_TARGET_LL_ADDR, ether_type,
+    },
+    v4_mapped,
+};
 use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv6Hdr};
 
 use crate::{
@@ -17,24 +26,12 @@ use crate::{
     verdict::Verdict,
 };
 
-const ARP_HTYPE_ETHERNET: u16 = 1;
-const ARP_PTYPE_IPV4: u16 = 0x0800;
-const ARP_OP_REQUEST: u16 = 1;
-const ARP_OP_REPLY: u16 = 2;
-
-const ICMPV6_NEIGHBOUR_SOLICITATION: u8 = 135;
-const ICMPV6_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
-const IPPROTO_ICMPV6: u32 = 58;
-/// Neighbour discovery is only valid from the local link (RFC 4861 7.1.1).
-const ND_HOP_LIMIT: u8 = 255;
-const ND_OPT_SOURCE_LL_ADDR: u8 = 1;
-const ND_OPT_TARGET_LL_ADDR: u8 = 2;
-/// Solicited and Override flags of a neighbour advertisement.
-const NA_FLAGS_SOLICITED_OVERRIDE: u8 = 0x60;
-/// ICMPv6 header (4) + reserved/flags (4) + target address (16).
-const NS_LEN: u16 = 24;
-/// An NS carrying one source link-layer address option (8 bytes).
-const NS_WITH_SLLA_LEN: u16 = 32;
+/// The flags of our advertisements: an answer, replacing cached entries.
+const NA_FLAGS: u8 = NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE;
+/// ICMPv6 payload length of an NS without options.
+const NS_LEN: u16 = ND_MESSAGE_LEN as u16;
+/// ICMPv6 payload length of an NS with one source link-layer address option.
+const NS_WITH_SLLA_LEN: u16 = (ND_MESSAGE_LEN + ND_LL_OPT_LEN) as u16;
 
 /// An NS or NA without options, as on the wire.
 #[repr(C)]
@@ -54,9 +51,17 @@ struct LinkLayerOpt {
     mac: [u8; 6],
 }
 
+// The wire layouts, byte arrays only (alignment 1, as `ptr_at` requires).
+const _: () = {
+    assert!(core::mem::size_of::<NeighbourMsg>() == ND_MESSAGE_LEN);
+    assert!(core::mem::size_of::<LinkLayerOpt>() == ND_LL_OPT_LEN);
+    assert!(core::mem::align_of::<NeighbourMsg>() == 1);
+    assert!(core::mem::align_of::<LinkLayerOpt>() == 1);
+};
+
 /// Whether this node holds an unexpired lease on `addr`.
 #[inline(always)]
-fn owned(addr: &[u8; 16]) -> bool {
+fn owned(addr: &Addr) -> bool {
     // SAFETY: HashMap::get is unsafe because the agent may update the
     // value behind the reference; it is read once, as a plain integer.
     match unsafe { OWNED.get(addr) } {
@@ -73,9 +78,9 @@ pub fn arp(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict,
     // follows the Ethernet header, so the two do not overlap.
     let arp = unsafe { &mut *arp };
     if arp.htype() != ARP_HTYPE_ETHERNET
-        || arp.ptype() != ARP_PTYPE_IPV4
-        || arp.hlen != 6
-        || arp.plen != 4
+        || arp.ptype() != ether_type(EtherType::Ipv4)
+        || arp.hlen != ARP_HLEN_ETHERNET
+        || arp.plen != ARP_PLEN_IPV4
         || arp.oper() != ARP_OP_REQUEST
         // A gratuitous request announces the sender; it asks nothing.
         || arp.spa == arp.tpa
@@ -130,7 +135,7 @@ pub fn ndp(
             // SAFETY: ptr_at checked that the option is in the frame; it
             // follows the message, overlapping neither header.
             let opt = unsafe { &mut *opt };
-            if opt.kind != ND_OPT_SOURCE_LL_ADDR || opt.len_units != 1 {
+            if opt.kind != ND_OPT_SOURCE_LL_ADDR || opt.len_units != ND_LL_OPT_LEN_UNITS {
                 return Ok(Verdict::Pass);
             }
             Some(opt)
@@ -145,18 +150,19 @@ pub fn ndp(
     ip.dst_addr = asker;
     ip.hop_limit = ND_HOP_LIMIT;
     msg.kind = ICMPV6_NEIGHBOUR_ADVERTISEMENT;
-    msg.flags = [NA_FLAGS_SOLICITED_OVERRIDE, 0, 0, 0];
+    msg.flags = [NA_FLAGS, 0, 0, 0];
 
     // The checksum covers the pseudo header and the message; every word of
     // the reply is known here, so it is summed from locals, not re-read.
     let mut sum = words(&target) * 2 + words(&asker);
-    sum += u32::from(payload_len) + IPPROTO_ICMPV6;
+    sum += u32::from(payload_len) + u32::from(IpProto::Ipv6Icmp as u8);
     sum += u32::from(ICMPV6_NEIGHBOUR_ADVERTISEMENT) << 8;
-    sum += u32::from(NA_FLAGS_SOLICITED_OVERRIDE) << 8;
+    sum += u32::from(NA_FLAGS) << 8;
     if let Some(opt) = option {
         opt.kind = ND_OPT_TARGET_LL_ADDR;
         opt.mac = mac;
-        sum += (u32::from(ND_OPT_TARGET_LL_ADDR) << 8) + 1 + words(&mac);
+        sum +=
+            (u32::from(ND_OPT_TARGET_LL_ADDR) << 8) + u32::from(ND_LL_OPT_LEN_UNITS) + words(&mac);
     }
     msg.checksum = fold(sum).to_be_bytes();
     // SAFETY: `eth` comes from parse::frame, whose ptr_at checked that the

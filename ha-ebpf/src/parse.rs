@@ -7,13 +7,12 @@ use aya_ebpf::programs::XdpContext;
 use ha_common::{GlobalCounter, PROTO_TCP, PROTO_UDP, v4_mapped};
 use network_types::{
     eth::{EthHdr, EtherType},
-    ip::{Ipv4Hdr, Ipv6Hdr},
+    ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
     tcp::TcpHdr,
     udp::UdpHdr,
     vlan::VlanHdr,
 };
 
-const IPPROTO_ICMPV6: u8 = 58;
 /// IPv4 flags+fragment offset: MF bit and the 13-bit offset.
 const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
 
@@ -137,7 +136,7 @@ fn ipv6(ctx: &XdpContext, offset: usize) -> Result<Payload, Reason> {
         PROTO_TCP | PROTO_UDP => Ok(Payload::Transport(transport(
             ctx, l4_offset, next, src, dst,
         )?)),
-        IPPROTO_ICMPV6 => Ok(Payload::Icmpv6 {
+        next if next == IpProto::Ipv6Icmp as u8 => Ok(Payload::Icmpv6 {
             ip,
             offset: l4_offset,
         }),
