@@ -252,13 +252,20 @@ const _: () = {
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: all types are #[repr(C)], made only of integers and byte
-    // arrays, with every padding byte an explicit field.
-    unsafe impl aya::Pod for VipKey {}
-    unsafe impl aya::Pod for VipValue {}
-    unsafe impl aya::Pod for Backend {}
-    unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for FlowValue {}
-    unsafe impl aya::Pod for OwnedLease {}
-    unsafe impl aya::Pod for Counter {}
+
+    /// `aya::Pod` for map types: aya copies them to and from the kernel as
+    /// raw bytes.
+    macro_rules! pod {
+        ($($map_type:ty),+) => {$(
+            // SAFETY: the type is #[repr(C)], made only of integers and byte
+            // arrays, with every padding byte an explicit field (sizes and
+            // alignments asserted above): any bit pattern is a valid value
+            // and no byte is uninitialised.
+            unsafe impl aya::Pod for $map_type {}
+        )+};
+    }
+
+    pod!(
+        VipKey, VipValue, Backend, FlowKey, FlowValue, OwnedLease, Counter
+    );
 }
