@@ -31,7 +31,7 @@ use ha_common::{
     PROGRAM_NAME, STATS_LEN, VipKey, VipValue, map, ring_index, rings_len,
 };
 
-use crate::desired::Write;
+use crate::{datapath_log::DatapathLog, desired::Write};
 
 /// The XDP object, built by `cargo xtask build-ebpf` and embedded by build.rs.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-xdp.o"));
@@ -259,6 +259,8 @@ pub struct Datapath {
     pin_dir: Option<PathBuf>,
     /// Our reference to the XDP link; pinned links also live in bpffs.
     link: Option<FdLink>,
+    /// The program's log events into ours, while a tokio runtime runs.
+    _log: Option<DatapathLog>,
 }
 
 impl Datapath {
@@ -320,6 +322,7 @@ impl Datapath {
             maps.stats.len()
         );
         let slots = rings_len(options.ring_size) as usize;
+        let log = DatapathLog::start(&mut ebpf);
         Ok(Datapath {
             ebpf,
             maps,
@@ -327,6 +330,7 @@ impl Datapath {
             ring_size: options.ring_size,
             pin_dir: options.pin_dir.clone(),
             link: None,
+            _log: log,
         })
     }
 

@@ -219,6 +219,12 @@ impl GlobalCounter {
     }
 }
 
+/// Rate limit of the XDP program's log events (a VIP without a usable
+/// backend, a lease that ran out): at most this many of each kind per CPU
+/// per second reach the agent's log; the program counts the rest and says
+/// how many with the next one it sends.
+pub const LOG_EVENTS_PER_SECOND: u32 = 5;
+
 /// Slots reserved for global counters at the start of STATS.
 pub const GLOBAL_COUNTERS: u32 = 16;
 /// STATS slot of a VIP's counter.

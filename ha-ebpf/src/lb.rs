@@ -17,6 +17,7 @@ use ha_common::{
 use network_types::eth::EthHdr;
 
 use crate::{
+    events::{self, Event},
     maps::{BACKENDS, FLOWS, NODE_MAC, RING_SIZE, RINGS, VIPS},
     parse::{L4, Reason},
     stats,
@@ -62,11 +63,14 @@ pub fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Rea
         None => {
             let Some(found) = place(&flow_key, vip.vip_id, vip.ring_gen) else {
                 stats::count(GlobalCounter::NoBackend as u32, len);
-                return Ok(if vip.flags & VIP_F_NO_BACKEND_PASS != 0 {
-                    Verdict::Pass
-                } else {
-                    Verdict::Drop
-                });
+                let passed = vip.flags & VIP_F_NO_BACKEND_PASS != 0;
+                if events::stage_no_backend(&vip_key, passed) {
+                    return Ok(Verdict::Report {
+                        event: Event::NoBackend,
+                        drop: !passed,
+                    });
+                }
+                return Ok(if passed { Verdict::Pass } else { Verdict::Drop });
             };
             let value = FlowValue {
                 backend_id: found.0,

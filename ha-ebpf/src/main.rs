@@ -7,11 +7,14 @@
 //!
 //! Modules: `parse` reads headers and uses nothing else of the program;
 //! the entry point below hands what it found to `lb` (VIP traffic) or
-//! `neigh` (ARP/NDP), which decide a `Verdict`.
+//! `neigh` (ARP/NDP), which decide a `Verdict`; a `Verdict::Report` also
+//! has the entry point log a rare event through `events` (aya-log, rate
+//! limited).
 #![no_std]
 #![no_main]
 
 mod build_id;
+mod events;
 mod lb;
 mod maps;
 mod neigh;
@@ -36,6 +39,9 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
             Verdict::Pass
         }
     };
+    if let Verdict::Report { event, .. } = verdict {
+        events::log(&ctx, event);
+    }
     let (action, counter) = verdict.action();
     stats::count(counter as u32, len);
     action

@@ -20,6 +20,7 @@ use ha_common::{
 use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv6Hdr};
 
 use crate::{
+    events::{self, Event},
     maps::{NODE_MAC, OWNED},
     parse::{Reason, ptr_at},
     stats,
@@ -59,16 +60,29 @@ const _: () = {
     assert!(core::mem::align_of::<LinkLayerOpt>() == 1);
 };
 
-/// Whether this node holds an unexpired lease on `addr`.
+/// Ok if this node holds an unexpired lease on `addr`; otherwise the
+/// verdict for the request: pass. A lease that ran out is also an event to
+/// report: the agent releases the VIPs it gives up by removing their
+/// leases, so one that expired was left by an agent that stopped renewing.
 #[inline(always)]
-fn owned(addr: &Addr) -> bool {
+fn owned(addr: &Addr) -> Result<(), Verdict> {
     // SAFETY: HashMap::get is unsafe because the agent may update the
     // value behind the reference; it is read once, as a plain integer.
-    match unsafe { OWNED.get(addr) } {
-        // SAFETY: a helper call without arguments or preconditions.
-        Some(lease) => lease.deadline_ns > unsafe { bpf_ktime_get_ns() },
-        None => false,
+    let Some(deadline_ns) = (unsafe { OWNED.get(addr) }).map(|lease| lease.deadline_ns) else {
+        return Err(Verdict::Pass);
+    };
+    // SAFETY: a helper call without arguments or preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if deadline_ns > now {
+        return Ok(());
     }
+    if events::stage_lease_expired(addr, now - deadline_ns) {
+        return Err(Verdict::Report {
+            event: Event::LeaseExpired,
+            drop: false,
+        });
+    }
+    Err(Verdict::Pass)
 }
 
 #[inline(always)]
@@ -84,9 +98,11 @@ pub fn arp(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict,
         || arp.oper() != ARP_OP_REQUEST
         // A gratuitous request announces the sender; it asks nothing.
         || arp.spa == arp.tpa
-        || !owned(&v4_mapped(arp.tpa))
     {
         return Ok(Verdict::Pass);
+    }
+    if let Err(verdict) = owned(&v4_mapped(arp.tpa)) {
+        return Ok(verdict);
     }
     let mac = NODE_MAC.load();
     let vip = arp.tpa;
@@ -125,8 +141,11 @@ pub fn ndp(
     let payload_len = u16::from_be_bytes(ip.payload_len);
     // Duplicate address detection comes from `::` and wants a multicast
     // answer; the agent's unsolicited advertisements cover that case.
-    if ip.src_addr == [0; 16] || !owned(&msg.target) {
+    if ip.src_addr == [0; 16] {
         return Ok(Verdict::Pass);
+    }
+    if let Err(verdict) = owned(&msg.target) {
+        return Ok(verdict);
     }
     let option = match payload_len {
         NS_LEN => None,
