@@ -19,6 +19,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use ha_common::proto::{
+    ARP_HLEN_ETHERNET, ARP_HTYPE_ETHERNET, ARP_OP_REQUEST, ARP_PLEN_IPV4, EthHdr, EtherType,
+    ICMPV6_NEIGHBOUR_ADVERTISEMENT, IpProto, Ipv6Hdr, NA_FLAG_OVERRIDE, ND_HOP_LIMIT,
+    ND_LL_OPT_LEN, ND_LL_OPT_LEN_UNITS, ND_MESSAGE_LEN, ND_OPT_TARGET_LL_ADDR, ether_type,
+};
 use nix::{
     libc,
     sys::socket::{
@@ -27,33 +32,21 @@ use nix::{
 };
 
 /// Length of an Ethernet header (no VLAN tag).
-const ETH_HEADER_LEN: usize = 14;
+const ETH_HEADER_LEN: usize = EthHdr::LEN;
 /// Shortest Ethernet frame, less the FCS; shorter frames are padded.
 const ETH_MIN_FRAME_LEN: usize = 60;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
 const BROADCAST_MAC: [u8; 6] = [0xff; 6];
-const ARP_HTYPE_ETHERNET: u16 = 1;
-const ARP_OP_REQUEST: u16 = 1;
 /// IPv6 all-nodes multicast address and its MAC (RFC 2464 §7).
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
-const IPV6_HEADER_LEN: usize = 40;
-const IPPROTO_ICMPV6: u8 = 58;
-/// Neighbour discovery messages must carry hop limit 255 (RFC 4861 §7.1.2).
-const ND_HOP_LIMIT: u8 = 255;
-const ICMPV6_NEIGHBOR_ADVERTISEMENT: u8 = 136;
-/// NA flags (first byte after the checksum): router, solicited, override.
-const NA_FLAG_OVERRIDE: u8 = 0x20;
-const ND_OPT_TARGET_LINK_ADDRESS: u8 = 2;
-/// A neighbour advertisement (24 bytes) with one 8-byte link-layer option.
-const NA_LEN: usize = 24 + 8;
+const IPPROTO_ICMPV6: u8 = IpProto::Ipv6Icmp as u8;
+/// A neighbour advertisement with one link-layer address option.
+const NA_LEN: usize = ND_MESSAGE_LEN + ND_LL_OPT_LEN;
 
 /// Length of a [`gratuitous_arp`] frame: 42 bytes of headers, padded.
 pub const ARP_FRAME_LEN: usize = ETH_MIN_FRAME_LEN;
 /// Length of an [`unsolicited_na`] frame.
-pub const NA_FRAME_LEN: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + NA_LEN;
+pub const NA_FRAME_LEN: usize = ETH_HEADER_LEN + Ipv6Hdr::LEN + NA_LEN;
 
 /// A gratuitous ARP for `vip` from `mac`: an ARP request (op 1) with
 /// sender = target = vip, broadcast destination (as keepalived/arping -U
@@ -62,11 +55,11 @@ pub const NA_FRAME_LEN: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + NA_LEN;
 /// minimum of 60 bytes.
 pub fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
     let mut frame = Vec::with_capacity(ARP_FRAME_LEN);
-    ethernet_header(&mut frame, BROADCAST_MAC, mac, ETHERTYPE_ARP);
+    ethernet_header(&mut frame, BROADCAST_MAC, mac, EtherType::Arp);
     frame.extend_from_slice(&ARP_HTYPE_ETHERNET.to_be_bytes());
-    frame.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    frame.push(6); // hardware address length
-    frame.push(4); // protocol address length
+    frame.extend_from_slice(&ether_type(EtherType::Ipv4).to_be_bytes());
+    frame.push(ARP_HLEN_ETHERNET);
+    frame.push(ARP_PLEN_IPV4);
     frame.extend_from_slice(&ARP_OP_REQUEST.to_be_bytes());
     frame.extend_from_slice(&mac); // sender hardware address
     frame.extend_from_slice(&vip.octets()); // sender protocol address
@@ -85,7 +78,7 @@ pub fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
 /// for there. The router flag is clear.
 pub fn unsolicited_na(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
     let mut frame = Vec::with_capacity(NA_FRAME_LEN);
-    ethernet_header(&mut frame, ALL_NODES_MAC, mac, ETHERTYPE_IPV6);
+    ethernet_header(&mut frame, ALL_NODES_MAC, mac, EtherType::Ipv6);
     // IPv6 header: version 6, traffic class 0, flow label 0.
     frame.extend_from_slice(&[0x60, 0, 0, 0]);
     frame.extend_from_slice(&(NA_LEN as u16).to_be_bytes());
@@ -95,13 +88,13 @@ pub fn unsolicited_na(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
     frame.extend_from_slice(&ALL_NODES.octets());
     // ICMPv6 neighbour advertisement.
     let icmp = frame.len();
-    frame.push(ICMPV6_NEIGHBOR_ADVERTISEMENT);
+    frame.push(ICMPV6_NEIGHBOUR_ADVERTISEMENT);
     frame.push(0); // code
     frame.extend_from_slice(&[0, 0]); // checksum, below
     frame.extend_from_slice(&[NA_FLAG_OVERRIDE, 0, 0, 0]);
     frame.extend_from_slice(&vip.octets()); // target address
-    frame.push(ND_OPT_TARGET_LINK_ADDRESS);
-    frame.push(1); // option length in units of 8 bytes
+    frame.push(ND_OPT_TARGET_LL_ADDR);
+    frame.push(ND_LL_OPT_LEN_UNITS);
     frame.extend_from_slice(&mac);
     let checksum = icmpv6_checksum(vip, ALL_NODES, &frame[icmp..]);
     frame[icmp + 2..icmp + 4].copy_from_slice(&checksum.to_be_bytes());
@@ -118,10 +111,10 @@ pub fn announcement(mac: [u8; 6], vip: IpAddr) -> Vec<u8> {
     }
 }
 
-fn ethernet_header(frame: &mut Vec<u8>, destination: [u8; 6], source: [u8; 6], ethertype: u16) {
+fn ethernet_header(frame: &mut Vec<u8>, destination: [u8; 6], source: [u8; 6], kind: EtherType) {
     frame.extend_from_slice(&destination);
     frame.extend_from_slice(&source);
-    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame.extend_from_slice(&ether_type(kind).to_be_bytes());
 }
 
 /// The ICMPv6 checksum of `message` (its checksum field zero) from `source`

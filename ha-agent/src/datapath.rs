@@ -42,7 +42,7 @@ use nix::{
     unistd::{SysconfVar, sysconf},
 };
 
-use crate::desired::Write;
+use crate::{datapath_log::DatapathLog, desired::Write};
 
 #[cfg(feature = "bench")]
 pub mod bench;
@@ -285,6 +285,8 @@ pub struct Datapath {
     pin_dir: Option<PathBuf>,
     /// Our reference to the XDP link; pinned links also live in bpffs.
     link: Option<FdLink>,
+    /// The program's log events into ours, while a tokio runtime runs.
+    _log: Option<DatapathLog>,
 }
 
 impl Datapath {
@@ -346,6 +348,7 @@ impl Datapath {
             maps.stats.len()
         );
         let slots = rings_len(options.ring_size) as usize;
+        let log = DatapathLog::start(&mut ebpf);
         Ok(Datapath {
             ebpf,
             maps,
@@ -353,6 +356,7 @@ impl Datapath {
             ring_size: options.ring_size,
             pin_dir: options.pin_dir.clone(),
             link: None,
+            _log: log,
         })
     }
 

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod datapath;
+mod datapath_log;
 pub mod desired;
 pub mod health;
 pub mod hooks;

@@ -1,12 +1,15 @@
 //! The contract between the XDP program (`ha-ebpf`) and the agent: map
-//! names, key/value layouts and limits. Both sides compile this crate, so a
-//! layout change cannot reach only one of them.
+//! names, key/value layouts and limits, and (in [`proto`]) the protocol
+//! numbers of the frames both build. Both sides compile this crate, so a
+//! change cannot reach only one of them.
 //!
 //! Every type is `#[repr(C)]` with explicit padding fields, and its size and
 //! alignment are asserted at compile time: the kernel compares key and value
 //! sizes byte for byte, and a silent change would make pinned maps from an
 //! older agent unusable.
 #![no_std]
+
+pub mod proto;
 
 /// Map names as they appear in the object file and under the pin directory.
 pub mod map {
@@ -56,9 +59,10 @@ pub const fn rings_len(ring_size: u32) -> u32 {
     MAX_VIPS * RING_GENERATIONS * ring_size
 }
 
-/// IP protocol numbers the datapath balances.
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+/// IP protocol numbers the datapath balances, as `VipKey::proto` and
+/// `FlowKey::proto` store them.
+pub const PROTO_TCP: u8 = proto::IpProto::Tcp as u8;
+pub const PROTO_UDP: u8 = proto::IpProto::Udp as u8;
 
 /// Addresses are stored as 16 bytes; IPv4 as IPv4-mapped IPv6
 /// (`::ffff:a.b.c.d`), so an IPv4 and an IPv6 VIP can never collide.
@@ -215,6 +219,12 @@ impl GlobalCounter {
     }
 }
 
+/// Rate limit of the XDP program's log events (a VIP without a usable
+/// backend, a lease that ran out): at most this many of each kind per CPU
+/// per second reach the agent's log; the program counts the rest and says
+/// how many with the next one it sends.
+pub const LOG_EVENTS_PER_SECOND: u32 = 5;
+
 /// Slots reserved for global counters at the start of STATS.
 pub const GLOBAL_COUNTERS: u32 = 16;
 /// STATS slot of a VIP's counter.
@@ -248,13 +258,20 @@ const _: () = {
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: all types are #[repr(C)], made only of integers and byte
-    // arrays, with every padding byte an explicit field.
-    unsafe impl aya::Pod for VipKey {}
-    unsafe impl aya::Pod for VipValue {}
-    unsafe impl aya::Pod for Backend {}
-    unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for FlowValue {}
-    unsafe impl aya::Pod for OwnedLease {}
-    unsafe impl aya::Pod for Counter {}
+
+    /// `aya::Pod` for map types: aya copies them to and from the kernel as
+    /// raw bytes.
+    macro_rules! pod {
+        ($($map_type:ty),+) => {$(
+            // SAFETY: the type is #[repr(C)], made only of integers and byte
+            // arrays, with every padding byte an explicit field (sizes and
+            // alignments asserted above): any bit pattern is a valid value
+            // and no byte is uninitialised.
+            unsafe impl aya::Pod for $map_type {}
+        )+};
+    }
+
+    pod!(
+        VipKey, VipValue, Backend, FlowKey, FlowValue, OwnedLease, Counter
+    );
 }

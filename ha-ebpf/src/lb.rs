@@ -17,17 +17,19 @@ use ha_common::{
 use network_types::eth::EthHdr;
 
 use crate::{
-    Verdict,
+    events::{self, Event},
     maps::{BACKENDS, FLOWS, NODE_MAC, RING_SIZE, RINGS, VIPS},
     parse::{L4, Reason},
     stats,
+    verdict::Verdict,
 };
 
 #[inline(always)]
 pub fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Reason> {
     // A frame for another station's MAC is not ours to steer: a NIC would
     // not even have received it (veth, bridges and promiscuous mode do).
-    // SAFETY: ptr_at checked the Ethernet header before we got here.
+    // SAFETY: `eth` comes from parse::frame, whose ptr_at checked that the
+    // Ethernet header is in the frame.
     if unsafe { (*eth).dst_addr } != NODE_MAC.load() {
         return Ok(Verdict::Pass);
     }
@@ -37,8 +39,9 @@ pub fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Rea
         proto: l4.proto,
         _pad: 0,
     };
-    // SAFETY: the value is copied out at once; the agent replaces entries
-    // whole, never in place.
+    // SAFETY: HashMap::get is unsafe because another CPU or the agent may
+    // change the value behind the reference; it is copied out at once, and
+    // the agent replaces entries whole (one bpf() update), never in place.
     let Some(vip) = (unsafe { VIPS.get(vip_key) }).copied() else {
         return Ok(Verdict::Pass);
     };
@@ -60,17 +63,21 @@ pub fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Rea
         None => {
             let Some(found) = place(&flow_key, vip.vip_id, vip.ring_gen) else {
                 stats::count(GlobalCounter::NoBackend as u32, len);
-                return Ok(if vip.flags & VIP_F_NO_BACKEND_PASS != 0 {
-                    Verdict::Pass
-                } else {
-                    Verdict::Drop
-                });
+                let passed = vip.flags & VIP_F_NO_BACKEND_PASS != 0;
+                if events::stage_no_backend(&vip_key, passed) {
+                    return Ok(Verdict::Report {
+                        event: Event::NoBackend,
+                        drop: !passed,
+                    });
+                }
+                return Ok(if passed { Verdict::Pass } else { Verdict::Drop });
             };
             let value = FlowValue {
                 backend_id: found.0,
                 vip_id: vip.vip_id,
                 // The coarse clock: a flow's age needs no better than a
                 // tick, and the precise clock costs ~30 ns here.
+                // SAFETY: a helper call without arguments or preconditions.
                 created_ns: unsafe { bpf_ktime_get_coarse_ns() },
             };
             // A full table evicts the least recently used flow; an error
@@ -82,7 +89,7 @@ pub fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Rea
     };
     let (backend_id, mac) = backend;
 
-    // SAFETY: ptr_at checked the Ethernet header before we got here.
+    // SAFETY: as above, `eth` is a checked Ethernet header of this frame.
     unsafe {
         (*eth).dst_addr = mac;
         (*eth).src_addr = NODE_MAC.load();
@@ -102,9 +109,12 @@ fn existing_flow(key: &FlowKey, vip_id: u32, syn: bool) -> Option<(u32, [u8; 6])
     }
     // No write on a hit: idle flows age out of the LRU table by themselves.
     let flow = FLOWS.get_ptr(key)?;
-    // SAFETY: a valid map value pointer from the lookup.
-    let backend_id = unsafe { (*flow).backend_id };
-    if unsafe { (*flow).vip_id } != vip_id {
+    // SAFETY: a non-null value pointer from the lookup, valid while the
+    // program runs (an LRU eviction meanwhile leaves it readable); a racing
+    // update can only give an older or newer id, which the checks below
+    // handle like any other.
+    let (backend_id, flow_vip_id) = unsafe { ((*flow).backend_id, (*flow).vip_id) };
+    if flow_vip_id != vip_id {
         return None;
     }
     let backend = backend(backend_id)?;
@@ -122,7 +132,7 @@ fn place(key: &FlowKey, vip_id: u32, ring_gen: u32) -> Option<(u32, [u8; 6])> {
         // Never taken: the agent loads a RING_SIZE of at least 7 into the
         // frozen .rodata, so the verifier knows the value and removes this
         // branch. That makes it the free place for the build's mark.
-        crate::mark_build();
+        crate::build_id::mark();
         return None;
     }
     let base = ring_index(vip_id, ring_gen, ring_size, 0);
@@ -162,7 +172,10 @@ fn backend(backend_id: u32) -> Option<&'static Backend> {
 /// on every node for the same flow.
 #[inline(always)]
 fn flow_hash(key: &FlowKey) -> u32 {
-    // SAFETY: FlowKey is #[repr(C)], 40 bytes, no uninitialised padding.
+    // SAFETY: FlowKey is #[repr(C)], 40 bytes with every padding byte an
+    // explicit field (asserted in ha-common), so all 40 bytes are
+    // initialised; [u8; 40] has alignment 1 and the borrow lives no longer
+    // than `key`.
     let bytes: &[u8; 40] = unsafe { &*(key as *const FlowKey as *const [u8; 40]) };
     let mut h: u32 = 0x6861_6861; // seed "haha"
     let mut i = 0;

@@ -1,20 +1,18 @@
-//! Header parsing. Every access goes through `ptr_at`, the one bounds check
-//! the verifier needs to see; an Err means "pass untouched, counted as
-//! malformed or fragment".
+//! Header parsing, a leaf: it reads a frame and says what it carries; the
+//! entry point hands that to `lb` or `neigh`. Every access goes through
+//! `ptr_at`, the one bounds check the verifier needs to see; an Err means
+//! "pass untouched, counted as malformed or fragment".
 
 use aya_ebpf::programs::XdpContext;
 use ha_common::{GlobalCounter, PROTO_TCP, PROTO_UDP, v4_mapped};
 use network_types::{
     eth::{EthHdr, EtherType},
-    ip::{Ipv4Hdr, Ipv6Hdr},
+    ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
     tcp::TcpHdr,
     udp::UdpHdr,
     vlan::VlanHdr,
 };
 
-use crate::{Verdict, lb, neigh};
-
-const IPPROTO_ICMPV6: u8 = 58;
 /// IPv4 flags+fragment offset: MF bit and the 13-bit offset.
 const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
 
@@ -22,6 +20,17 @@ const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
 pub type Reason = GlobalCounter;
 
 /// A pointer to a `T` at `offset` in the frame, if the whole `T` is inside.
+///
+/// What makes a dereference of the result sound, for every `unsafe` block
+/// that reads or writes a header through it: the `size_of::<T>()` bytes
+/// lie inside the frame's buffer (the check below, which the verifier also
+/// proves on every path: it rejects the program otherwise), and that buffer
+/// is valid for reads and writes and touched by nothing else while the
+/// program runs. The `T`s used are network-types headers and the `#[repr(C)]`
+/// messages of `neigh`: byte arrays only, alignment 1, apart from the 16-bit
+/// EtherType of `EthHdr` and `VlanHdr`, which sits at an even offset of a
+/// frame whose start the kernel aligns. Headers taken at once by `&mut` lie
+/// one after the other, never overlapping.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Reason> {
     let start = ctx.data();
@@ -43,32 +52,53 @@ pub struct L4 {
     pub syn: bool,
 }
 
-/// Ethernet and the optional 802.1Q tag, then the handler for the payload.
+/// What a frame carries, as far as the program cares.
+pub enum Payload {
+    /// TCP or UDP over IPv4 or IPv6: traffic for a possible VIP.
+    Transport(L4),
+    /// An ARP packet whose header starts at `offset`.
+    Arp { offset: usize },
+    /// An ICMPv6 message at `offset`, right after the IPv6 header `ip`.
+    Icmpv6 { ip: *mut Ipv6Hdr, offset: usize },
+    /// Anything else: not for this program.
+    Other,
+}
+
+/// A parsed frame: its Ethernet header and what follows.
+pub struct Frame {
+    pub eth: *mut EthHdr,
+    pub payload: Payload,
+}
+
+/// Ethernet and the optional 802.1Q tag, then what the payload is.
 #[inline(always)]
-pub fn dispatch(ctx: &XdpContext) -> Result<Verdict, Reason> {
+pub fn frame(ctx: &XdpContext) -> Result<Frame, Reason> {
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     let mut offset = EthHdr::LEN;
-    // SAFETY: ptr_at checked the bounds.
+    // SAFETY: ptr_at checked that the Ethernet header is in the frame.
     let mut ether_type = unsafe { (*eth).ether_type };
     if ether_type == EtherType::Ieee8021q as u16 {
         let vlan: *mut VlanHdr = ptr_at(ctx, offset)?;
+        // SAFETY: ptr_at checked that the 802.1Q tag is in the frame.
         ether_type = unsafe { (*vlan).ether_type };
         offset += VlanHdr::LEN;
     }
-    if ether_type == EtherType::Ipv4 as u16 {
-        ipv4(ctx, eth, offset)
+    let payload = if ether_type == EtherType::Ipv4 as u16 {
+        ipv4(ctx, offset)?
     } else if ether_type == EtherType::Ipv6 as u16 {
-        ipv6(ctx, eth, offset)
+        ipv6(ctx, offset)?
     } else if ether_type == EtherType::Arp as u16 {
-        neigh::arp(ctx, eth, offset)
+        Payload::Arp { offset }
     } else {
-        Ok(Verdict::Pass)
-    }
+        Payload::Other
+    };
+    Ok(Frame { eth, payload })
 }
 
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Reason> {
+fn ipv4(ctx: &XdpContext, offset: usize) -> Result<Payload, Reason> {
     let ip: *mut Ipv4Hdr = ptr_at(ctx, offset)?;
+    // SAFETY: ptr_at checked that the fixed IPv4 header is in the frame.
     let (vihl, frags, proto, src, dst) = unsafe {
         (
             (*ip).vihl,
@@ -86,15 +116,16 @@ fn ipv4(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Re
         return Err(GlobalCounter::Fragment);
     }
     if proto != PROTO_TCP && proto != PROTO_UDP {
-        return Ok(Verdict::Pass);
+        return Ok(Payload::Other);
     }
     let l4 = transport(ctx, offset + ihl, proto, v4_mapped(src), v4_mapped(dst))?;
-    lb::steer(ctx, eth, &l4)
+    Ok(Payload::Transport(l4))
 }
 
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Reason> {
+fn ipv6(ctx: &XdpContext, offset: usize) -> Result<Payload, Reason> {
     let ip: *mut Ipv6Hdr = ptr_at(ctx, offset)?;
+    // SAFETY: ptr_at checked that the IPv6 header is in the frame.
     let (vcf0, next, src, dst) =
         unsafe { ((*ip).vcf[0], (*ip).next_hdr, (*ip).src_addr, (*ip).dst_addr) };
     if vcf0 >> 4 != 6 {
@@ -102,13 +133,15 @@ fn ipv6(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Re
     }
     let l4_offset = offset + Ipv6Hdr::LEN;
     match next {
-        PROTO_TCP | PROTO_UDP => {
-            let l4 = transport(ctx, l4_offset, next, src, dst)?;
-            lb::steer(ctx, eth, &l4)
-        }
-        IPPROTO_ICMPV6 => neigh::ndp(ctx, eth, ip, l4_offset),
+        PROTO_TCP | PROTO_UDP => Ok(Payload::Transport(transport(
+            ctx, l4_offset, next, src, dst,
+        )?)),
+        next if next == IpProto::Ipv6Icmp as u8 => Ok(Payload::Icmpv6 {
+            ip,
+            offset: l4_offset,
+        }),
         // Extension headers (fragments included) are not followed: pass.
-        _ => Ok(Verdict::Pass),
+        _ => Ok(Payload::Other),
     }
 }
 
@@ -122,6 +155,7 @@ fn transport(
 ) -> Result<L4, Reason> {
     let (sport_be, dport_be, syn) = if proto == PROTO_TCP {
         let tcp: *mut TcpHdr = ptr_at(ctx, offset)?;
+        // SAFETY: ptr_at checked that the TCP header is in the frame.
         let tcp = unsafe { &*tcp };
         (
             u16::from_ne_bytes(tcp.source),
@@ -130,6 +164,7 @@ fn transport(
         )
     } else {
         let udp: *mut UdpHdr = ptr_at(ctx, offset)?;
+        // SAFETY: ptr_at checked that the UDP header is in the frame.
         let udp = unsafe { &*udp };
         (
             u16::from_ne_bytes(udp.src),

@@ -1,15 +1,20 @@
 //! Frames for BPF_PROG_TEST_RUN: built byte by byte, so a test states
 //! exactly what the program sees and can compare exactly what it returns.
+//! The protocol numbers are ha-common's (`proto`); the message layouts
+//! below are written out as literal bytes, independent of the code under
+//! test.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub const ETH_IPV4: u16 = 0x0800;
-pub const ETH_IPV6: u16 = 0x86dd;
-pub const ETH_ARP: u16 = 0x0806;
-pub const ETH_VLAN: u16 = 0x8100;
-pub const TCP: u8 = 6;
-pub const UDP: u8 = 17;
-pub const ICMPV6: u8 = 58;
+use ha_common::proto::{EtherType, IpProto, ether_type};
+
+pub const ETH_IPV4: u16 = ether_type(EtherType::Ipv4);
+pub const ETH_IPV6: u16 = ether_type(EtherType::Ipv6);
+pub const ETH_ARP: u16 = ether_type(EtherType::Arp);
+pub const ETH_VLAN: u16 = ether_type(EtherType::Ieee8021q);
+pub const TCP: u8 = ha_common::PROTO_TCP;
+pub const UDP: u8 = ha_common::PROTO_UDP;
+pub const ICMPV6: u8 = IpProto::Ipv6Icmp as u8;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
 
