@@ -1,8 +1,8 @@
-//! The one writer of the maps (DESIGN.md section 1): the datapath handles,
+//! The one writer of the maps: the datapath handles,
 //! what the maps hold, and the Maglev tables computed so far. The agent and
 //! the switchover benchmark both drive it, so both measure the same code.
 //!
-//! A backend change is a two-phase switchover (DESIGN.md section 2). Phase 1
+//! A backend change is a two-phase switchover. Phase 1
 //! writes the backend's BACKENDS entry and nothing else: from that write on,
 //! the datapath's bounded re-probe steers the backend's flows away (or lets
 //! a returning backend take new flows in the slots it still has). Phase 2

@@ -82,7 +82,7 @@ impl DsrLab {
         let lab = Lab::new(&hosts)?;
         lab.disable_tx_checksum_offload("client")?;
         // Every lb's switch port must run XDP itself for XDP_TX frames to
-        // pass (TOOLCHAIN.md).
+        // pass (docs/development.md, "The lab").
         let mut pass = Vec::new();
         for lb in lb_hosts {
             let port = lab.host(lb).switch_port().to_string();

@@ -131,7 +131,7 @@ impl Lab {
     /// Turns off transmit checksum offload on the host's `eth0`. veth hands
     /// packets on with the checksum left to "hardware"; once an XDP program has
     /// rewritten and forwarded them, the receiver drops them as corrupt
-    /// (TOOLCHAIN.md, trap 2). Do it on every host that sends to a VIP.
+    /// (docs/development.md, "The lab"). Do it on every host that sends to a VIP.
     pub fn disable_tx_checksum_offload(&self, host: &str) -> Result<()> {
         self.host(host)
             .ns

@@ -30,7 +30,7 @@ const APT_PACKAGES: &[&str] = &[
 /// Debian packages `bench failover` needs besides: the keepalived it
 /// compares against, and the font its plot's text is drawn with.
 const FAILOVER_BENCH_PACKAGES: &[&str] = &["keepalived", "fonts-dejavu-core"];
-/// bpf-linker's LLVM must be the nightly's (LLVM 22), see TOOLCHAIN.md.
+/// bpf-linker's LLVM must be the nightly's (LLVM 22), see docs/development.md.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// Where `build-ebpf` leaves the object; ha-agent's build.rs embeds it.
