@@ -44,16 +44,16 @@ const IPPROTO_ICMPV6: u8 = IpProto::Ipv6Icmp as u8;
 const NA_LEN: usize = ND_MESSAGE_LEN + ND_LL_OPT_LEN;
 
 /// Length of a [`gratuitous_arp`] frame: 42 bytes of headers, padded.
-pub const ARP_FRAME_LEN: usize = ETH_MIN_FRAME_LEN;
+pub(crate) const ARP_FRAME_LEN: usize = ETH_MIN_FRAME_LEN;
 /// Length of an [`unsolicited_na`] frame.
-pub const NA_FRAME_LEN: usize = ETH_HEADER_LEN + Ipv6Hdr::LEN + NA_LEN;
+pub(crate) const NA_FRAME_LEN: usize = ETH_HEADER_LEN + Ipv6Hdr::LEN + NA_LEN;
 
 /// A gratuitous ARP for `vip` from `mac`: an ARP request (op 1) with
 /// sender = target = vip, broadcast destination (as keepalived/arping -U
 /// send). The target hardware address is the broadcast address too, as
 /// keepalived writes it; the frame is padded with zeros to the Ethernet
 /// minimum of 60 bytes.
-pub fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
+pub(crate) fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
     let mut frame = Vec::with_capacity(ARP_FRAME_LEN);
     ethernet_header(&mut frame, BROADCAST_MAC, mac, EtherType::Arp);
     frame.extend_from_slice(&ARP_HTYPE_ETHERNET.to_be_bytes());
@@ -76,7 +76,7 @@ pub fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
 /// Its IPv6 source is the VIP itself: RFC 4861 asks for an address
 /// assigned to the interface, and the VIP is the address this node answers
 /// for there. The router flag is clear.
-pub fn unsolicited_na(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
+pub(crate) fn unsolicited_na(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
     let mut frame = Vec::with_capacity(NA_FRAME_LEN);
     ethernet_header(&mut frame, ALL_NODES_MAC, mac, EtherType::Ipv6);
     // IPv6 header: version 6, traffic class 0, flow label 0.
@@ -104,7 +104,7 @@ pub fn unsolicited_na(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
 
 /// The announcement of `vip` from `mac`: a gratuitous ARP for an IPv4
 /// address, an unsolicited neighbour advertisement for an IPv6 one.
-pub fn announcement(mac: [u8; 6], vip: IpAddr) -> Vec<u8> {
+pub(crate) fn announcement(mac: [u8; 6], vip: IpAddr) -> Vec<u8> {
     match vip {
         IpAddr::V4(vip) => gratuitous_arp(mac, vip),
         IpAddr::V6(vip) => unsolicited_na(mac, vip),
@@ -147,14 +147,14 @@ fn icmpv6_checksum(source: Ipv6Addr, destination: Ipv6Addr, message: &[u8]) -> u
 /// The socket's protocol is 0, so it receives nothing: it only sends. A
 /// send never blocks; a full queue is an error.
 #[derive(Debug)]
-pub struct RawSender {
+pub(crate) struct RawSender {
     fd: OwnedFd,
     ifindex: u32,
 }
 
 impl RawSender {
     /// Opens a sender on the interface with index `ifindex`.
-    pub fn open(ifindex: u32) -> anyhow::Result<RawSender> {
+    pub(crate) fn open(ifindex: u32) -> anyhow::Result<RawSender> {
         if ifindex == 0 || i32::try_from(ifindex).is_err() {
             bail!("{ifindex} is not an interface index");
         }
@@ -177,7 +177,7 @@ impl RawSender {
 
     /// Sends one complete Ethernet frame (destination, source, ethertype,
     /// payload) out of the interface.
-    pub fn send(&self, frame: &[u8]) -> anyhow::Result<()> {
+    pub(crate) fn send(&self, frame: &[u8]) -> anyhow::Result<()> {
         if frame.len() < ETH_HEADER_LEN {
             bail!(
                 "a frame of {} bytes has no Ethernet header ({ETH_HEADER_LEN} bytes)",
@@ -237,7 +237,7 @@ fn link_address(ifindex: u32, protocol: u16, destination: [u8; 6]) -> LinkAddr {
 ///
 /// A frame that cannot be sent does not stop the burst: every frame is
 /// tried, and the error then says how many failed and why the first did.
-pub async fn announce(
+pub(crate) async fn announce(
     sender: &RawSender,
     mac: [u8; 6],
     vips: &[IpAddr],

@@ -16,7 +16,7 @@ use crate::{
 
 /// One command to run, with its environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hook {
+pub(crate) struct Hook {
     pub command: Vec<String>,
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
@@ -24,14 +24,14 @@ pub struct Hook {
 
 /// How a hook ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Succeeded,
     Failed(String),
 }
 
 /// Runs `hook` to completion or its timeout (then kills its process
 /// group).
-pub async fn run(hook: &Hook) -> Outcome {
+pub(crate) async fn run(hook: &Hook) -> Outcome {
     let env = hook.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let program = hook.command.first().map_or("", String::as_str);
     match process::run(&hook.command, env, hook.timeout).await {
@@ -71,13 +71,13 @@ pub(crate) fn fence_hook(config: &Config, node: &str) -> Option<Hook> {
 }
 
 /// A queue that runs hooks one at a time in the order they were queued.
-pub struct HookQueue {
+pub(crate) struct HookQueue {
     tx: mpsc::UnboundedSender<Hook>,
     task: JoinHandle<()>,
 }
 
 impl HookQueue {
-    pub fn start() -> HookQueue {
+    pub(crate) fn start() -> HookQueue {
         let (tx, mut rx) = mpsc::unbounded_channel::<Hook>();
         let task = tokio::spawn(async move {
             while let Some(hook) = rx.recv().await {
@@ -92,7 +92,7 @@ impl HookQueue {
         HookQueue { tx, task }
     }
 
-    pub fn push(&self, hook: Hook) {
+    pub(crate) fn push(&self, hook: Hook) {
         let _ = self.tx.send(hook);
     }
 }

@@ -42,7 +42,7 @@ use std::collections::BinaryHeap;
 /// One backend as Maglev sees it: `key` is a stable identity (the backend's
 /// address bytes), identical on every node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MaglevBackend<'a> {
+pub(crate) struct MaglevBackend<'a> {
     pub key: &'a [u8],
     pub weight: u32,
 }
@@ -80,7 +80,7 @@ fn hash(seed: u64, key: &[u8]) -> u64 {
 
 /// Whether `n` is prime (trial division; `n` is at most a few million here).
 /// Maglev needs a prime table size so that every `skip` visits every slot.
-pub fn is_prime(n: u32) -> bool {
+pub(crate) fn is_prime(n: u32) -> bool {
     if n < 4 {
         return n >= 2;
     }
@@ -139,7 +139,7 @@ impl PartialOrd for Turn {
 /// an empty Vec. `size` must be prime and larger than the number of backends
 /// (the caller validates; checked by `debug_assert!` here). Keys should be
 /// unique; the result does not depend on the order of `backends`.
-pub fn build_table(backends: &[MaglevBackend<'_>], size: u32) -> Vec<u32> {
+pub(crate) fn build_table(backends: &[MaglevBackend<'_>], size: u32) -> Vec<u32> {
     debug_assert!(is_prime(size), "Maglev table size {size} is not prime");
     debug_assert!(
         size as usize > backends.len(),

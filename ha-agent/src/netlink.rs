@@ -21,7 +21,7 @@ const DISCARD_PORT: u16 = 9;
 const RESOLVE_RETRY: Duration = Duration::from_millis(100);
 
 /// A netlink handle bound to one interface.
-pub struct Netlink {
+pub(crate) struct Netlink {
     handle: rtnetlink::Handle,
     pub ifindex: u32,
     pub mac: Mac,
@@ -30,7 +30,7 @@ pub struct Netlink {
 impl Netlink {
     /// Opens a netlink connection (driven on the tokio runtime) and looks
     /// up `interface`.
-    pub async fn open(interface: &str) -> Result<Netlink> {
+    pub(crate) async fn open(interface: &str) -> Result<Netlink> {
         let (connection, handle, _) =
             rtnetlink::new_connection().context("open rtnetlink socket")?;
         tokio::spawn(connection);
@@ -62,7 +62,7 @@ impl Netlink {
 
     /// Whether our interface is up with a carrier (IFF_UP and IFF_RUNNING):
     /// a node whose link is down must not own VIPs.
-    pub async fn link_up(&self) -> Result<bool> {
+    pub(crate) async fn link_up(&self) -> Result<bool> {
         let link = self
             .handle
             .link()
@@ -80,7 +80,7 @@ impl Netlink {
     }
 
     /// Usable neighbour entries on our interface.
-    pub async fn neighbours(&self) -> Result<HashMap<IpAddr, Mac>> {
+    pub(crate) async fn neighbours(&self) -> Result<HashMap<IpAddr, Mac>> {
         let mut entries = self.handle.neighbours().get().execute();
         let mut found = HashMap::new();
         while let Some(msg) = entries.try_next().await.context("dump neighbour table")? {
@@ -117,7 +117,7 @@ impl Netlink {
 
     /// Resolves `addrs`, soliciting the missing ones until `timeout`.
     /// Returns what it found; the caller decides about the rest.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         addrs: &[IpAddr],
         timeout: Duration,
@@ -142,7 +142,7 @@ impl Netlink {
 }
 
 /// Makes the kernel resolve `addr` by sending it an empty datagram.
-pub async fn solicit(addr: IpAddr) {
+pub(crate) async fn solicit(addr: IpAddr) {
     let bind = if addr.is_ipv4() {
         "0.0.0.0:0"
     } else {

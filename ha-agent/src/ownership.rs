@@ -23,7 +23,7 @@ const STANDALONE_RENEW: Duration = Duration::from_millis(200);
 
 /// A hook event, as `HA_EVENT` tells the hook.
 #[derive(Clone, Copy, Debug)]
-pub enum Event {
+pub(crate) enum Event {
     Owner,
     Standby,
     Fault,
@@ -39,7 +39,7 @@ impl Event {
     }
 }
 
-pub struct Ownership {
+pub(crate) struct Ownership {
     owned: BTreeSet<usize>,
     /// Addresses with a lease in OWNED, as last written.
     leased: BTreeSet<Addr>,
@@ -55,7 +55,12 @@ impl Ownership {
     /// cluster, a lease lasts `dead_after` - `interval`: it runs out before
     /// the peers declare this node dead, so a killed agent's node has gone
     /// silent for its VIPs by the time another node answers for them.
-    pub fn new(config: &Config, ifindex: u32, mac: [u8; 6], stale: BTreeSet<Addr>) -> Ownership {
+    pub(crate) fn new(
+        config: &Config,
+        ifindex: u32,
+        mac: [u8; 6],
+        stale: BTreeSet<Addr>,
+    ) -> Ownership {
         let (lease, renew, owned) = match &config.cluster {
             Some(c) => (
                 c.dead_after.saturating_sub(c.interval),
@@ -89,18 +94,18 @@ impl Ownership {
     /// Follows a reloaded config (whose groups, in a cluster, are the same:
     /// see `reload`): a standalone node owns every group. The next
     /// `renew` leases the VIPs added to owned groups and drops the removed.
-    pub fn reconfigure(&mut self, config: &Config) {
+    pub(crate) fn reconfigure(&mut self, config: &Config) {
         if config.cluster.is_none() {
             self.owned = (0..config.groups.len()).collect();
         }
     }
 
     /// How often `renew` must run.
-    pub fn renew_period(&self) -> Duration {
+    pub(crate) fn renew_period(&self) -> Duration {
         self.renew
     }
 
-    pub fn owns(&self, group: usize) -> bool {
+    pub(crate) fn owns(&self, group: usize) -> bool {
         self.owned.contains(&group)
     }
 
@@ -118,7 +123,7 @@ impl Ownership {
     }
 
     /// Writes a fresh lease for every owned address and clears the others.
-    pub fn renew(&mut self, config: &Config, datapath: &mut Datapath) -> Result<()> {
+    pub(crate) fn renew(&mut self, config: &Config, datapath: &mut Datapath) -> Result<()> {
         let wanted: BTreeSet<Addr> = Self::addresses(config, |g| self.owned.contains(&g))
             .into_iter()
             .map(addr_bytes)
@@ -137,7 +142,7 @@ impl Ownership {
     }
 
     /// Takes a group: lease at once, announce, `on_owner`.
-    pub fn take(
+    pub(crate) fn take(
         &mut self,
         config: &Config,
         datapath: &mut Datapath,
@@ -150,7 +155,7 @@ impl Ownership {
         self.renew(config, datapath)?;
         let addrs = Self::addresses(config, |g| g == group);
         if let (Some(sender), Some(cluster)) = (&self.sender, &config.cluster) {
-            let (sender, mac, addrs) = (sender.clone(), self.mac, addrs.clone());
+            let (sender, mac, addrs) = (sender.clone(), self.mac, addrs);
             let (count, interval) = (cluster.announce_count, cluster.announce_interval);
             tokio::spawn(async move {
                 if let Err(e) = announce::announce(&sender, mac, &addrs, count, interval).await {
@@ -163,7 +168,7 @@ impl Ownership {
     }
 
     /// Releases a group: lease cleared at once, `on_standby`.
-    pub fn release(
+    pub(crate) fn release(
         &mut self,
         config: &Config,
         datapath: &mut Datapath,
@@ -179,7 +184,7 @@ impl Ownership {
     }
 
     /// Queues the hook configured for `event`, if any.
-    pub fn hook(&self, config: &Config, event: Event, group: Option<usize>, reason: &str) {
+    pub(crate) fn hook(&self, config: &Config, event: Event, group: Option<usize>, reason: &str) {
         let Some(cluster) = &config.cluster else {
             return;
         };

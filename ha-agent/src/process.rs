@@ -26,6 +26,8 @@ use nix::{
 };
 use tokio::process::{Child, Command};
 
+use crate::systemd::NOTIFY_ENV;
+
 /// How long a killed command may take to be reaped before [`run`] gives up
 /// waiting for it.
 pub(crate) const REAP_GRACE: Duration = Duration::from_secs(1);
@@ -46,7 +48,8 @@ pub(crate) enum Failure {
 }
 
 /// Runs `command` (program, then arguments; no shell) with `env` added to
-/// the agent's environment, no standard input and its output discarded,
+/// the agent's environment less systemd's notify variables (a child never
+/// speaks for the agent), no standard input and its output discarded,
 /// and waits for its exit for at most `timeout`.
 ///
 /// At the timeout, or when the returned future is dropped before the
@@ -61,7 +64,11 @@ where
     V: AsRef<OsStr>,
 {
     let (program, args) = command.split_first().ok_or(Failure::EmptyCommand)?;
-    let child = Command::new(program)
+    let mut child = Command::new(program);
+    for key in NOTIFY_ENV {
+        child.env_remove(key);
+    }
+    let child = child
         .args(args)
         .envs(env)
         .stdin(Stdio::null())

@@ -15,13 +15,13 @@ use crate::{config::Config, desired::backend_keys, ids::identity, model::Backend
 /// A reload that needs a restart instead.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{} changed: restart the agent to apply (nothing was changed)", .sections.join(", "))]
-pub struct RestartNeeded {
+pub(crate) struct RestartNeeded {
     pub sections: Vec<&'static str>,
 }
 
 /// What a reload changes, for the log and `hactl reload`.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     pub vips_added: Vec<String>,
     pub vips_removed: Vec<String>,
     /// VIPs kept whose settings (check, group, on_no_backend) changed.
@@ -33,7 +33,7 @@ pub struct Changes {
 }
 
 impl Changes {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         *self == Changes::default()
     }
 }
@@ -68,7 +68,7 @@ impl fmt::Display for Changes {
 
 /// Checks that `new` can replace `old` in a running agent, and says what
 /// changes.
-pub fn diff(old: &Config, new: &Config) -> Result<Changes, RestartNeeded> {
+pub(crate) fn diff(old: &Config, new: &Config) -> Result<Changes, RestartNeeded> {
     let mut sections = Vec::new();
     if old.node != new.node {
         sections.push("[node]");
@@ -127,7 +127,11 @@ pub fn diff(old: &Config, new: &Config) -> Result<Changes, RestartNeeded> {
 
 /// The backends of `keys` (positions in `old`) that `new` still has, at
 /// their positions in `new`.
-pub fn follow(old: &Config, new: &Config, keys: &BTreeSet<BackendKey>) -> BTreeSet<BackendKey> {
+pub(crate) fn follow(
+    old: &Config,
+    new: &Config,
+    keys: &BTreeSet<BackendKey>,
+) -> BTreeSet<BackendKey> {
     keys.iter()
         .filter_map(|k| find(new, &identity(old, *k)))
         .collect()

@@ -23,9 +23,9 @@
 //! inherit it, which is harmless: the unit says `NotifyAccess=main`, so
 //! systemd ignores any message that does not come from the agent's own PID,
 //! and `WATCHDOG_PID` (the agent's PID) tells a child's sd_notify library
-//! that the watchdog is not its business. A caller that wants children
-//! without these variables removes [`NOTIFY_ENV`] from each child's
-//! `Command` (`env_remove`), which is safe.
+//! that the watchdog is not its business. Still, `process` leaves
+//! [`NOTIFY_ENV`] out of every child's environment (per `Command`, which is
+//! safe), so a child cannot even try to speak for the agent.
 
 use std::{
     io,
@@ -38,18 +38,18 @@ use sd_notify::NotifyState;
 
 /// The variables systemd sets for the notify protocol; see the module
 /// documentation for why the agent keeps them.
-pub const NOTIFY_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+pub(crate) const NOTIFY_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
 /// Tells systemd the agent is ready (READY=1 with a STATUS= line); a no-op
 /// without NOTIFY_SOCKET.
-pub fn ready(status: &str) {
+pub(crate) fn ready(status: &str) {
     let status = one_line(status);
     send(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
 /// Tells systemd a reload began (RELOADING=1 with the monotonic time it
 /// wants beside it); `ready` ends it.
-pub fn reloading() {
+pub(crate) fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now]),
         Err(e) => tracing::warn!(error = %e, "no monotonic time for RELOADING=1"),
@@ -57,7 +57,7 @@ pub fn reloading() {
 }
 
 /// Tells systemd the agent is stopping (STOPPING=1).
-pub fn stopping() {
+pub(crate) fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
@@ -65,21 +65,15 @@ pub fn stopping() {
 /// systemd asked for one. None when `WATCHDOG_USEC` is unset, zero or not a
 /// number, or when `WATCHDOG_PID` names another process (a child that
 /// inherited the variables).
-pub fn watchdog_period() -> Option<Duration> {
+pub(crate) fn watchdog_period() -> Option<Duration> {
     sd_notify::watchdog_enabled()
         .filter(|timeout| !timeout.is_zero())
         .map(|timeout| timeout / 2)
 }
 
 /// One watchdog ping (WATCHDOG=1).
-pub fn watchdog() {
+pub(crate) fn watchdog() {
     send(&[NotifyState::Watchdog]);
-}
-
-/// A status line shown by `systemctl status` (STATUS=...).
-pub fn status(text: &str) {
-    let text = one_line(text);
-    send(&[NotifyState::Status(&text)]);
 }
 
 /// Set while messages fail, so a broken socket logs one warning, not one per

@@ -242,13 +242,13 @@ pub const STATS_LEN: u32 = GLOBAL_COUNTERS + MAX_VIPS + MAX_BACKENDS;
 
 const _: () = {
     assert!(GlobalCounter::ALL.len() as u32 <= GLOBAL_COUNTERS);
-    assert!(core::mem::size_of::<VipKey>() == 20 && core::mem::align_of::<VipKey>() == 2);
-    assert!(core::mem::size_of::<VipValue>() == 16 && core::mem::align_of::<VipValue>() == 4);
-    assert!(core::mem::size_of::<Backend>() == 32 && core::mem::align_of::<Backend>() == 4);
-    assert!(core::mem::size_of::<FlowKey>() == 40 && core::mem::align_of::<FlowKey>() == 2);
-    assert!(core::mem::size_of::<FlowValue>() == 16 && core::mem::align_of::<FlowValue>() == 8);
-    assert!(core::mem::size_of::<OwnedLease>() == 8);
-    assert!(core::mem::size_of::<Counter>() == 16);
+    assert!(size_of::<VipKey>() == 20 && align_of::<VipKey>() == 2);
+    assert!(size_of::<VipValue>() == 16 && align_of::<VipValue>() == 4);
+    assert!(size_of::<Backend>() == 32 && align_of::<Backend>() == 4);
+    assert!(size_of::<FlowKey>() == 40 && align_of::<FlowKey>() == 2);
+    assert!(size_of::<FlowValue>() == 16 && align_of::<FlowValue>() == 8);
+    assert!(size_of::<OwnedLease>() == 8);
+    assert!(size_of::<Counter>() == 16);
     // RINGS must stay addressable with u32 indices.
     assert!(
         (MAX_VIPS as u64) * (RING_GENERATIONS as u64) * (MAX_RING_SIZE as u64) < u32::MAX as u64

@@ -17,7 +17,7 @@ const BUILD_ID: u32 = match option_env!("HA_BUILD_ID") {
 /// packet takes and the verifier removes (see `lb::place`): the id is part
 /// of the program's instructions, and so of its tag, at no cost per packet.
 #[inline(always)]
-pub fn mark() {
+pub(crate) fn mark() {
     let mut slot = 0u32;
     // SAFETY: a write to a local; volatile so that it stays in the code.
     unsafe { core::ptr::write_volatile(&mut slot, BUILD_ID) };

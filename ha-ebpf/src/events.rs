@@ -29,7 +29,7 @@ use ha_common::{Addr, LOG_EVENTS_PER_SECOND, PROTO_TCP, VipKey};
 
 /// The kinds of event, each with its own rate limit and slot.
 #[derive(Clone, Copy)]
-pub enum Event {
+pub(crate) enum Event {
     /// A packet for a VIP found no usable backend.
     NoBackend = 0,
     /// A neighbour request asked for a VIP whose lease ran out.
@@ -91,7 +91,7 @@ fn admit(event: Event) -> Option<&'static mut Slot> {
 /// local stack (the VIP's policy) rather than being dropped. False when
 /// the rate limit holds it back: then there is nothing to log.
 #[inline(always)]
-pub fn stage_no_backend(vip: &VipKey, passed: bool) -> bool {
+pub(crate) fn stage_no_backend(vip: &VipKey, passed: bool) -> bool {
     let Some(slot) = admit(Event::NoBackend) else {
         return false;
     };
@@ -103,7 +103,7 @@ pub fn stage_no_backend(vip: &VipKey, passed: bool) -> bool {
 /// Stages "a neighbour request for `addr`, whose lease ran out `ago_ns`
 /// ago, was not answered". False when the rate limit holds it back.
 #[inline(always)]
-pub fn stage_lease_expired(addr: &Addr, ago_ns: u64) -> bool {
+pub(crate) fn stage_lease_expired(addr: &Addr, ago_ns: u64) -> bool {
     let Some(slot) = admit(Event::LeaseExpired) else {
         return false;
     };
@@ -114,7 +114,7 @@ pub fn stage_lease_expired(addr: &Addr, ago_ns: u64) -> bool {
 
 /// Logs the `event` staged on this CPU; called once, by the entry point.
 #[inline(always)]
-pub fn log(ctx: &XdpContext, event: Event) {
+pub(crate) fn log(ctx: &XdpContext, event: Event) {
     let Some(slot) = EVENT_SLOTS.get_ptr(event as u32) else {
         return;
     };

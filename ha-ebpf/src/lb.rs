@@ -25,7 +25,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Reason> {
+pub(crate) fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdict, Reason> {
     // A frame for another station's MAC is not ours to steer: a NIC would
     // not even have received it (veth, bridges and promiscuous mode do).
     // SAFETY: `eth` comes from parse::frame, whose ptr_at checked that the

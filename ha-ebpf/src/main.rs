@@ -30,7 +30,7 @@ use crate::{
 };
 
 #[xdp]
-pub fn ha_xdp(ctx: XdpContext) -> u32 {
+pub(crate) fn ha_xdp(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let verdict = match handle(&ctx) {
         Ok(verdict) => verdict,
@@ -63,12 +63,12 @@ fn handle(ctx: &XdpContext) -> Result<Verdict, Reason> {
 /// veth that sends XDP_TX frames must run an XDP program itself, or the
 /// kernel drops those frames.
 #[xdp]
-pub fn ha_pass(_ctx: XdpContext) -> u32 {
+pub(crate) fn ha_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }

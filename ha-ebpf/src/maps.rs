@@ -12,11 +12,11 @@ use ha_common::{
 
 /// Maglev table size; set by the agent at load time.
 #[unsafe(no_mangle)]
-pub static RING_SIZE: Global<u32> = Global::new(DEFAULT_RING_SIZE);
+pub(crate) static RING_SIZE: Global<u32> = Global::new(DEFAULT_RING_SIZE);
 
 /// The MAC this node answers ARP/NDP with and sends forwarded frames from.
 #[unsafe(no_mangle)]
-pub static NODE_MAC: Global<[u8; 6]> = Global::new([0; 6]);
+pub(crate) static NODE_MAC: Global<[u8; 6]> = Global::new([0; 6]);
 
 /// BPF_F_NO_COMMON_LRU: a per-CPU LRU list, no cross-CPU lock on insert.
 const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
@@ -24,22 +24,22 @@ const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 #[map(name = "VIPS")]
-pub static VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VIPS, 0);
+pub(crate) static VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VIPS, 0);
 
 #[map(name = "BACKENDS")]
-pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+pub(crate) static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 
 /// max_entries is replaced by the agent to match RING_SIZE.
 #[map(name = "RINGS")]
-pub static RINGS: Array<u32> =
+pub(crate) static RINGS: Array<u32> =
     Array::with_max_entries(rings_len(DEFAULT_RING_SIZE), BPF_F_MMAPABLE);
 
 #[map(name = "FLOWS")]
-pub static FLOWS: LruHashMap<FlowKey, FlowValue> =
+pub(crate) static FLOWS: LruHashMap<FlowKey, FlowValue> =
     LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, BPF_F_NO_COMMON_LRU);
 
 #[map(name = "STATS")]
-pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(STATS_LEN, 0);
+pub(crate) static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 
 #[map(name = "OWNED")]
-pub static OWNED: HashMap<Addr, OwnedLease> = HashMap::with_max_entries(MAX_VIPS, 0);
+pub(crate) static OWNED: HashMap<Addr, OwnedLease> = HashMap::with_max_entries(MAX_VIPS, 0);

@@ -54,10 +54,10 @@ struct LinkLayerOpt {
 
 // The wire layouts, byte arrays only (alignment 1, as `ptr_at` requires).
 const _: () = {
-    assert!(core::mem::size_of::<NeighbourMsg>() == ND_MESSAGE_LEN);
-    assert!(core::mem::size_of::<LinkLayerOpt>() == ND_LL_OPT_LEN);
-    assert!(core::mem::align_of::<NeighbourMsg>() == 1);
-    assert!(core::mem::align_of::<LinkLayerOpt>() == 1);
+    assert!(size_of::<NeighbourMsg>() == ND_MESSAGE_LEN);
+    assert!(size_of::<LinkLayerOpt>() == ND_LL_OPT_LEN);
+    assert!(align_of::<NeighbourMsg>() == 1);
+    assert!(align_of::<LinkLayerOpt>() == 1);
 };
 
 /// Ok if this node holds an unexpired lease on `addr`; otherwise the
@@ -86,7 +86,7 @@ fn owned(addr: &Addr) -> Result<(), Verdict> {
 }
 
 #[inline(always)]
-pub fn arp(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Reason> {
+pub(crate) fn arp(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict, Reason> {
     let arp: *mut ArpHdr = ptr_at(ctx, offset)?;
     // SAFETY: ptr_at checked that the whole ARP header is in the frame; it
     // follows the Ethernet header, so the two do not overlap.
@@ -125,7 +125,7 @@ pub fn arp(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<Verdict,
 }
 
 #[inline(always)]
-pub fn ndp(
+pub(crate) fn ndp(
     ctx: &XdpContext,
     eth: *mut EthHdr,
     ip: *mut Ipv6Hdr,

@@ -17,7 +17,7 @@ use network_types::{
 const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
 
 /// Why a frame is passed without a look at its payload.
-pub type Reason = GlobalCounter;
+pub(crate) type Reason = GlobalCounter;
 
 /// A pointer to a `T` at `offset` in the frame, if the whole `T` is inside.
 ///
@@ -32,17 +32,17 @@ pub type Reason = GlobalCounter;
 /// frame whose start the kernel aligns. Headers taken at once by `&mut` lie
 /// one after the other, never overlapping.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Reason> {
+pub(crate) fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Reason> {
     let start = ctx.data();
     let end = ctx.data_end();
-    if start + offset + core::mem::size_of::<T>() > end {
+    if start + offset + size_of::<T>() > end {
         return Err(GlobalCounter::Malformed);
     }
     Ok((start + offset) as *mut T)
 }
 
 /// The transport part of a packet addressed to a possible VIP.
-pub struct L4 {
+pub(crate) struct L4 {
     pub src: [u8; 16],
     pub dst: [u8; 16],
     pub sport_be: u16,
@@ -53,7 +53,7 @@ pub struct L4 {
 }
 
 /// What a frame carries, as far as the program cares.
-pub enum Payload {
+pub(crate) enum Payload {
     /// TCP or UDP over IPv4 or IPv6: traffic for a possible VIP.
     Transport(L4),
     /// An ARP packet whose header starts at `offset`.
@@ -65,14 +65,14 @@ pub enum Payload {
 }
 
 /// A parsed frame: its Ethernet header and what follows.
-pub struct Frame {
+pub(crate) struct Frame {
     pub eth: *mut EthHdr,
     pub payload: Payload,
 }
 
 /// Ethernet and the optional 802.1Q tag, then what the payload is.
 #[inline(always)]
-pub fn frame(ctx: &XdpContext) -> Result<Frame, Reason> {
+pub(crate) fn frame(ctx: &XdpContext) -> Result<Frame, Reason> {
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     let mut offset = EthHdr::LEN;
     // SAFETY: ptr_at checked that the Ethernet header is in the frame.

@@ -3,7 +3,7 @@
 use crate::maps::STATS;
 
 #[inline(always)]
-pub fn count(index: u32, bytes: u64) {
+pub(crate) fn count(index: u32, bytes: u64) {
     if let Some(c) = STATS.get_ptr_mut(index) {
         // SAFETY: a non-null pointer to this CPU's slot of a per-CPU array:
         // valid for the program's run, and only this CPU writes it (XDP

@@ -9,7 +9,7 @@ use crate::events::Event;
 
 /// The verdict of one handler; `Pass` keeps the frame untouched.
 #[derive(Clone, Copy)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Pass,
     Tx,
     Drop,
@@ -23,7 +23,7 @@ pub enum Verdict {
 impl Verdict {
     /// The XDP action and the global counter of this verdict.
     #[inline(always)]
-    pub fn action(self) -> (u32, GlobalCounter) {
+    pub(crate) fn action(self) -> (u32, GlobalCounter) {
         match self {
             Verdict::Pass | Verdict::Report { drop: false, .. } => {
                 (xdp_action::XDP_PASS, GlobalCounter::Pass)

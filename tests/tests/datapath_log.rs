@@ -112,7 +112,7 @@ fn stay_on_this_cpu() {
         assert!(cpu >= 0, "sched_getcpu failed");
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu as usize, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
     };
     assert_eq!(pinned, 0, "sched_setaffinity failed");
 }

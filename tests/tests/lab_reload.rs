@@ -160,11 +160,11 @@ fn reload_adds_and_removes_vips_and_backends_under_traffic() {
         "{}",
         agent.log()
     );
-    assert_eq!(numbering(&agent), (vips1.clone(), backends1.clone()));
+    assert_eq!(numbering(&agent), (vips1, backends1));
 
     // 3. SIGHUP: b3 comes back to web, the API VIP goes.
     thread::sleep(Duration::from_millis(500));
-    let third = original.clone();
+    let third = original;
     fs::write(&agent.config, &third).unwrap();
     let before = reloads_logged(&agent);
     let reload3_at = began.elapsed();

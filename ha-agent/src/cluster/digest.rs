@@ -29,7 +29,7 @@ const DIGEST_ENCODING: u32 = 1;
 /// fixed order; VIPs are sorted by name, backends by address (the Maglev
 /// table does not depend on their order) and nodes by name. The groups
 /// keep their order: heartbeats name groups by their index.
-pub fn digest(config: &Config) -> [u8; 32] {
+pub(crate) fn digest(config: &Config) -> [u8; 32] {
     #[derive(Serialize)]
     struct Shared<'a> {
         encoding: u32,

@@ -4,9 +4,9 @@
 //! share (`digest`). The agent's UDP shell only moves bytes and time.
 
 mod codec;
-pub mod digest;
-pub mod shared;
-pub mod shell;
+pub(crate) mod digest;
+pub(crate) mod shared;
+pub(crate) mod shell;
 pub mod state;
 pub mod wire;
 

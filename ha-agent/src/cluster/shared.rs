@@ -27,18 +27,18 @@ use crate::cluster::codec::{BufExt, Codec, DecodeError};
 use crate::cluster::wire::{DropReason, Key, TAG_LEN};
 
 /// Magic of an operator-state frame.
-pub const OPERATOR_MAGIC: [u8; 2] = *b"HO";
+pub(crate) const OPERATOR_MAGIC: [u8; 2] = *b"HO";
 /// Magic of a health-view frame.
-pub const HEALTH_MAGIC: [u8; 2] = *b"HV";
-pub const VERSION: u8 = 1;
+pub(crate) const HEALTH_MAGIC: [u8; 2] = *b"HV";
+pub(crate) const VERSION: u8 = 1;
 /// Largest frame accepted (one UDP datagram, comfortably).
-pub const MAX_FRAME_LEN: usize = 60_000;
+pub(crate) const MAX_FRAME_LEN: usize = 60_000;
 const HEADER_LEN: usize = 2 + 1 + 8;
 
 /// A failover an operator asked for; every node that was running then
 /// feeds it to its state machine once (by `id`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailoverRequest {
+pub(crate) struct FailoverRequest {
     pub id: u64,
     pub group: String,
     pub to: Option<String>,
@@ -48,7 +48,7 @@ pub struct FailoverRequest {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorState {
+pub(crate) struct OperatorState {
     /// Lamport version of the last change.
     pub version: u64,
     /// The node that made it (breaks ties between equal versions).
@@ -61,7 +61,7 @@ pub struct OperatorState {
 
 impl OperatorState {
     /// Applies a change made on node `me`; returns the new version.
-    pub fn change(&mut self, me: &str, change: impl FnOnce(&mut OperatorState)) -> u64 {
+    pub(crate) fn change(&mut self, me: &str, change: impl FnOnce(&mut OperatorState)) -> u64 {
         change(self);
         self.version += 1;
         self.origin = me.to_string();
@@ -69,7 +69,7 @@ impl OperatorState {
     }
 
     /// Takes `other` if it is newer; whether it was.
-    pub fn adopt(&mut self, other: OperatorState) -> bool {
+    pub(crate) fn adopt(&mut self, other: OperatorState) -> bool {
         let newer = (other.version, &other.origin) > (self.version, &self.origin);
         if newer {
             *self = other;
@@ -81,7 +81,7 @@ impl OperatorState {
 /// The backends one node's checks find down, as (VIP name, backend
 /// address); `sequence` grows with every change of that node's view.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthView {
+pub(crate) struct HealthView {
     pub node: String,
     pub sequence: u64,
     pub down: BTreeSet<(String, IpAddr)>,
@@ -89,18 +89,23 @@ pub struct HealthView {
 
 /// A decoded shared frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Shared {
+pub(crate) enum Shared {
     Operator(OperatorState),
     Health(HealthView),
 }
 
 /// Whether `frame` is a shared-state frame (by its magic).
-pub fn is_shared_frame(frame: &[u8]) -> bool {
+pub(crate) fn is_shared_frame(frame: &[u8]) -> bool {
     frame.len() >= 2 && (frame[..2] == OPERATOR_MAGIC || frame[..2] == HEALTH_MAGIC)
 }
 
 /// Seals `content` into a frame with `magic`.
-pub fn seal<T: Serialize>(magic: [u8; 2], content: &T, key: &Key, cluster_id: u64) -> Vec<u8> {
+pub(crate) fn seal<T: Serialize>(
+    magic: [u8; 2],
+    content: &T,
+    key: &Key,
+    cluster_id: u64,
+) -> Vec<u8> {
     let mut frame = Vec::with_capacity(256);
     Header { magic, cluster_id }.encode(&mut frame);
     serde_json::to_writer(&mut frame, content).expect("shared state serialises");
@@ -110,7 +115,7 @@ pub fn seal<T: Serialize>(magic: [u8; 2], content: &T, key: &Key, cluster_id: u6
 
 /// The content of a shared frame, checked like a heartbeat: version, then
 /// the tag, then the cluster id, then the content.
-pub fn open(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Shared, DropReason> {
+pub(crate) fn open(frame: &[u8], key: &Key, cluster_id: u64) -> Result<Shared, DropReason> {
     if frame.len() < HEADER_LEN + TAG_LEN || frame.len() > MAX_FRAME_LEN || !is_shared_frame(frame)
     {
         return Err(DropReason::Malformed);

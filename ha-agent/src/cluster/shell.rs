@@ -26,12 +26,12 @@ use crate::{
 const RECEIVE_BUFFER: usize = 2048;
 
 /// What an authentic frame carried.
-pub enum Received {
+pub(crate) enum Received {
     Heartbeat(Input),
     Shared(Shared),
 }
 
-pub struct Shell {
+pub(crate) struct Shell {
     socket: Arc<UdpSocket>,
     key: Key,
     peers: Vec<SocketAddr>,
@@ -43,7 +43,7 @@ pub struct Shell {
 }
 
 /// The state machine's parameters from the configuration.
-pub fn params(config: &Config, cluster: &ClusterConfig) -> ClusterParams {
+pub(crate) fn params(config: &Config, cluster: &ClusterConfig) -> ClusterParams {
     let names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
     let mut params = ClusterParams::new(
         &config.node.name,
@@ -71,7 +71,7 @@ pub fn params(config: &Config, cluster: &ClusterConfig) -> ClusterParams {
 impl Shell {
     /// Binds the heartbeat port (IPv4 and IPv6) and starts the machine
     /// with a new incarnation ([`next_incarnation`]).
-    pub async fn open(config: &Config, cluster: &ClusterConfig) -> Result<Shell> {
+    pub(crate) async fn open(config: &Config, cluster: &ClusterConfig) -> Result<Shell> {
         let key = wire::load_key(&cluster.key_file)?;
         let bind = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), cluster.port);
         let socket = UdpSocket::bind(bind)
@@ -101,19 +101,19 @@ impl Shell {
     }
 
     /// The machine's clock.
-    pub fn now(&self) -> Duration {
+    pub(crate) fn now(&self) -> Duration {
         self.epoch.elapsed()
     }
 
     /// When the machine next needs a tick: its next heartbeat or the next
     /// deadline it watches (a peer going down, a quorum window closing),
     /// so no decision waits for a fixed timer.
-    pub fn next_tick(&self) -> tokio::time::Instant {
+    pub(crate) fn next_tick(&self) -> tokio::time::Instant {
         tokio::time::Instant::from_std(self.epoch + self.machine.next_timeout())
     }
 
     /// Feeds `input`, sends the heartbeats it asks for, returns the rest.
-    pub async fn handle(&mut self, input: Input) -> Vec<Action> {
+    pub(crate) async fn handle(&mut self, input: Input) -> Vec<Action> {
         let mut rest = Vec::new();
         for action in self.machine.handle(input) {
             match action {
@@ -133,7 +133,7 @@ impl Shell {
 
     /// A task that reads datagrams off the heartbeat socket and hands
     /// them over; it ends with the receiver.
-    pub fn spawn_reader(&self) -> mpsc::Receiver<Vec<u8>> {
+    pub(crate) fn spawn_reader(&self) -> mpsc::Receiver<Vec<u8>> {
         let (tx, rx) = mpsc::channel(256);
         let socket = self.socket.clone();
         tokio::spawn(async move {
@@ -150,7 +150,7 @@ impl Shell {
     /// An authentic, fresh heartbeat becomes an input, authentic shared
     /// state is handed over; anything else is dropped and counted by
     /// reason.
-    pub fn accept(&mut self, frame: &[u8]) -> Option<Received> {
+    pub(crate) fn accept(&mut self, frame: &[u8]) -> Option<Received> {
         let received = if shared::is_shared_frame(frame) {
             shared::open(frame, &self.key, self.cluster_id).map(Received::Shared)
         } else {
@@ -173,7 +173,7 @@ impl Shell {
     }
 
     /// Sends shared state (`magic`, `content`) to every peer.
-    pub async fn share<T: serde::Serialize>(&self, magic: [u8; 2], content: &T) {
+    pub(crate) async fn share<T: serde::Serialize>(&self, magic: [u8; 2], content: &T) {
         let frame = shared::seal(magic, content, &self.key, self.cluster_id);
         for peer in &self.peers {
             if let Err(e) = self.socket.send_to(&frame, peer).await {
@@ -183,7 +183,7 @@ impl Shell {
     }
 
     /// Heartbeats dropped so far, by reason.
-    pub fn rejected(&self) -> Vec<(DropReason, u64)> {
+    pub(crate) fn rejected(&self) -> Vec<(DropReason, u64)> {
         DropReason::ALL
             .iter()
             .map(|r| (*r, self.receiver.rejected[r.index()]))
@@ -194,7 +194,7 @@ impl Shell {
 /// The start time in milliseconds, but always above the last one: peers
 /// drop frames of an incarnation lower than one they heard as replays, so
 /// a clock that stepped back across a restart must not lower it.
-pub fn next_incarnation(now_ms: u64, last: Option<u64>) -> u64 {
+pub(crate) fn next_incarnation(now_ms: u64, last: Option<u64>) -> u64 {
     last.map_or(now_ms, |last| now_ms.max(last + 1))
 }
 
@@ -216,7 +216,7 @@ fn remember_incarnation(file: &Path) -> u64 {
 }
 
 /// Milliseconds since the UNIX epoch (incarnations, operator requests).
-pub fn wall_ms() -> u64 {
+pub(crate) fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -88,7 +88,7 @@ impl PassProgram {
     }
 }
 
-fn time_program(program: &mut Xdp, frame: &[u8], repeat: u32) -> Result<Duration> {
+fn time_program(program: &Xdp, frame: &[u8], repeat: u32) -> Result<Duration> {
     let mut out = vec![0u8; frame.len() + 256];
     let mut options = TestRunOptions::new();
     options.data_in = Some(frame);

@@ -32,13 +32,13 @@ use std::{
 use anyhow::{Context, Result};
 use tokio::{sync::mpsc::UnboundedSender, task::JoinSet, time::MissedTickBehavior};
 
-pub use self::rise_fall::RiseFall;
+pub(crate) use self::rise_fall::RiseFall;
 use crate::config::{CheckConfig, CheckKind, Config, TrackConfig, format_duration};
 use crate::model::BackendKey;
 
 /// One check to run, fully resolved: where to and what.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub(crate) struct Target {
     /// The backend's own address: checks go here, never to the VIP.
     pub address: IpAddr,
     /// The check's port on the backend.
@@ -149,7 +149,7 @@ impl Checker {
 /// A health change of one backend (or, with `K = usize`, of one of the
 /// node's track checks), as the agent's loop receives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transition<K = BackendKey> {
+pub(crate) struct Transition<K = BackendKey> {
     pub key: K,
     /// The new state.
     pub up: bool,
@@ -162,18 +162,20 @@ pub struct Transition<K = BackendKey> {
 
 /// The running checks of one configuration. Dropping it aborts every
 /// check task, so a reload can replace the set.
-pub struct Checks {
+pub(crate) struct Checks {
     tasks: JoinSet<()>,
 }
 
 impl Checks {
     /// The number of check tasks (backends with a check other than
     /// `none`).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.tasks.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }
 }

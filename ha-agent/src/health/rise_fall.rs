@@ -9,7 +9,7 @@
 /// agrees with the current state resets the count towards a flip, so a
 /// success resets the failure count and a failure the success count.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RiseFall {
+pub(crate) struct RiseFall {
     rise: u32,
     fall: u32,
     up: bool,
@@ -27,7 +27,7 @@ impl RiseFall {
     ///   successes (conservative; costs `rise` x `interval` at start).
     ///
     /// `rise` and `fall` of 0 count as 1 (the config allows 1..=100).
-    pub fn new(rise: u32, fall: u32, initially_up: bool) -> RiseFall {
+    pub(crate) fn new(rise: u32, fall: u32, initially_up: bool) -> RiseFall {
         RiseFall {
             rise: rise.max(1),
             fall: fall.max(1),
@@ -38,7 +38,7 @@ impl RiseFall {
 
     /// Feeds one check result; returns `Some(new_state)` exactly when the
     /// state flips (`true` = now up).
-    pub fn record(&mut self, success: bool) -> Option<bool> {
+    pub(crate) fn record(&mut self, success: bool) -> Option<bool> {
         if success == self.up {
             self.streak = 0;
             return None;
@@ -53,7 +53,8 @@ impl RiseFall {
         Some(self.up)
     }
 
-    pub fn is_up(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_up(&self) -> bool {
         self.up
     }
 }

@@ -9,7 +9,7 @@ mod tests;
 /// Histogram bucket upper bounds (seconds) for switchover latencies: 1 µs
 /// to 1 s in 1-2.5-5 steps. Phase 1 takes microseconds, phase 2 (a Maglev
 /// table rebuild) up to milliseconds; the upper buckets catch stalls.
-pub const LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.000_001,
     0.000_002_5,
     0.000_005,
@@ -35,7 +35,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// cumulatively, as the format wants), the sum and the count of the
 /// observations.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     /// Upper bounds, finite and strictly increasing; `+Inf` is implicit.
     bounds: Vec<f64>,
     /// Observations per bucket (not cumulative); one more than `bounds`,
@@ -52,7 +52,7 @@ impl Histogram {
     ///
     /// If a bound is not finite or the bounds are not strictly increasing
     /// (a programming error: they are constants).
-    pub fn new(buckets: &[f64]) -> Self {
+    pub(crate) fn new(buckets: &[f64]) -> Self {
         assert!(
             buckets.iter().all(|b| b.is_finite()) && buckets.windows(2).all(|w| w[0] < w[1]),
             "histogram bounds must be finite and strictly increasing: {buckets:?}"
@@ -67,7 +67,7 @@ impl Histogram {
 
     /// Records one observation. A negative value counts as 0; NaN is
     /// ignored (it would poison the sum).
-    pub fn observe(&mut self, seconds: f64) {
+    pub(crate) fn observe(&mut self, seconds: f64) {
         if seconds.is_nan() {
             return;
         }
@@ -80,18 +80,18 @@ impl Histogram {
     }
 
     /// Records a duration.
-    pub fn observe_duration(&mut self, duration: Duration) {
+    pub(crate) fn observe_duration(&mut self, duration: Duration) {
         self.observe(duration.as_secs_f64());
     }
 
     /// The upper bounds, without the implicit `+Inf`.
-    pub fn bounds(&self) -> &[f64] {
+    pub(crate) fn bounds(&self) -> &[f64] {
         &self.bounds
     }
 
     /// Cumulative counts: for each bound, the observations `<=` it, then
     /// the `+Inf` bucket (= [`Histogram::count`]).
-    pub fn cumulative(&self) -> Vec<u64> {
+    pub(crate) fn cumulative(&self) -> Vec<u64> {
         self.counts
             .iter()
             .scan(0, |total, &n| {
@@ -102,12 +102,12 @@ impl Histogram {
     }
 
     /// Sum of the observations.
-    pub fn sum(&self) -> f64 {
+    pub(crate) fn sum(&self) -> f64 {
         self.sum
     }
 
     /// Number of observations.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count
     }
 }

@@ -93,7 +93,7 @@ mod server;
 mod snapshot;
 mod text;
 
-pub use histogram::{Histogram, LATENCY_BUCKETS};
-pub use server::{HEAD_TIMEOUT, MAX_HEAD, RENDER_TIMEOUT, serve};
-pub use snapshot::{BackendSample, ClusterSample, PeerSample, Snapshot, VipSample};
-pub use text::{CONTENT_TYPE, render};
+pub(crate) use histogram::Histogram;
+pub(crate) use server::serve;
+pub(crate) use snapshot::{BackendSample, ClusterSample, PeerSample, Snapshot, VipSample};
+pub(crate) use text::{CONTENT_TYPE, render};

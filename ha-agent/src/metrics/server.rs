@@ -27,14 +27,14 @@ use super::CONTENT_TYPE;
 mod tests;
 
 /// Largest request head (request line and headers) the server reads.
-pub const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// Headers a request may carry; more are answered with 431. Scrapers send
 /// a handful.
 const MAX_HEADERS: usize = 64;
 /// Time a client has to send its whole request head.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time the agent has to answer a scrape.
-pub const RENDER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const RENDER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a client has to take the response.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After responding, how long unread request bytes are drained before the
@@ -71,7 +71,7 @@ const LIMITS: Limits = Limits {
 /// sender through `snapshots`; the text sent back is the response body
 /// (rendered by [`super::render`]). Accept errors are logged and retried;
 /// client errors are answered and logged at debug level.
-pub async fn serve(listener: TcpListener, snapshots: mpsc::Sender<oneshot::Sender<String>>) {
+pub(crate) async fn serve(listener: TcpListener, snapshots: mpsc::Sender<oneshot::Sender<String>>) {
     serve_with(listener, snapshots, LIMITS).await
 }
 

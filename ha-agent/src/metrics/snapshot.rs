@@ -8,7 +8,7 @@ use crate::model::Protocol;
 
 /// What the agent reports at one scrape.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// This node's name (`[node] name`).
     pub node: String,
     pub vips: Vec<VipSample>,
@@ -26,7 +26,7 @@ pub struct Snapshot {
 
 /// One VIP.
 #[derive(Clone, Debug, PartialEq)]
-pub struct VipSample {
+pub(crate) struct VipSample {
     pub name: String,
     pub address: IpAddr,
     pub port: u16,
@@ -39,7 +39,7 @@ pub struct VipSample {
 
 /// One backend of one VIP.
 #[derive(Clone, Debug, PartialEq)]
-pub struct BackendSample {
+pub(crate) struct BackendSample {
     /// The VIP's name.
     pub vip: String,
     pub address: IpAddr,
@@ -53,7 +53,7 @@ pub struct BackendSample {
 
 /// This node's view of the cluster.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ClusterSample {
+pub(crate) struct ClusterSample {
     pub quorum: bool,
     pub peers: Vec<PeerSample>,
     /// Heartbeats dropped, by reason (`DropReason::name`).
@@ -62,7 +62,7 @@ pub struct ClusterSample {
 
 /// One other node of the cluster.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PeerSample {
+pub(crate) struct PeerSample {
     pub node: String,
     pub up: bool,
     /// Time since its last valid heartbeat; `None`: never heard.

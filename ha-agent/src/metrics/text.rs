@@ -12,10 +12,10 @@ use super::{
 mod tests;
 
 /// The Content-Type of the text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The snapshot in the text exposition format, version 0.0.4.
-pub fn render(s: &Snapshot) -> String {
+pub(crate) fn render(s: &Snapshot) -> String {
     let mut out = Out::default();
     out.family(
         "ha_agent_info",

@@ -105,8 +105,6 @@ fn systemd_notifications_reach_the_socket() {
     assert_eq!(listener.recv(), "READY=1\nSTATUS=serving 2 VIPs on eth0\n");
     watchdog();
     assert_eq!(listener.recv(), "WATCHDOG=1\n");
-    status("reload failed: ha.toml:3:1: bad");
-    assert_eq!(listener.recv(), "STATUS=reload failed: ha.toml:3:1: bad\n");
     stopping();
     assert_eq!(listener.recv(), "STOPPING=1\n");
     listener.assert_nothing();
@@ -118,8 +116,8 @@ fn systemd_status_stays_on_one_line() {
     let listener = Listener::bind("oneline");
     env.set("NOTIFY_SOCKET", listener.path.to_str().unwrap());
 
-    status("first\nREADY=1\r\nlast");
-    assert_eq!(listener.recv(), "STATUS=first READY=1  last\n");
+    ready("first\nREADY=1\r\nlast");
+    assert_eq!(listener.recv(), "READY=1\nSTATUS=first READY=1  last\n");
     ready("a\nb");
     assert_eq!(listener.recv(), "READY=1\nSTATUS=a b\n");
 }
@@ -152,7 +150,6 @@ fn systemd_without_notify_socket_does_nothing() {
 
     ready("ready");
     watchdog();
-    status("status");
     stopping();
     listener.assert_nothing();
     assert_eq!(watchdog_period(), None);

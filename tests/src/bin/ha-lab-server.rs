@@ -169,7 +169,7 @@ fn dual_stack_socket(kind: libc::c_int, port: u16) -> io::Result<OwnedFd> {
         libc::bind(
             fd.as_raw_fd(),
             (&raw const addr).cast(),
-            mem::size_of_val(&addr) as libc::socklen_t,
+            size_of_val(&addr) as libc::socklen_t,
         )
     };
     if rc != 0 {
@@ -191,7 +191,7 @@ fn set_option(
             level,
             name,
             (&raw const value).cast(),
-            mem::size_of_val(&value) as libc::socklen_t,
+            size_of_val(&value) as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -270,13 +270,14 @@ fn receive(
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
+    // SAFETY: as above, all-zero is a valid msghdr.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_name = (&raw mut peer).cast();
-    msg.msg_namelen = mem::size_of_val(&peer) as libc::socklen_t;
+    msg.msg_namelen = size_of_val(&peer) as libc::socklen_t;
     msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = control.0.len() as _;
+    msg.msg_controllen = control.0.len();
     // SAFETY: every pointer in `msg` points to live buffers of the given sizes.
     let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &raw mut msg, 0) };
     if n < 0 {
@@ -318,9 +319,10 @@ fn send(
         iov_len: data.len(),
     };
     // SAFETY: all-zero is a valid msghdr.
+    // SAFETY: as above, all-zero is a valid msghdr.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_name = (&raw const *peer).cast_mut().cast();
-    msg.msg_namelen = mem::size_of_val(peer) as libc::socklen_t;
+    msg.msg_namelen = size_of_val(peer) as libc::socklen_t;
     msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     if let Some(local) = local {
@@ -328,12 +330,12 @@ fn send(
             Local::V4(_) => (
                 libc::IPPROTO_IP,
                 libc::IP_PKTINFO,
-                mem::size_of::<libc::in_pktinfo>(),
+                size_of::<libc::in_pktinfo>(),
             ),
             Local::V6(_) => (
                 libc::IPPROTO_IPV6,
                 libc::IPV6_PKTINFO,
-                mem::size_of::<libc::in6_pktinfo>(),
+                size_of::<libc::in6_pktinfo>(),
             ),
         };
         // SAFETY: CMSG_SPACE/LEN are pure arithmetic; the header and its data

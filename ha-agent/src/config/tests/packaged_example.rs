@@ -1,10 +1,12 @@
 //! The example shipped in packaging/ stays valid, its cluster part too.
 
+use super::*;
+
 /// The example shipped in packaging/ must stay valid.
 #[test]
 fn packaged_example_config_is_valid() {
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/ha.toml"));
-    let config = super::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/ha.toml"));
+    let config = load(path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.vips.len(), 2);
     assert_eq!(config.vips[0].backends[1].weight, 2);
     let (web, web6) = (&config.vips[0].check, &config.vips[1].check);
@@ -12,16 +14,15 @@ fn packaged_example_config_is_valid() {
         (web.kind.name(), web.port, web.rise, web.fall),
         ("http", 8080, 2, 3)
     );
-    assert_eq!(web.interval, std::time::Duration::from_millis(200));
+    assert_eq!(web.interval, Duration::from_millis(200));
     assert_eq!((web6.kind.name(), web6.port), ("tcp", 80));
 }
 
 /// The commented-out [cluster] example, uncommented, is valid too.
 #[test]
 fn packaged_example_cluster_is_valid() {
-    use super::*;
     use crate::cluster::state;
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/ha.toml"));
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/ha.toml"));
     let text = std::fs::read_to_string(path).unwrap();
     let start = text.find("\n# [cluster]\n").expect("a [cluster] example") + 1;
     let mut uncommented = text.clone();
@@ -33,10 +34,10 @@ fn packaged_example_cluster_is_valid() {
         uncommented += line;
         uncommented += "\n";
     }
-    let config = super::parse(path, &uncommented).unwrap_or_else(|e| panic!("{e}"));
+    let config = parse(path, &uncommented).unwrap_or_else(|e| panic!("{e}"));
     let cluster = config.cluster.expect("a cluster");
     assert_eq!(cluster.id, 42);
-    assert_eq!(cluster.quorum, super::QuorumConfig::TwoNode);
+    assert_eq!(cluster.quorum, QuorumConfig::TwoNode);
     assert_eq!(cluster.nodes.len(), 2);
     assert_eq!(cluster.nodes[0].name, config.node.name);
     assert!(cluster.on_owner.is_some() && cluster.on_fault.is_some());

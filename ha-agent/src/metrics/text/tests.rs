@@ -1,5 +1,6 @@
 use super::*;
-use crate::metrics::{ClusterSample, LATENCY_BUCKETS};
+use crate::metrics::ClusterSample;
+use crate::metrics::histogram::LATENCY_BUCKETS;
 use crate::model::Protocol;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

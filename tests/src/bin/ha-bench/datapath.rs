@@ -116,7 +116,7 @@ struct Row {
     repeat_max_ns: Option<f64>,
 }
 
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     let backends: String = (0..BACKENDS)
         .map(|i| format!("  [[vip.backend]]\n  address = \"198.18.0.{}\"\n", 20 + i))
         .collect();

@@ -83,7 +83,7 @@ struct Variant {
     stale_neighbours: Vec<String>,
 }
 
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     let started = Instant::now();
     let keepalived_version = keepalived_version()?;
     let font = fs::read(FONT).with_context(|| {

@@ -51,7 +51,7 @@ struct Row {
     phase2: Vec<Duration>,
 }
 
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     let mut rows = Vec::new();
     let mut syscall_ring = Duration::ZERO;
     for backends in BACKEND_COUNTS {
