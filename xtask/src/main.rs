@@ -27,6 +27,10 @@ const APT_PACKAGES: &[&str] = &[
     // lab_https: a real TLS backend.
     "nginx-light",
 ];
+/// What `build` and `package` build: the two shipped programs alone, so
+/// that features only the tests and benchmarks enable (ha-agent's `bench`)
+/// stay out of them, as they would not with `--workspace`.
+const SHIPPED_BUILD: &[&str] = &["build", "-p", "ha-agent", "--bins"];
 /// Debian packages `bench failover` needs besides: the keepalived it
 /// compares against, and the font its plot's text is drawn with.
 const FAILOVER_BENCH_PACKAGES: &[&str] = &["keepalived", "fonts-dejavu-core"];
@@ -126,7 +130,7 @@ fn main() -> Result<()> {
         Task::Build => {
             setup()?;
             build_ebpf(&root)?;
-            run(cargo().args(["build", "--release", "--workspace", "--bins"]))
+            run(cargo().args(SHIPPED_BUILD).args(["--profile", "release"]))
         }
         Task::Test { args } => {
             setup()?;
@@ -167,18 +171,7 @@ fn main() -> Result<()> {
             if !no_build {
                 setup()?;
                 build_ebpf(&root)?;
-                // --workspace resolves the features `build` and `test` do:
-                // the same binaries, so their builds are reused.
-                run(cargo()
-                    .args([
-                        "build",
-                        "--workspace",
-                        "--bin",
-                        "ha-agent",
-                        "--bin",
-                        "hactl",
-                    ])
-                    .args(["--profile", &profile]))?;
+                run(cargo().args(SHIPPED_BUILD).args(["--profile", &profile]))?;
             }
             let out = out.map_or_else(
                 || root.join(package::DEFAULT_OUT),

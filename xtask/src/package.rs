@@ -122,7 +122,7 @@ fn stage(root: &Path, binaries: &Path, tree: &Path) -> Result<()> {
         let built = binaries.join(program);
         if !built.is_file() {
             bail!(
-                "{} is missing: build it (cargo build --workspace --bins) or leave out --no-build",
+                "{} is missing: build it (cargo build -p ha-agent --bins) or leave out --no-build",
                 built.display()
             );
         }
