@@ -1,6 +1,5 @@
 use super::*;
-use crate::config;
-use std::path::Path;
+use crate::config::tests::ok;
 
 const CONFIG: &str = r#"
 [node]
@@ -39,7 +38,7 @@ fn compute(config: &Config, knowledge: &Knowledge) -> Desired {
 }
 
 fn config() -> Config {
-    config::parse(Path::new("test.toml"), CONFIG).expect("valid config")
+    ok(CONFIG)
 }
 
 fn macs(addrs: &[&str]) -> Knowledge {
@@ -266,7 +265,7 @@ fn on_no_backend_pass_sets_the_vip_flag() {
         "protocol = \"udp\"\non_no_backend = \"pass\"",
         1,
     );
-    let config = config::parse(Path::new("test.toml"), &text).expect("valid config");
+    let config = ok(&text);
     let d = compute(&config, &Knowledge::default());
     assert_eq!(d.vips[0].flags, 0);
     assert_eq!(d.vips[1].flags, VIP_F_NO_BACKEND_PASS);

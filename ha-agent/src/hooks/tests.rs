@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::tests::{BASE, ok};
 
 fn hook(script: &str, timeout_ms: u64) -> Hook {
     Hook {
@@ -59,25 +60,11 @@ async fn the_queue_runs_hooks_one_at_a_time_in_order() {
     let _ = std::fs::remove_file(&file);
 }
 
-/// The smallest config: one node, one VIP.
-const NODE_AND_VIP: &str = r#"
-[node]
-name = "lb1"
-interface = "eth0"
-
-[[vip]]
-address = "198.18.0.100"
-port = 80
-protocol = "tcp"
-  [[vip.backend]]
-  address = "198.18.0.21"
-"#;
-
 /// A cluster config whose fence command is `script` (run by /bin/sh),
 /// with `fence_timeout`.
 fn fencing_config(script: &str, fence_timeout: &str) -> Config {
     let text = format!(
-        r#"{NODE_AND_VIP}
+        r#"{BASE}
 [cluster]
 id = 42
 key_file = "/etc/ha/cluster.key"
@@ -87,13 +74,13 @@ fence_command = ["/bin/sh", "-c", {script:?}]
 fence_timeout = "{fence_timeout}"
 [[cluster.node]]
 name = "lb1"
-address = "198.18.0.11"
+address = "198.18.0.2"
 [[cluster.node]]
 name = "lb2"
-address = "198.18.0.12"
+address = "198.18.0.3"
 "#
     );
-    crate::config::parse(std::path::Path::new("test.toml"), &text).unwrap()
+    ok(&text)
 }
 
 #[tokio::test]
@@ -116,16 +103,10 @@ async fn a_hanging_fence_command_leaves_no_process_behind() {
     let file = scratch("fence-hang");
     let config = fencing_config(&hanging_script_with_grandchild(&file), "300ms");
     let hook = fence_hook(&config, "lb2").expect("a fence hook");
-    let started = std::time::Instant::now();
     let outcome = run(&hook).await;
     assert!(
         matches!(&outcome, Outcome::Failed(why) if why.contains("no exit within 300ms, killed")),
         "{outcome:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
     );
     assert_nothing_left(&file).await;
     let _ = std::fs::remove_file(&file);
@@ -133,6 +114,6 @@ async fn a_hanging_fence_command_leaves_no_process_behind() {
 
 #[test]
 fn no_fence_hook_without_a_fence_command() {
-    let config = crate::config::parse(std::path::Path::new("test.toml"), NODE_AND_VIP).unwrap();
+    let config = ok(BASE);
     assert_eq!(fence_hook(&config, "lb2"), None);
 }

@@ -1,6 +1,5 @@
 use super::*;
-use crate::config;
-use std::path::Path;
+use crate::config::tests::ok;
 
 const BASE: &str = r#"
 [node]
@@ -26,25 +25,21 @@ protocol = "udp"
   address = "2001:2::11"
 "#;
 
-fn parse(text: &str) -> Config {
-    config::parse(Path::new("reload.toml"), text).expect("valid config")
-}
-
 fn edit(from: &str, to: &str) -> Config {
     assert!(BASE.contains(from), "{from}");
-    parse(&BASE.replacen(from, to, 1))
+    ok(&BASE.replacen(from, to, 1))
 }
 
 #[test]
 fn the_same_file_changes_nothing() {
-    let changes = diff(&parse(BASE), &parse(BASE)).unwrap();
+    let changes = diff(&ok(BASE), &ok(BASE)).unwrap();
     assert!(changes.is_empty());
     assert_eq!(changes.to_string(), "no change");
 }
 
 #[test]
 fn vips_and_backends_added_removed_and_changed_are_counted() {
-    let old = parse(BASE);
+    let old = ok(BASE);
     let new = edit(
         "  [[vip.backend]]\n  address = \"198.18.0.11\"\n",
         "  [[vip.backend]]\n  address = \"198.18.0.13\"\n",
@@ -56,7 +51,7 @@ fn vips_and_backends_added_removed_and_changed_are_counted() {
         "backends added: 1; backends removed: 1"
     );
 
-    let new = parse(&format!(
+    let new = ok(&format!(
         "{}\n[[vip]]\nname = \"api\"\naddress = \"198.18.0.101\"\nport = 443\n\
              protocol = \"tcp\"\n  [[vip.backend]]\n  address = \"198.18.0.21\"\n  weight = 3\n",
         BASE.replacen(
@@ -72,16 +67,16 @@ fn vips_and_backends_added_removed_and_changed_are_counted() {
 
 #[test]
 fn a_removed_vip_is_named() {
-    let old = parse(BASE);
+    let old = ok(BASE);
     let cut = BASE.find("[[vip]]\nname = \"dns\"").unwrap();
-    let changes = diff(&old, &parse(&BASE[..cut])).unwrap();
+    let changes = diff(&old, &ok(&BASE[..cut])).unwrap();
     assert_eq!(changes.vips_removed, ["dns"]);
     assert_eq!(changes.backends_removed, 1);
 }
 
 #[test]
 fn restart_only_sections_are_refused_by_name() {
-    let old = parse(BASE);
+    let old = ok(BASE);
     let new = edit(
         "interface = \"eth0\"",
         "interface = \"eth1\"\n[datapath]\nring_size = 13",
@@ -94,7 +89,7 @@ fn restart_only_sections_are_refused_by_name() {
 
 #[test]
 fn backend_state_follows_the_backend_not_its_position() {
-    let old = parse(BASE);
+    let old = ok(BASE);
     // A backend is inserted before 198.18.0.12 and the first VIP moves
     // behind the second.
     let web = &BASE[BASE.find("[[vip]]\nname = \"web\"").unwrap()
@@ -106,7 +101,7 @@ fn backend_state_follows_the_backend_not_its_position() {
             "  [[vip.backend]]\n  address = \"198.18.0.14\"\n  [[vip.backend]]\n  address = \"198.18.0.12\"",
             1,
         );
-    let new = parse(&format!("{head}{dns}\n{web}"));
+    let new = ok(&format!("{head}{dns}\n{web}"));
     let down: BTreeSet<BackendKey> = [
         BackendKey { vip: 0, backend: 1 }, // web 198.18.0.12
         BackendKey { vip: 1, backend: 0 }, // dns 2001:2::11

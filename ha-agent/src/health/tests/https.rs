@@ -351,7 +351,7 @@ protocol = "tcp"
   [[vip.backend]]
   address = "198.18.0.11"
 "#;
-    let config = config::parse(Path::new("test.toml"), text).unwrap();
+    let config = ok(text);
     let error = backend_checks(&config).err().expect("no checks built");
     let error = format!("{error:#}");
     assert!(

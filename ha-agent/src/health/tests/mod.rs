@@ -22,7 +22,7 @@ use tokio::{
     time::{sleep, timeout},
 };
 
-use crate::config;
+use crate::config::tests::ok;
 
 /// Generous bound for "arrives within" on a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(20);

@@ -24,7 +24,7 @@ protocol = "tcp"
   [[vip.backend]]
   address = "198.18.0.12"
 "#;
-    let mut config = config::parse(Path::new("test.toml"), text).unwrap();
+    let mut config = ok(text);
     let vip = &mut config.vips[0];
     vip.backends[0].address = LOCAL4;
     vip.backends[1].address = "127.0.0.2".parse().unwrap();
