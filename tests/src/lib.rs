@@ -9,6 +9,7 @@ pub mod lab;
 pub mod netns;
 pub mod nginx;
 pub mod packet;
+pub mod test_run;
 pub mod traffic;
 
 pub use lab::{Host, Lab};

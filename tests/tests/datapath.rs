@@ -5,35 +5,24 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::Path,
 };
 
 use ha_agent::{
-    config,
-    datapath::{Datapath, LoadOptions},
-    desired::{Applied, Desired, Knowledge, Tables, Write},
-    ids::Ids,
+    datapath::Datapath,
+    desired::{Applied, Desired, Write},
     model::{Mac, addr_bytes},
 };
 use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, GlobalCounter, OwnedLease};
 use ha_tests::packet::*;
+use ha_tests::test_run::{
+    self, CLIENT_MAC, CLIENT4, CLIENT6, NODE_MAC, VIP4, VIP6, XDP_DROP, XDP_PASS, XDP_TX,
+};
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-
-const NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
 const BACKEND_MACS: [[u8; 6]; 3] = [
     [0x02, 0xbb, 0, 0, 0, 1],
     [0x02, 0xbb, 0, 0, 0, 2],
     [0x02, 0xbb, 0, 0, 0, 3],
 ];
-const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x100);
-const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x10);
-const RING_SIZE: u32 = 251;
 
 const CONFIG: &str = r#"
 [node]
@@ -104,35 +93,12 @@ fn backend_macs() -> HashMap<IpAddr, Mac> {
 
 impl Table {
     fn new() -> Table {
-        let config = config::parse(Path::new("table.toml"), CONFIG).expect("valid config");
-        let mut datapath = Datapath::load(&LoadOptions {
-            ring_size: RING_SIZE,
-            max_flows: 4096,
-            node_mac: NODE_MAC,
-            pin_dir: None,
-            object: None,
-        })
-        .expect("load the XDP program (run as root, after cargo xtask build-ebpf)");
-        let known = Knowledge {
-            macs: backend_macs(),
-            ..Knowledge::default()
-        };
-        let ids = Ids::default().assign(&config).expect("ids");
-        let desired = Desired::compute(&config, &ids, &known, &mut Tables::default());
-        let (writes, applied) = Applied::default().plan(&desired);
-        datapath.apply(&writes).expect("fill maps");
-        let forever = OwnedLease {
-            deadline_ns: u64::MAX,
-        };
-        for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
-            datapath
-                .set_owned(&addr_bytes(vip), &forever)
-                .expect("own VIP");
-        }
+        let loaded = test_run::load(CONFIG, backend_macs(), &[VIP4.into(), VIP6.into()])
+            .expect("load the table");
         Table {
-            datapath,
-            applied,
-            desired,
+            datapath: loaded.datapath,
+            applied: loaded.applied,
+            desired: loaded.desired,
         }
     }
 

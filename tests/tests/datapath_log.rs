@@ -6,31 +6,17 @@
 //! `tracing`; a subscriber here records every line.
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
-    path::Path,
+    collections::HashMap,
     sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
-use ha_agent::{
-    config,
-    datapath::{Datapath, LoadOptions},
-    desired::{Applied, Desired, Knowledge, Tables},
-    ids::Ids,
-    model::addr_bytes,
-};
+use ha_agent::{datapath::Datapath, model::addr_bytes};
 use ha_common::{LOG_EVENTS_PER_SECOND, OwnedLease};
 use ha_tests::packet::*;
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-
-const NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
-const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x100);
-const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x10);
+use ha_tests::test_run::{
+    self, CLIENT_MAC, CLIENT4, CLIENT6, NODE_MAC, VIP4, VIP6, XDP_DROP, XDP_PASS,
+};
 
 /// One UDP VIP whose only backend has no known MAC: never usable.
 const CONFIG: &str = r#"
@@ -119,20 +105,9 @@ fn stay_on_this_cpu() {
 
 /// The program loaded with CONFIG's maps, inside the current runtime.
 fn datapath() -> Datapath {
-    let config = config::parse(Path::new("events.toml"), CONFIG).expect("valid config");
-    let mut datapath = Datapath::load(&LoadOptions {
-        ring_size: 251,
-        max_flows: 4096,
-        node_mac: NODE_MAC,
-        pin_dir: None,
-        object: None,
-    })
-    .expect("load the XDP program (run as root, after cargo xtask build-ebpf)");
-    let ids = Ids::default().assign(&config).expect("ids");
-    let desired = Desired::compute(&config, &ids, &Knowledge::default(), &mut Tables::default());
-    let (writes, _) = Applied::default().plan(&desired);
-    datapath.apply(&writes).expect("fill maps");
-    datapath
+    test_run::load(CONFIG, HashMap::new(), &[])
+        .expect("load the program")
+        .datapath
 }
 
 /// The number in "(N more since the last report)".

@@ -5,32 +5,23 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr},
-    path::Path,
     time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use ha_agent::{
-    config,
-    datapath::{Datapath, LoadOptions, bench::PassProgram},
-    desired::{Applied, Desired, Knowledge, Tables},
-    ids::Ids,
-    model::{Mac, addr_bytes},
+    datapath::{Datapath, bench::PassProgram},
+    model::Mac,
 };
-use ha_common::OwnedLease;
 use ha_tests::packet::{TCP, TCP_ACK, TCP_SYN, arp_request, l4_frame};
+use ha_tests::test_run::{self, CLIENT_MAC, CLIENT4 as CLIENT, NODE_MAC, VIP4 as VIP, XDP_TX};
 
 /// Single runs whose median is reported.
 const SINGLE_RUNS: u32 = 10_000;
 /// Runs of one BPF_PROG_TEST_RUN call whose average is reported.
 const REPEAT: u32 = 1_000_000;
-const NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const BACKENDS: u8 = 10;
 
-const XDP_TX: u32 = 3;
 /// Interleaved rounds; SINGLE_RUNS are spread over them.
 const ROUNDS: u32 = 5;
 
@@ -123,7 +114,6 @@ pub(crate) fn run() -> Result<()> {
     let text = format!(
         "[node]\nname = \"bench\"\ninterface = \"lo\"\n\n[[vip]]\naddress = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\n{backends}"
     );
-    let config = config::parse(Path::new("bench.toml"), &text)?;
     // Every backend has the node's MAC: with repeat > 1 the kernel runs
     // the program again on its own output, whose destination is then the
     // node again, so every run is steered (with real backend MACs all runs
@@ -131,28 +121,7 @@ pub(crate) fn run() -> Result<()> {
     let macs: HashMap<IpAddr, Mac> = (0..BACKENDS)
         .map(|i| (IpAddr::V4(Ipv4Addr::new(198, 18, 0, 20 + i)), Mac(NODE_MAC)))
         .collect();
-    let mut datapath = Datapath::load(&LoadOptions {
-        ring_size: config.datapath.ring_size,
-        max_flows: config.datapath.max_flows,
-        node_mac: NODE_MAC,
-        pin_dir: None,
-        object: None,
-    })
-    .context("load the XDP program (root needed)")?;
-    let known = Knowledge {
-        macs,
-        ..Knowledge::default()
-    };
-    let ids = Ids::default().assign(&config)?;
-    let desired = Desired::compute(&config, &ids, &known, &mut Tables::default());
-    let (writes, _) = Applied::default().plan(&desired);
-    datapath.apply(&writes)?;
-    datapath.set_owned(
-        &addr_bytes(VIP.into()),
-        &OwnedLease {
-            deadline_ns: u64::MAX,
-        },
-    )?;
+    let datapath = test_run::load(&text, macs, &[VIP.into()])?.datapath;
     let mut bench = Bench {
         datapath,
         baseline: PassProgram::load()?,
