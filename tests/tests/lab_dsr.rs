@@ -192,6 +192,10 @@ fn prometheus_metrics_expose_counters_health_and_ownership() {
     let dsr = DsrLab::new(IpAddr::V4(VIP4), &BACKENDS, metrics).expect("build the lab");
     let agent = start_agent(&dsr, false);
     assert_eq!(dsr.connect(300).failures, 0);
+    // A late segment of the connections above may still arrive: the
+    // scrape must fall between two readings of the maps.
+    let vip_packets = |maps: &serde_json::Value| maps["vips"][0]["packets"].as_u64().unwrap();
+    let before = vip_packets(&agent.maps().unwrap());
     let scrape = dsr.lab.host("lb").ns.run(|| {
         use std::io::{Read, Write};
         let mut stream =
@@ -213,9 +217,13 @@ fn prometheus_metrics_expose_counters_health_and_ownership() {
             .unwrap_or_else(|| panic!("no {prefix} in\n{scrape}"))
     };
     let maps = agent.maps().unwrap();
-    let vip_packets = maps["vips"][0]["packets"].as_u64().unwrap();
-    assert!(vip_packets >= 900, "{maps}");
-    assert_eq!(value("ha_vip_packets_total{vip=\"web\""), vip_packets);
+    let after = vip_packets(&maps);
+    assert!(before >= 900, "{maps}");
+    let scraped = value("ha_vip_packets_total{vip=\"web\"");
+    assert!(
+        (before..=after).contains(&scraped),
+        "scraped {scraped} packets, maps said {before} before and {after} after"
+    );
     assert_eq!(value("ha_vip_owned{vip=\"web\"}"), 1);
     for b in BACKENDS {
         let address = dsr.backend_address(b);
