@@ -8,10 +8,55 @@ use ha_agent::{
     config::{self, Config},
     datapath::{Datapath, LoadOptions},
     desired::Knowledge,
+    model::addr_bytes,
     writer::Writer,
 };
-use ha_common::MAX_VIPS;
+use ha_common::{MAX_VIPS, OwnedLease};
 use ha_tests::test_run::NODE_MAC;
+
+fn load(config: &Config) -> Datapath {
+    Datapath::load(&LoadOptions {
+        ring_size: config.datapath.ring_size,
+        max_flows: config.datapath.max_flows,
+        node_mac: NODE_MAC,
+        pin_dir: None,
+        object: None,
+    })
+    .expect("load the XDP program (run as root)")
+}
+
+/// What the agent's lease writes rely on (ownership: removals first, then
+/// inserts and renewals): in a full OWNED a lease is replaced in place, and
+/// only a new address needs a free entry.
+#[test]
+fn a_full_lease_map_renews_in_place() {
+    let mut datapath = load(&full_config(1));
+    let lease = |n| OwnedLease { deadline_ns: n };
+    let addr = |i: u8| addr_bytes([198, 18, 9, i].into());
+    for i in 0..MAX_VIPS as u8 {
+        datapath.set_owned(&addr(i), &lease(1)).expect("room");
+    }
+    for i in 0..MAX_VIPS as u8 {
+        datapath
+            .set_owned(&addr(i), &lease(2))
+            .expect("a renewal in a full map");
+    }
+    assert!(
+        datapath
+            .maps()
+            .owned()
+            .unwrap()
+            .iter()
+            .all(|(_, l)| *l == lease(2))
+    );
+    datapath
+        .set_owned(&addr(200), &lease(2))
+        .expect_err("a new address in a full map");
+    datapath.remove_owned(&addr(0)).unwrap();
+    datapath
+        .set_owned(&addr(200), &lease(2))
+        .expect("room again");
+}
 
 /// As many VIPs as a config may have, 198.18.`net`.1 to .31, port 80, each
 /// with one backend.
@@ -34,14 +79,7 @@ fn full_config(net: u8) -> Config {
 #[test]
 fn a_start_on_maps_full_of_other_vips_replaces_them() {
     let (old, new) = (full_config(1), full_config(2));
-    let datapath = Datapath::load(&LoadOptions {
-        ring_size: old.datapath.ring_size,
-        max_flows: old.datapath.max_flows,
-        node_mac: NODE_MAC,
-        pin_dir: None,
-        object: None,
-    })
-    .expect("load the XDP program (run as root)");
+    let datapath = load(&old);
     let knowledge = Knowledge::default();
     let mut first = Writer::adopt(datapath, &old).expect("empty maps");
     first.reconcile(&old, &knowledge).expect("write the maps");
