@@ -490,6 +490,9 @@ impl Datapath {
         )
     }
 
+    /// Inserts or replaces the lease of `addr`. Replacing needs no free
+    /// entry, so a renewal works in a full OWNED; a new address needs one
+    /// (E2BIG otherwise): remove the leases that go first.
     pub fn set_owned(&mut self, addr: &Addr, lease: &OwnedLease) -> Result<()> {
         self.maps
             .owned

@@ -223,6 +223,27 @@ impl Applied {
         }
     }
 
+    /// Forgets the VIPs and backend ids `ids` does not number, and returns
+    /// the writes that remove them from the maps.
+    pub fn forget(&mut self, ids: &Ids) -> Vec<Write> {
+        let mut writes = Vec::new();
+        self.vips.retain(|key, _| {
+            let kept = ids.has_vip(key);
+            if !kept {
+                writes.push(Write::RemoveVip(*key));
+            }
+            kept
+        });
+        self.backends.retain(|id, _| {
+            let kept = ids.has_backend_id(*id);
+            if !kept {
+                writes.push(Write::Backend(*id, Backend::default()));
+            }
+            kept
+        });
+        writes
+    }
+
     /// Records one backend entry ahead of a full plan (the instant phase of
     /// a switchover) and returns the write, if the entry changed.
     pub fn set_backend(&mut self, id: u32, backend: Backend) -> Option<Write> {

@@ -17,6 +17,7 @@ use ha_common::{Addr, Backend, MAX_BACKENDS, MAX_VIPS, VipKey, VipValue};
 
 use crate::{
     config::{Config, VipConfig},
+    desired::backend_keys,
     model::{BackendKey, addr_bytes},
 };
 
@@ -65,6 +66,38 @@ impl Ids {
             vips: renumber(&self.vips, &vip_keys, "VIP", MAX_VIPS)?,
             backends: renumber(&self.backends, &backend_keys, "backend", MAX_BACKENDS)?,
         })
+    }
+
+    /// This numbering without the VIPs and backends `config` does not have.
+    pub fn kept(&self, config: &Config) -> Ids {
+        let vip_keys: Vec<VipKey> = config.vips.iter().map(VipConfig::key).collect();
+        let backend_keys: Vec<BackendIdentity> = backend_keys(config)
+            .map(|key| identity(config, key))
+            .collect();
+        Ids {
+            vips: self
+                .vips
+                .iter()
+                .filter(|(k, _)| vip_keys.contains(k))
+                .map(|(k, id)| (*k, *id))
+                .collect(),
+            backends: self
+                .backends
+                .iter()
+                .filter(|(k, _)| backend_keys.contains(k))
+                .map(|(k, id)| (*k, *id))
+                .collect(),
+        }
+    }
+
+    /// Whether VIP `key` is numbered.
+    pub fn has_vip(&self, key: &VipKey) -> bool {
+        self.vips.contains_key(key)
+    }
+
+    /// Whether backend id `id` is given.
+    pub fn has_backend_id(&self, id: u32) -> bool {
+        self.backends.values().any(|&given| given == id)
     }
 
     /// The id of the `index`th configured VIP (the numbering must be of

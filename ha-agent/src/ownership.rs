@@ -1,7 +1,13 @@
 //! What owning a VIP group means on this node: the ARP/NDP lease in the
 //! datapath (renewed while owned, left to expire or cleared when not), a
 //! burst of gratuitous ARP / unsolicited NA when taken, and the notify
-//! hooks. Without a cluster the node owns every group.
+//! hooks. Without a cluster the node owns every group from the start (and
+//! every VIP a reload adds), and announces them then.
+//!
+//! OWNED holds as many addresses as there can be VIPs (config checks the
+//! VIPs fit); a lease write never needs more room than that: leases that
+//! go are removed before new ones are written, and renewing an address
+//! already in the map replaces its entry in place.
 
 use std::{collections::BTreeSet, net::IpAddr, sync::Arc, time::Duration};
 
@@ -131,14 +137,46 @@ impl Ownership {
         let lease = OwnedLease {
             deadline_ns: monotonic_ns() + self.lease.as_nanos() as u64,
         };
-        for addr in &wanted {
-            datapath.set_owned(addr, &lease)?;
-        }
-        for addr in self.leased.difference(&wanted) {
-            datapath.remove_owned(addr)?;
-        }
+        write_leases(datapath, &self.leased, &wanted, &lease)?;
         self.leased = wanted;
         Ok(())
+    }
+
+    /// Without a cluster nothing is ever taken: the node owns its VIPs from
+    /// the start, and a VIP from the reload that adds it. Announces the
+    /// addresses of `config` that `before` (the config a reload replaced;
+    /// `None` at start) did not have, as `take` does in a cluster.
+    pub(crate) fn announce_standalone(&self, config: &Config, before: Option<&Config>) {
+        if config.cluster.is_some() {
+            return;
+        }
+        let known = before.map_or_else(Vec::new, |b| Self::addresses(b, |_| true));
+        let added: Vec<IpAddr> = Self::addresses(config, |_| true)
+            .into_iter()
+            .filter(|a| !known.contains(a))
+            .collect();
+        self.announce(config, added);
+    }
+
+    /// Sends the announcement burst for `addrs` in the background, with the
+    /// count and interval of `[cluster]` or, without one, of `[node]`.
+    fn announce(&self, config: &Config, addrs: Vec<IpAddr>) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        if addrs.is_empty() {
+            return;
+        }
+        let (count, interval) = match &config.cluster {
+            Some(cluster) => (cluster.announce_count, cluster.announce_interval),
+            None => (config.node.announce_count, config.node.announce_interval),
+        };
+        let (sender, mac) = (sender.clone(), self.mac);
+        tokio::spawn(async move {
+            if let Err(e) = announce::announce(&sender, mac, &addrs, count, interval).await {
+                tracing::warn!(error = %e, "announcement incomplete");
+            }
+        });
     }
 
     /// Takes a group: lease at once, announce, `on_owner`.
@@ -153,16 +191,7 @@ impl Ownership {
             return Ok(());
         }
         self.renew(config, datapath)?;
-        let addrs = Self::addresses(config, |g| g == group);
-        if let (Some(sender), Some(cluster)) = (&self.sender, &config.cluster) {
-            let (sender, mac, addrs) = (sender.clone(), self.mac, addrs);
-            let (count, interval) = (cluster.announce_count, cluster.announce_interval);
-            tokio::spawn(async move {
-                if let Err(e) = announce::announce(&sender, mac, &addrs, count, interval).await {
-                    tracing::warn!(error = %e, "announcement incomplete");
-                }
-            });
-        }
+        self.announce(config, Self::addresses(config, |g| g == group));
         self.hook(config, Event::Owner, Some(group), reason);
         Ok(())
     }
@@ -219,3 +248,43 @@ impl Ownership {
         });
     }
 }
+
+/// Where leases are written: OWNED in the datapath (a fixed-size hash map),
+/// a map of the same behaviour in the tests.
+pub(crate) trait LeaseMap {
+    /// Inserts or replaces the lease of `addr`.
+    fn set_owned(&mut self, addr: &Addr, lease: &OwnedLease) -> Result<()>;
+    fn remove_owned(&mut self, addr: &Addr) -> Result<()>;
+}
+
+impl LeaseMap for Datapath {
+    fn set_owned(&mut self, addr: &Addr, lease: &OwnedLease) -> Result<()> {
+        Datapath::set_owned(self, addr, lease)
+    }
+
+    fn remove_owned(&mut self, addr: &Addr) -> Result<()> {
+        Datapath::remove_owned(self, addr)
+    }
+}
+
+/// Takes the lease map from holding `leased` to holding `wanted`, each
+/// with `lease`. Removals come first: a full map (an earlier agent's
+/// leases, a reload that replaces VIPs) has room for every new address
+/// once the old ones are gone, and a renewal replaces an entry in place.
+fn write_leases(
+    map: &mut impl LeaseMap,
+    leased: &BTreeSet<Addr>,
+    wanted: &BTreeSet<Addr>,
+    lease: &OwnedLease,
+) -> Result<()> {
+    for addr in leased.difference(wanted) {
+        map.remove_owned(addr)?;
+    }
+    for addr in wanted {
+        map.set_owned(addr, lease)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

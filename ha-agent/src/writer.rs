@@ -55,8 +55,29 @@ impl Writer {
             tables: Tables::default(),
             ids: Ids::adopt(&vips, &backends),
         };
-        writer.renumber(config)?;
+        if let Err(exhausted) = writer.renumber(config) {
+            // The maps hold VIPs or backends this config no longer has,
+            // more than fit beside its new ones while their ids are kept
+            // (the earlier agent had other VIPs): remove them first, so the
+            // agent starts instead of failing at every start.
+            tracing::warn!(
+                error = %exhausted,
+                "the pinned maps hold VIPs or backends this config no longer has: removed first, their ids are reused"
+            );
+            writer.remove_gone(config)?;
+            writer.renumber(config)?;
+        }
         Ok(writer)
+    }
+
+    /// Removes from the maps what the adopted numbering has and `config`
+    /// has not, and forgets their ids.
+    fn remove_gone(&mut self, config: &Config) -> Result<()> {
+        let kept = self.ids.kept(config);
+        let writes = self.applied.forget(&kept);
+        self.datapath.apply(&writes)?;
+        self.ids = kept;
+        Ok(())
     }
 
     /// Numbers a new `config` (a reload) keeping the ids of what stays;

@@ -184,6 +184,7 @@ impl Agent {
         self.knowledge.macs.extend(learned);
         self.reconcile("reload")?;
         self.renew_leases()?;
+        self.ownership.announce_standalone(&self.config, Some(&old));
         self.sync_health("reload", Instant::now())?;
         Ok(changes)
     }

@@ -169,6 +169,9 @@ pub async fn run(options: Options) -> Result<()> {
     agent.reconcile("start")?;
     agent.renew_leases()?;
     let mode = agent.writer.datapath.attach(&agent.config.node.interface)?;
+    // Answering now: clients that cached another MAC for a VIP (the load
+    // balancer this one replaces) learn this node's at once.
+    agent.ownership.announce_standalone(&agent.config, None);
     // Standalone nodes never hear a frame; the unused sender keeps that
     // channel open.
     let (_no_frames, idle) = mpsc::channel::<Vec<u8>>(1);

@@ -14,11 +14,10 @@ use super::error::Source;
 use super::raw::{RawCluster, RawTrack};
 use super::validate::check_node_name;
 use super::{
-    CheckKind, ClusterConfig, ClusterNode, ConfigError, DEFAULT_ANNOUNCE_COUNT,
-    DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_CLUSTER_PORT, DEFAULT_FENCE_TIMEOUT, DEFAULT_HOOK_TIMEOUT,
-    DEFAULT_PRIORITY, FencingConfig, MAX_ANNOUNCE_COUNT, MAX_ANNOUNCE_INTERVAL, MAX_CHECK_DURATION,
-    MAX_HEARTBEAT_INTERVAL, MIN_CHECK_DURATION, MIN_HEARTBEAT_INTERVAL, NodeConfig, QuorumConfig,
-    TrackConfig, VipConfig, format_duration,
+    CheckKind, ClusterConfig, ClusterNode, ConfigError, DEFAULT_CLUSTER_PORT,
+    DEFAULT_FENCE_TIMEOUT, DEFAULT_HOOK_TIMEOUT, DEFAULT_PRIORITY, FencingConfig,
+    MAX_CHECK_DURATION, MAX_HEARTBEAT_INTERVAL, MIN_CHECK_DURATION, MIN_HEARTBEAT_INTERVAL,
+    NodeConfig, QuorumConfig, TrackConfig, VipConfig, format_duration,
 };
 use crate::cluster::state;
 
@@ -108,22 +107,12 @@ impl Source<'_> {
             MIN_CHECK_DURATION..=MAX_CHECK_DURATION,
             DEFAULT_FENCE_TIMEOUT,
         )?;
-        let announce_count = match &raw.announce_count {
-            Some(count) if !(1..=MAX_ANNOUNCE_COUNT).contains(count.get_ref()) => {
-                return Err(self.at(
-                    count,
-                    "cluster.announce_count",
-                    format!("must be 1..={MAX_ANNOUNCE_COUNT}"),
-                ));
-            }
-            Some(count) => *count.get_ref(),
-            None => DEFAULT_ANNOUNCE_COUNT,
-        };
-        let announce_interval = duration(
-            &raw.announce_interval,
-            "announce_interval",
-            Duration::ZERO..=MAX_ANNOUNCE_INTERVAL,
-            DEFAULT_ANNOUNCE_INTERVAL,
+        // A node's own announcement settings, unless the cluster's differ.
+        let (announce_count, announce_interval) = self.announce(
+            raw.announce_count.as_ref(),
+            raw.announce_interval.as_ref(),
+            "cluster",
+            (node.announce_count, node.announce_interval),
         )?;
         let mut hooks = [None, None, None];
         for ((raw, name), out) in [

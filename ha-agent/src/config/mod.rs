@@ -136,6 +136,14 @@ pub struct NodeConfig {
     /// The control socket `hactl` talks to (absolute); default
     /// `/run/ha/<name>.sock`.
     pub control_socket: PathBuf,
+    /// Gratuitous ARPs / unsolicited NAs sent per VIP when this node starts
+    /// answering for it: without `[cluster]` at start and for each VIP a
+    /// reload adds; in a cluster the default of `cluster.announce_count`.
+    pub announce_count: u32,
+    /// Time between two announcements of a burst (the default of
+    /// `cluster.announce_interval`).
+    #[serde(serialize_with = "serialize_duration")]
+    pub announce_interval: Duration,
 }
 
 /// `[datapath]`: sizes of the BPF maps and where they are pinned.
@@ -176,7 +184,10 @@ pub struct VipConfig {
     /// with `[vip.check]`, validated.
     pub check: CheckConfig,
     /// Index into [`Config::groups`]: the VIPs of a group have one owner
-    /// and move together. Default: a group of its own, named after the VIP.
+    /// and move together. Default: the group of the first VIP before it
+    /// with the same address, else a group of its own, named after the
+    /// VIP. VIPs sharing an address are always in one group (ARP/NDP
+    /// answers for an address, so two owners would both answer).
     pub group: usize,
 }
 
@@ -279,6 +290,12 @@ impl CheckKind {
 }
 
 /// `[[vip.backend]]`: a real server behind a VIP.
+///
+/// Never a VIP, nor a `[[cluster.node]]` address: a frame forwarded to a
+/// load balancer is steered again by its XDP program, and a flow could
+/// bounce between two of them forever. What is not caught: this node
+/// without `[cluster]` (the file names none of its addresses) and a load
+/// balancer under another of its addresses; list only real servers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BackendConfig {
     /// Same address family as the VIP.

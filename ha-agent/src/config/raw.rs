@@ -28,6 +28,8 @@ pub(super) struct RawNode {
     pub(super) interface: Spanned<String>,
     pub(super) mac: Option<Spanned<String>>,
     pub(super) control_socket: Option<Spanned<String>>,
+    pub(super) announce_count: Option<Spanned<u32>>,
+    pub(super) announce_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

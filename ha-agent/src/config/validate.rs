@@ -15,10 +15,11 @@ use super::check::CheckFields;
 use super::error::Source;
 use super::raw::{RawBackend, RawCommand, RawConfig, RawDatapath, RawMetrics, RawNode, RawVip};
 use super::{
-    BackendConfig, Config, ConfigError, DEFAULT_CONTROL_DIR, DatapathConfig, MAX_CHECK_DURATION,
-    MAX_FLOWS, MAX_INTERFACE_NAME, MAX_NODE_NAME, MAX_SOCKET_PATH, MAX_VIP_NAME, MAX_WEIGHT,
-    MIN_CHECK_DURATION, MIN_RING_SIZE, MetricsConfig, NoBackend, NodeConfig, VipConfig,
-    format_duration,
+    BackendConfig, ClusterConfig, Config, ConfigError, DEFAULT_ANNOUNCE_COUNT,
+    DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_CONTROL_DIR, DatapathConfig, MAX_ANNOUNCE_COUNT,
+    MAX_ANNOUNCE_INTERVAL, MAX_CHECK_DURATION, MAX_FLOWS, MAX_INTERFACE_NAME, MAX_NODE_NAME,
+    MAX_SOCKET_PATH, MAX_VIP_NAME, MAX_WEIGHT, MIN_CHECK_DURATION, MIN_RING_SIZE, MetricsConfig,
+    NoBackend, NodeConfig, VipConfig, format_duration,
 };
 use crate::maglev::is_prime;
 use crate::model::{Mac, Protocol};
@@ -57,7 +58,14 @@ impl Source<'_> {
                     format!("at most {} VIPs are supported", MAX_VIPS - 1),
                 ));
             }
-            let vip = self.vip(raw_vip, &path, &health, &mut total_backends, &mut groups)?;
+            let vip = self.vip(
+                raw_vip,
+                &path,
+                &health,
+                &mut total_backends,
+                &mut groups,
+                &vips,
+            )?;
             let raw_vip = raw_vip.get_ref();
             if let Some(first) = services.insert((vip.address, vip.port, vip.protocol), v) {
                 return Err(self.at(
@@ -78,6 +86,7 @@ impl Source<'_> {
                     None => self.at(&raw_vip.address, format!("{path}.address"), message),
                 });
             }
+            self.one_group_per_address(&vip, raw_vip, &path, &vips, &groups)?;
             vips.push(vip);
         }
 
@@ -102,6 +111,7 @@ impl Source<'_> {
             Some(cluster) => Some(self.cluster(cluster, &node, &vips)?),
             None => None,
         };
+        self.backends_are_servers(&raw.vip, &vips, &node, cluster.as_ref())?;
         let metrics = match &raw.metrics {
             Some(metrics) => Some(self.metrics(metrics)?),
             None => None,
@@ -146,9 +156,90 @@ impl Source<'_> {
         }
     }
 
+    /// A VIP's address is answered for by the owner of its group: a VIP on
+    /// the address of an `earlier` one must be in that one's group (its
+    /// default), or two owners would answer ARP/NDP for the address.
+    fn one_group_per_address(
+        &self,
+        vip: &VipConfig,
+        raw: &RawVip,
+        path: &str,
+        earlier: &[VipConfig],
+        groups: &[String],
+    ) -> Result<(), ConfigError> {
+        let Some((first, other)) = earlier
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.address == vip.address && e.group != vip.group)
+        else {
+            return Ok(());
+        };
+        let group = &groups[other.group];
+        let message = format!(
+            "{} is also the address of vip[{first}] `{}` in group `{group}`; VIPs that share an address must be in one group (ARP/NDP answers for the address, so two owners would both answer): write group = \"{group}\" or leave it out",
+            vip.address, other.name
+        );
+        Err(match &raw.group {
+            Some(written) => self.at(written, format!("{path}.group"), message),
+            None => self.at(&raw.address, format!("{path}.address"), message),
+        })
+    }
+
+    /// A backend must be a real server. A VIP's or a load balancer's
+    /// address would bring the VIP's frames back to a node whose XDP
+    /// program steers them again: a forwarding loop. Without `[cluster]`
+    /// the file names no address of this node, so a backend that is this
+    /// node is not caught here (nor a load balancer under another of its
+    /// addresses).
+    fn backends_are_servers(
+        &self,
+        raw: &[Spanned<RawVip>],
+        vips: &[VipConfig],
+        node: &NodeConfig,
+        cluster: Option<&ClusterConfig>,
+    ) -> Result<(), ConfigError> {
+        let nodes = cluster.map_or(&[][..], |c| &c.nodes[..]);
+        for (v, (vip, raw_vip)) in vips.iter().zip(raw).enumerate() {
+            let raw_backends = &raw_vip.get_ref().backend;
+            for (b, (backend, raw_backend)) in vip.backends.iter().zip(raw_backends).enumerate() {
+                let address = backend.address;
+                let problem = if let Some((i, other)) =
+                    vips.iter().enumerate().find(|(_, o)| o.address == address)
+                {
+                    format!(
+                        "{address} is the address of vip[{i}] `{}`: a backend must be a real server, not a VIP (its frames would come back to a load balancer and be steered again, a forwarding loop)",
+                        other.name
+                    )
+                } else if let Some((i, member)) =
+                    nodes.iter().enumerate().find(|(_, n)| n.address == address)
+                {
+                    let whose = if member.name == node.name {
+                        "this node"
+                    } else {
+                        "a peer"
+                    };
+                    format!(
+                        "{address} is the address of cluster.node[{i}] `{}` ({whose}): a load balancer cannot be a backend (its XDP program would steer the frames again, a forwarding loop); run the service on other hosts",
+                        member.name
+                    )
+                } else {
+                    continue;
+                };
+                return Err(self.at(
+                    &raw_backend.address,
+                    format!("vip[{v}].backend[{b}].address"),
+                    problem,
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// One `[[vip]]` on its own, with the check defaults of `[health]`;
-    /// `total_backends` counts backends over all VIPs so far, and `groups`
-    /// collects the group names in order of first appearance.
+    /// `total_backends` counts backends over all VIPs so far, `groups`
+    /// collects the group names in order of first appearance, and
+    /// `earlier` are the VIPs before it (a VIP without a group joins the
+    /// group of the first of them on its address).
     fn vip(
         &self,
         spanned: &Spanned<RawVip>,
@@ -156,6 +247,7 @@ impl Source<'_> {
         health: &CheckFields,
         total_backends: &mut usize,
         groups: &mut Vec<String>,
+        earlier: &[VipConfig],
     ) -> Result<VipConfig, ConfigError> {
         let raw = spanned.get_ref();
         let address = self.address(&raw.address, &format!("{path}.address"))?;
@@ -229,14 +321,17 @@ impl Source<'_> {
             Some(group) => {
                 check_vip_name(group.get_ref())
                     .map_err(|m| self.at(group, format!("{path}.group"), m))?;
-                group.get_ref()
+                group.get_ref().clone()
             }
-            None => &name,
+            None => match earlier.iter().find(|e| e.address == address) {
+                Some(first) => groups[first.group].clone(),
+                None => name.clone(),
+            },
         };
-        let group = match groups.iter().position(|g| g == group_name) {
+        let group = match groups.iter().position(|g| *g == group_name) {
             Some(group) => group,
             None => {
-                groups.push(group_name.clone());
+                groups.push(group_name);
                 groups.len() - 1
             }
         };
@@ -364,12 +459,51 @@ impl Source<'_> {
             }
             None => PathBuf::from(format!("{DEFAULT_CONTROL_DIR}/{name}.sock")),
         };
+        let (announce_count, announce_interval) = self.announce(
+            raw.announce_count.as_ref(),
+            raw.announce_interval.as_ref(),
+            "node",
+            (DEFAULT_ANNOUNCE_COUNT, DEFAULT_ANNOUNCE_INTERVAL),
+        )?;
         Ok(NodeConfig {
             name: name.clone(),
             interface: interface.clone(),
             mac,
             control_socket,
+            announce_count,
+            announce_interval,
         })
+    }
+
+    /// `announce_count` (1..=50) and `announce_interval` (0ms..=10s) of
+    /// `section`, each `default` when not written.
+    pub(super) fn announce(
+        &self,
+        count: Option<&Spanned<u32>>,
+        interval: Option<&Spanned<String>>,
+        section: &str,
+        default: (u32, Duration),
+    ) -> Result<(u32, Duration), ConfigError> {
+        let count = match count {
+            Some(count) if !(1..=MAX_ANNOUNCE_COUNT).contains(count.get_ref()) => {
+                return Err(self.at(
+                    count,
+                    format!("{section}.announce_count"),
+                    format!("must be 1..={MAX_ANNOUNCE_COUNT}"),
+                ));
+            }
+            Some(count) => *count.get_ref(),
+            None => default.0,
+        };
+        let interval = match interval {
+            Some(interval) => self.duration_in(
+                interval,
+                &format!("{section}.announce_interval"),
+                Duration::ZERO..=MAX_ANNOUNCE_INTERVAL,
+            )?,
+            None => default.1,
+        };
+        Ok((count, interval))
     }
 
     /// The datapath section, and the explicit `ring_size` if one was given.

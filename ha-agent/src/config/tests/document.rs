@@ -63,6 +63,8 @@ protocol = "udp"
             interface: "eth0".into(),
             mac: Some(Mac([2, 0, 0, 0, 0, 0x0a])),
             control_socket: PathBuf::from("/run/ha-lb1/control.sock"),
+            announce_count: DEFAULT_ANNOUNCE_COUNT,
+            announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
         },
         datapath: DatapathConfig {
             ring_size: 251,

@@ -85,6 +85,7 @@ pub(crate) fn with_vips(extra: [&str; 3]) -> String {
 mod checks;
 mod cluster;
 mod document;
+mod forwarding;
 mod https;
 mod packaged_example;
 mod sections;

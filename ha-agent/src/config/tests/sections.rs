@@ -313,13 +313,14 @@ fn config_too_many_backends() {
             i % 250 + 1
         )
     };
-    // All but 10 backends in the first VIP, the rest in a second one.
+    // All but 10 backends in the first VIP, the rest in a second one; the
+    // VIP's address is none of theirs (a backend may not be a VIP).
     let mut text = String::from("[node]\nname = \"lb1\"\ninterface = \"eth0\"\n");
-    text += "[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\n";
+    text += "[[vip]]\naddress = \"198.19.0.100\"\nport = 80\nprotocol = \"tcp\"\n";
     for i in 0..max - 10 {
         text += &backend(i);
     }
-    text += "[[vip]]\naddress = \"198.18.0.100\"\nport = 81\nprotocol = \"tcp\"\n";
+    text += "[[vip]]\naddress = \"198.19.0.100\"\nport = 81\nprotocol = \"tcp\"\n";
     for i in 0..10 {
         text += &backend(i);
     }
@@ -568,5 +569,58 @@ fn config_metrics_bad_listen() {
     assert_eq!(
         e.to_string(),
         "/etc/ha/ha.toml:12:10: metrics.listen: `127.0.0.1` is not a socket address (an IP address and a port, e.g. 127.0.0.1:9810 or [::1]:9810)"
+    );
+}
+
+#[test]
+fn config_node_announce() {
+    // Defaults: the same as a cluster's.
+    let node = ok(BASE).node;
+    assert_eq!(
+        (node.announce_count, node.announce_interval),
+        (DEFAULT_ANNOUNCE_COUNT, DEFAULT_ANNOUNCE_INTERVAL)
+    );
+    let with = |lines: &str| base_with("\"eth0\"\n", &format!("\"eth0\"\n{lines}"));
+    let node = ok(&with("announce_count = 5\nannounce_interval = \"1s\"\n")).node;
+    assert_eq!(
+        (node.announce_count, node.announce_interval),
+        (5, Duration::from_secs(1))
+    );
+    for bad in [0, 51] {
+        check(
+            &with(&format!("announce_count = {bad}\n")),
+            4,
+            18,
+            "node.announce_count",
+            "must be 1..=50",
+        );
+    }
+    check(
+        &with("announce_interval = \"11s\"\n"),
+        4,
+        21,
+        "node.announce_interval",
+        "must be 0ms..=10s",
+    );
+    // A cluster takes the node's settings unless it sets its own.
+    let cluster = |node: &str, cluster: &str| {
+        let text = format!(
+            "{}[cluster]\nid = 1\nkey_file = \"/k\"\n{cluster}[[cluster.node]]\nname = \"lb1\"\naddress = \"198.18.1.1\"\n",
+            with(node)
+        );
+        let cluster = ok(&text).cluster.unwrap();
+        (cluster.announce_count, cluster.announce_interval)
+    };
+    assert_eq!(
+        cluster("announce_count = 7\n", ""),
+        (7, DEFAULT_ANNOUNCE_INTERVAL)
+    );
+    assert_eq!(
+        cluster("announce_count = 7\n", "announce_count = 2\n"),
+        (2, DEFAULT_ANNOUNCE_INTERVAL)
+    );
+    assert_eq!(
+        cluster("", "announce_interval = \"0ms\"\n"),
+        (DEFAULT_ANNOUNCE_COUNT, Duration::ZERO)
     );
 }
