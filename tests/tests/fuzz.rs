@@ -17,10 +17,15 @@
 
 use std::{
     env,
+    net::Ipv4Addr,
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use ha_tests::fuzz::{self, KnownDefect};
+use ha_tests::{
+    fuzz::{self, KnownDefect, Topology, VIP4_DROP, VIP4_PASS},
+    packet::{TCP, TCP_SYN, UDP, arp_request, l4_frame, neighbour_solicitation},
+    test_run::{CLIENT_MAC, CLIENT4, CLIENT6, NODE_MAC, VIP4, VIP6, XDP_DROP, XDP_PASS, XDP_TX},
+};
 
 /// Defects of issue 10 point 12 whose fix is pending on its own branch: a
 /// failure of one of these kinds is counted and printed, not failed on.
@@ -90,4 +95,154 @@ fn fuzzed_frames_get_only_documented_verdicts() {
         failures, 0,
         "fuzz failures (printed above with their replay commands)"
     );
+}
+
+/// The checker is no rubber stamp: right outputs of the real program pass
+/// it, and each of them made wrong in one field fails it.
+#[test]
+fn the_checker_rejects_wrong_verdicts_and_outputs() {
+    let topology = Topology::standard();
+    let mut datapath = topology.load().expect("load the program");
+    let judge =
+        |frame: &[u8], verdict: u32, output: &[u8]| fuzz::check(&topology, frame, verdict, output);
+    let edited = |bytes: &[u8], at: usize, value: u8| {
+        let mut bytes = bytes.to_vec();
+        bytes[at] = value;
+        bytes
+    };
+
+    // VIP traffic: steered to a usable backend of its VIP, nowhere else.
+    let syn = l4_frame(
+        (NODE_MAC, CLIENT_MAC),
+        CLIENT4.into(),
+        VIP4.into(),
+        TCP,
+        40000,
+        80,
+        TCP_SYN,
+    );
+    let (verdict, out) = datapath.test_run(&syn).unwrap();
+    assert_eq!(verdict, XDP_TX);
+    judge(&syn, verdict, &out).expect("the program's own steering");
+    let drained_backend = [0x02, 0xbb, 0, 0, 0, 3];
+    let other_vips_backend = [0x02, 0xbb, 0, 0, 0, 4];
+    for backend in [drained_backend, other_vips_backend, CLIENT_MAC] {
+        let mut wrong = out.clone();
+        wrong[0..6].copy_from_slice(&backend);
+        assert!(judge(&syn, XDP_TX, &wrong).is_err(), "to {backend:02x?}");
+    }
+    assert!(
+        judge(&syn, XDP_TX, &edited(&out, 6, 0x02 ^ 4)).is_err(),
+        "source MAC"
+    );
+    assert!(
+        judge(&syn, XDP_TX, &edited(&out, 40, 0xee)).is_err(),
+        "payload"
+    );
+    assert!(judge(&syn, XDP_PASS, &syn).is_err(), "VIP traffic passed");
+    assert!(judge(&syn, XDP_DROP, &syn).is_err(), "VIP traffic dropped");
+    for never in [0, 4] {
+        assert!(judge(&syn, never, &syn).is_err(), "verdict {never}");
+    }
+    let other = l4_frame(
+        (NODE_MAC, CLIENT_MAC),
+        CLIENT4.into(),
+        Ipv4Addr::new(198, 18, 1, 50).into(),
+        TCP,
+        40000,
+        80,
+        TCP_SYN,
+    );
+    judge(&other, XDP_PASS, &other).expect("other traffic passes");
+    assert!(
+        judge(&other, XDP_PASS, &edited(&other, 20, 0xee)).is_err(),
+        "changed"
+    );
+    assert!(
+        judge(&other, XDP_TX, &out).is_err(),
+        "other traffic steered"
+    );
+
+    // The no-backend path: drop, or pass where configured.
+    let to_drop = l4_frame(
+        (NODE_MAC, CLIENT_MAC),
+        CLIENT4.into(),
+        VIP4_DROP.into(),
+        TCP,
+        40000,
+        443,
+        TCP_SYN,
+    );
+    judge(&to_drop, XDP_DROP, &to_drop).expect("no backend: drop");
+    assert!(
+        judge(&to_drop, XDP_PASS, &to_drop).is_err(),
+        "drop VIP passed"
+    );
+    let to_pass = l4_frame(
+        (NODE_MAC, CLIENT_MAC),
+        CLIENT4.into(),
+        VIP4_PASS.into(),
+        UDP,
+        40000,
+        8080,
+        0,
+    );
+    judge(&to_pass, XDP_PASS, &to_pass).expect("no backend: pass");
+    assert!(
+        judge(&to_pass, XDP_DROP, &to_pass).is_err(),
+        "pass VIP dropped"
+    );
+
+    // ARP: the exact reply, only for an owned VIP.
+    let request = arp_request(CLIENT_MAC, CLIENT4, VIP4);
+    let (verdict, reply) = datapath.test_run(&request).unwrap();
+    assert_eq!(verdict, XDP_TX);
+    judge(&request, verdict, &reply).expect("the program's own ARP reply");
+    assert!(
+        judge(&request, XDP_PASS, &request).is_err(),
+        "request passed"
+    );
+    for at in [0, 6, 14 + 7, 14 + 8, 14 + 17, 14 + 18, 14 + 27] {
+        let value = reply[at] ^ 1;
+        assert!(
+            judge(&request, XDP_TX, &edited(&reply, at, value)).is_err(),
+            "ARP byte {at}"
+        );
+    }
+    let not_owned = arp_request(CLIENT_MAC, CLIENT4, VIP4_DROP);
+    assert!(
+        judge(&not_owned, XDP_TX, &reply).is_err(),
+        "not owned answered"
+    );
+
+    // NDP: every field of the advertisement.
+    let solicitation = neighbour_solicitation(CLIENT_MAC, CLIENT6, VIP6);
+    let (verdict, advert) = datapath.test_run(&solicitation).unwrap();
+    assert_eq!(verdict, XDP_TX);
+    judge(&solicitation, verdict, &advert).expect("the program's own advertisement");
+    assert!(
+        judge(&solicitation, XDP_PASS, &solicitation).is_err(),
+        "NS passed"
+    );
+    let na = 14 + 40;
+    // Destination MAC, hop limit, source address, type, checksum, R flag,
+    // target, option type, option MAC.
+    for at in [
+        0,
+        14 + 7,
+        14 + 8,
+        na,
+        na + 2,
+        na + 4,
+        na + 8,
+        na + 24,
+        na + 26,
+    ] {
+        let value = advert[at] ^ 0x80;
+        let wrong = edited(&advert, at, value);
+        assert!(
+            judge(&solicitation, XDP_TX, &wrong).is_err(),
+            "NA byte {at}"
+        );
+    }
 }

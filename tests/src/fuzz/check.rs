@@ -27,7 +27,9 @@ use ha_agent::model::Mac;
 
 use super::{Topology, VipSpec, hex};
 use crate::{
-    packet::{ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_VLAN, ICMPV6, TCP, UDP, icmpv6_checksum},
+    packet::{
+        ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_VLAN, ICMPV6, TCP, UDP, icmpv6_checksum, solicited_node,
+    },
     test_run::{NODE_MAC, XDP_DROP, XDP_PASS, XDP_TX},
 };
 
@@ -103,7 +105,7 @@ fn known(defect: KnownDefect, reason: impl Into<String>) -> Failure {
 
 /// Judges the program's `verdict` and `output` for `input` (at least an
 /// Ethernet header: BPF_PROG_TEST_RUN takes no less).
-pub(super) fn check(
+pub fn check(
     topology: &Topology,
     input: &[u8],
     verdict: u32,
@@ -483,8 +485,17 @@ fn duty(topology: &Topology, frame: &Frame<'_>) -> Option<String> {
         }
         return None;
     }
+    // A request sent to another station's MAC may be ignored, as a NIC
+    // would not have received it.
+    let dst_mac = frame.dst_mac();
+    if dst_mac != NODE_MAC && dst_mac[0] & 1 == 0 {
+        return None;
+    }
     if let Some(request) = arp_request(frame) {
-        if arp_refusal(topology, frame, &request).is_none() {
+        // A sender protocol address that is a group address is a martian
+        // a host may ignore.
+        let martian = request.spa.is_multicast() || request.spa.is_broadcast();
+        if arp_refusal(topology, frame, &request).is_none() && !martian {
             return Some(format!(
                 "it is an ARP request for owned VIP {}",
                 request.tpa
@@ -495,11 +506,14 @@ fn duty(topology: &Topology, frame: &Frame<'_>) -> Option<String> {
     if let Some(ns) = solicitation(frame) {
         // The program answers in place: other options, or a multicast
         // solicitation without room for the target link-layer option,
-        // may be left to the host.
+        // may be left to the host; so may a solicitation sent to an
+        // address other than the target or its solicited-node group.
         let fits = ns.options.source_link_layer.is_some() || !ns.dst.is_multicast();
+        let to_target = ns.dst == ns.target || ns.dst == solicited_node(ns.target);
         if solicitation_refusal(topology, frame, &ns).is_none()
             && ns.options.only_source_link_layer
             && fits
+            && to_target
         {
             return Some(format!(
                 "it is a valid solicitation for owned VIP {}",

@@ -257,9 +257,9 @@ fn put(frame: &mut [u8], at: usize, bytes: &[u8]) {
 /// bytes (earlier mutations may have moved or changed the headers).
 fn mutate_field(rng: &mut Rng, frame: &mut Vec<u8>) {
     let (l3, type_at) = network_offset(frame);
-    let kind = ether_type(frame, type_at);
-    let ipv4 = kind == Some(ETH_IPV4);
-    let ipv6 = kind == Some(ETH_IPV6);
+    let ether = ether_type(frame, type_at);
+    let ipv4 = ether == Some(ETH_IPV4);
+    let ipv6 = ether == Some(ETH_IPV6);
     let transport_at = if ipv4 {
         frame.get(l3).map(|b| l3 + usize::from(b & 0x0f) * 4)
     } else {
@@ -333,7 +333,7 @@ fn mutate_field(rng: &mut Rng, frame: &mut Vec<u8>) {
                 );
             }
         }
-        14 if kind == Some(ETH_ARP) => match rng.u8(0..4) {
+        14 if ether == Some(ETH_ARP) => match rng.u8(0..4) {
             0 => put(
                 frame,
                 l3 + 6,
@@ -347,7 +347,7 @@ fn mutate_field(rng: &mut Rng, frame: &mut Vec<u8>) {
             ),
             _ => put(frame, l3 + 4, &[rng.u8(0..8), rng.u8(0..8)]),
         },
-        15 if kind == Some(ETH_ARP) => {
+        15 if ether == Some(ETH_ARP) => {
             // sha, spa, tha or tpa.
             match rng.u8(0..4) {
                 0 => put(frame, l3 + 8, &pick(rng, &MACS)),

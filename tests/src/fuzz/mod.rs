@@ -15,9 +15,9 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use ha_agent::model::Mac;
+use ha_agent::{datapath::Datapath, model::Mac};
 
-pub use check::{Failure, KnownDefect};
+pub use check::{Failure, KnownDefect, check};
 
 use crate::{
     packet::{TCP, UDP},
@@ -209,6 +209,15 @@ impl Topology {
     pub fn owns(&self, address: IpAddr) -> bool {
         self.owned.contains(&address)
     }
+
+    /// The program loaded with fresh maps holding this topology.
+    pub fn load(&self) -> Result<Datapath> {
+        Ok(
+            test_run::load(&self.config_text(), HashMap::new(), &self.owned)
+                .context("load the program with the fuzz topology")?
+                .datapath,
+        )
+    }
 }
 
 /// Bytes as lowercase hex, two digits each, no separator.
@@ -331,9 +340,7 @@ pub fn run(
     keep: usize,
 ) -> Result<Report> {
     let topology = Topology::standard();
-    let mut datapath = test_run::load(&topology.config_text(), HashMap::new(), &topology.owned)
-        .context("load the program with the fuzz topology")?
-        .datapath;
+    let mut datapath = topology.load()?;
     let mut report = Report {
         seed,
         frames,
@@ -353,7 +360,7 @@ pub fn run(
             .with_context(|| format!("BPF_PROG_TEST_RUN of seed {seed} case {index}"))?;
         report.in_program += before.elapsed();
         *report.verdicts.entry(verdict).or_default() += 1;
-        let judged = check::check(&topology, &frame, verdict, &output).err();
+        let judged = check(&topology, &frame, verdict, &output).err();
         let failure = match &judged {
             Some(failure) => match failure.defect {
                 Some(defect) if allowed.contains(&defect) => {
