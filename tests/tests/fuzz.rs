@@ -17,13 +17,16 @@
 
 use std::{
     env,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use ha_tests::{
     fuzz::{self, KnownDefect, Topology, VIP4_DROP, VIP4_PASS},
-    packet::{TCP, TCP_SYN, UDP, arp_request, l4_frame, neighbour_solicitation},
+    packet::{
+        Solicitation, TCP, TCP_SYN, UDP, arp_request, icmpv6_checksum, l4_frame, multicast_mac,
+        neighbour_solicitation, solicited_node,
+    },
     test_run::{CLIENT_MAC, CLIENT4, CLIENT6, NODE_MAC, VIP4, VIP6, XDP_DROP, XDP_PASS, XDP_TX},
 };
 
@@ -43,6 +46,8 @@ const KNOWN_DEFECTS: &[KnownDefect] = &[
     // answered to that address.
     KnownDefect::RequestFromGroupOrZeroMacAnswered,
 ];
+
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 const FIXED_SEED: u64 = 0x4841_2d46_555a_5a31;
 const FIXED_FRAMES: u64 = 100_000;
@@ -245,4 +250,62 @@ fn the_checker_rejects_wrong_verdicts_and_outputs() {
             "NA byte {at}"
         );
     }
+}
+
+/// What the fixes of point 12 will do passes the checker: the frames of
+/// each known defect passed untouched, and an advertisement that grows to
+/// carry the target link-layer option.
+#[test]
+fn the_checker_accepts_the_fixes_of_the_known_defects() {
+    let topology = Topology::standard();
+    let mut datapath = topology.load().expect("load the program");
+    let passes = |frame: &[u8]| fuzz::check(&topology, frame, XDP_PASS, frame);
+
+    let mapped = l4_frame(
+        (NODE_MAC, CLIENT_MAC),
+        CLIENT6.into(),
+        VIP4.to_ipv6_mapped().into(),
+        TCP,
+        40000,
+        80,
+        TCP_SYN,
+    );
+    passes(&mapped).expect("v4-mapped destination");
+    let mapped_target = neighbour_solicitation(CLIENT_MAC, CLIENT6, VIP4.to_ipv6_mapped());
+    passes(&mapped_target).expect("v4-mapped target");
+    let mut bad_checksum = neighbour_solicitation(CLIENT_MAC, CLIENT6, VIP6);
+    bad_checksum[14 + 40 + 2] ^= 1;
+    passes(&bad_checksum).expect("bad checksum");
+    let from_group = arp_request([0x01, 0x00, 0x5e, 0, 0, 1], CLIENT4, VIP4);
+    passes(&from_group).expect("ARP from a group MAC");
+    let from_zero = neighbour_solicitation([0; 6], CLIENT6, VIP6);
+    passes(&from_zero).expect("NS from a zero MAC");
+    let from_multicast = neighbour_solicitation(CLIENT_MAC, ALL_NODES, VIP6);
+    passes(&from_multicast).expect("NS from a multicast source");
+
+    // A multicast NS without source link-layer option: passed, or answered
+    // with the option (the frame grows by it).
+    let dst = solicited_node(VIP6);
+    let without_option = Solicitation {
+        eth_dst: multicast_mac(dst),
+        src_mac: CLIENT_MAC,
+        src: CLIENT6,
+        dst,
+        target: VIP6,
+        source_link_layer: None,
+        hop_limit: 255,
+    }
+    .frame();
+    passes(&without_option).expect("multicast NS without option");
+    let (verdict, mut advert) = datapath.test_run(&without_option).unwrap();
+    assert_eq!(verdict, XDP_TX);
+    let na = 14 + 40;
+    advert[14 + 4..14 + 6].copy_from_slice(&32u16.to_be_bytes());
+    advert.extend_from_slice(&[2, 1]);
+    advert.extend_from_slice(&NODE_MAC);
+    advert[na + 2..na + 4].copy_from_slice(&[0, 0]);
+    let sum = icmpv6_checksum(VIP6, CLIENT6, &advert[na..]);
+    advert[na + 2..na + 4].copy_from_slice(&sum.to_be_bytes());
+    fuzz::check(&topology, &without_option, XDP_TX, &advert)
+        .expect("the advertisement grown by the target link-layer option");
 }
