@@ -82,6 +82,17 @@ impl KnownDefect {
     }
 }
 
+/// What a right verdict did with its frame: the fuzzer's coverage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    Passed,
+    Steered,
+    ArpReply,
+    Advertisement,
+    IcmpErrorSteered,
+    Dropped,
+}
+
 /// Why a verdict or output is wrong, and the known defect it is, if any.
 #[derive(Clone, Debug)]
 pub struct Failure {
@@ -120,7 +131,7 @@ pub fn check(
     input: &[u8],
     verdict: u32,
     output: &[u8],
-) -> Result<(), Failure> {
+) -> Result<Outcome, Failure> {
     let frame = Frame::read(input);
     match verdict {
         XDP_PASS => {
@@ -129,7 +140,7 @@ pub fn check(
             }
             match duty(topology, &frame) {
                 Some(duty) => Err(wrong(format!("XDP_PASS, but {duty}"))),
-                None => Ok(()),
+                None => Ok(Outcome::Passed),
             }
         }
         XDP_TX => transmitted(topology, &frame, output),
@@ -537,7 +548,7 @@ fn duty(topology: &Topology, frame: &Frame<'_>) -> Option<String> {
     None
 }
 
-fn transmitted(topology: &Topology, frame: &Frame<'_>, output: &[u8]) -> Result<(), Failure> {
+fn transmitted(topology: &Topology, frame: &Frame<'_>, output: &[u8]) -> Result<Outcome, Failure> {
     if let Some(request) = arp_request(frame) {
         if let Some(refusal) = arp_refusal(topology, frame, &request) {
             return Err(Failure {
@@ -545,7 +556,7 @@ fn transmitted(topology: &Topology, frame: &Frame<'_>, output: &[u8]) -> Result<
                 ..refusal
             });
         }
-        return arp_reply_is_right(frame, &request, output);
+        return arp_reply_is_right(frame, &request, output).map(|()| Outcome::ArpReply);
     }
     if let Some(ns) = solicitation(frame) {
         if let Some(refusal) = solicitation_refusal(topology, frame, &ns) {
@@ -557,13 +568,14 @@ fn transmitted(topology: &Topology, frame: &Frame<'_>, output: &[u8]) -> Result<
                 ..refusal
             });
         }
-        return advertisement_is_right(frame, &ns, output);
+        return advertisement_is_right(frame, &ns, output).map(|()| Outcome::Advertisement);
     }
     if let Some(t) = transport(frame) {
-        return steered_is_right(topology, frame, &t, output);
+        return steered_is_right(topology, frame, &t, output).map(|()| Outcome::Steered);
     }
     if let Some(dst) = icmp_error(frame) {
-        return icmp_error_steered_is_right(topology, frame, dst, output);
+        return icmp_error_steered_is_right(topology, frame, dst, output)
+            .map(|()| Outcome::IcmpErrorSteered);
     }
     Err(wrong(
         "XDP_TX of a frame that is neither TCP/UDP whole to its ports, nor an ARP request, nor a neighbour solicitation",
@@ -766,7 +778,7 @@ fn advertisement_is_right(
     Ok(())
 }
 
-fn dropped(topology: &Topology, frame: &Frame<'_>) -> Result<(), Failure> {
+fn dropped(topology: &Topology, frame: &Frame<'_>) -> Result<Outcome, Failure> {
     let Some(t) = transport(frame) else {
         return Err(wrong(
             "XDP_DROP of a frame that is not TCP/UDP whole to its ports",
@@ -793,5 +805,5 @@ fn dropped(topology: &Topology, frame: &Frame<'_>) -> Result<(), Failure> {
             vip_name(vip)
         )));
     }
-    Ok(())
+    Ok(Outcome::Dropped)
 }

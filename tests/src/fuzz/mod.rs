@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-pub use check::{Failure, KnownDefect, check};
+pub use check::{Failure, KnownDefect, Outcome, check};
 pub use topology::{BackendSpec, Topology, VIP4_DROP, VIP4_PASS, VIP6_DROP, VipSpec};
 
 use crate::test_run::{XDP_DROP, XDP_PASS, XDP_TX};
@@ -94,6 +94,8 @@ pub struct Report {
     pub frames: u64,
     /// Frames per verdict.
     pub verdicts: BTreeMap<u32, u64>,
+    /// Right frames per outcome.
+    pub outcomes: BTreeMap<Outcome, u64>,
     /// Failures skipped as known defects: how many, and the first case.
     pub known: BTreeMap<KnownDefect, (u64, u64)>,
     pub failures: Vec<Case>,
@@ -118,6 +120,12 @@ impl fmt::Display for Report {
             .map(|(v, n)| format!("{} {n}", verdict_name(*v)))
             .collect();
         writeln!(f, "  verdicts: {}", verdicts.join(", "))?;
+        let outcomes: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(outcome, n)| format!("{outcome:?} {n}"))
+            .collect();
+        writeln!(f, "  right: {}", outcomes.join(", "))?;
         for (defect, (count, first)) in &self.known {
             writeln!(
                 f,
@@ -147,6 +155,7 @@ pub fn run(
         seed,
         frames,
         verdicts: BTreeMap::new(),
+        outcomes: BTreeMap::new(),
         known: BTreeMap::new(),
         failures: Vec::new(),
         shown: None,
@@ -162,7 +171,13 @@ pub fn run(
             .with_context(|| format!("BPF_PROG_TEST_RUN of seed {seed} case {index}"))?;
         report.in_program += before.elapsed();
         *report.verdicts.entry(verdict).or_default() += 1;
-        let judged = check(&topology, &frame, verdict, &output).err();
+        let judged = match check(&topology, &frame, verdict, &output) {
+            Ok(outcome) => {
+                *report.outcomes.entry(outcome).or_default() += 1;
+                None
+            }
+            Err(failure) => Some(failure),
+        };
         let failure = match &judged {
             Some(failure) => match failure.defect {
                 Some(defect) if allowed.contains(&defect) => {
