@@ -5,6 +5,7 @@
 pub mod agent;
 mod cmd;
 pub mod dsr;
+pub mod fuzz;
 pub mod lab;
 pub mod netns;
 pub mod nginx;

@@ -150,19 +150,67 @@ pub fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
     )
 }
 
+/// The Ethernet group address of an IPv6 multicast group (RFC 2464).
+pub fn multicast_mac(group: Ipv6Addr) -> [u8; 6] {
+    let g = group.octets();
+    [0x33, 0x33, g[12], g[13], g[14], g[15]]
+}
+
+/// A neighbour solicitation with every field a test may want wrong: any
+/// destination, hop limit and source link-layer option.
+#[derive(Clone, Copy, Debug)]
+pub struct Solicitation {
+    pub eth_dst: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub target: Ipv6Addr,
+    /// The source link-layer address option, if any.
+    pub source_link_layer: Option<[u8; 6]>,
+    /// 255 is the only valid one (RFC 4861 §7.1.1).
+    pub hop_limit: u8,
+}
+
+impl Solicitation {
+    /// The frame, with a correct ICMPv6 checksum.
+    pub fn frame(&self) -> Vec<u8> {
+        let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&self.target.octets());
+        if let Some(mac) = self.source_link_layer {
+            icmp.extend_from_slice(&[1, 1]);
+            icmp.extend_from_slice(&mac);
+        }
+        let sum = icmpv6_checksum(self.src, self.dst, &icmp);
+        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+        let mut f = ethernet(self.eth_dst, self.src_mac, ETH_IPV6);
+        f.extend(ipv6(self.src, self.dst, ICMPV6, self.hop_limit, &icmp));
+        f
+    }
+}
+
 /// A neighbour solicitation for `target` with a source link-layer option,
 /// sent to the target's solicited-node multicast group.
 pub fn neighbour_solicitation(src_mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     let dst = solicited_node(target);
-    let g = dst.octets();
-    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
-    icmp.extend_from_slice(&target.octets());
-    icmp.extend_from_slice(&[1, 1]);
-    icmp.extend_from_slice(&src_mac);
-    let sum = icmpv6_checksum(src, dst, &icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let mut f = ethernet([0x33, 0x33, g[12], g[13], g[14], g[15]], src_mac, ETH_IPV6);
-    f.extend(ipv6(src, dst, ICMPV6, 255, &icmp));
+    Solicitation {
+        eth_dst: multicast_mac(dst),
+        src_mac,
+        src,
+        dst,
+        target,
+        source_link_layer: Some(src_mac),
+        hop_limit: 255,
+    }
+    .frame()
+}
+
+/// `frame` with an 802.1Q tag of `vid` inserted after the MAC addresses.
+pub fn tagged(frame: &[u8], vid: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(frame.len() + 4);
+    f.extend_from_slice(&frame[..12]);
+    f.extend_from_slice(&ETH_VLAN.to_be_bytes());
+    f.extend_from_slice(&vid.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
     f
 }
 
