@@ -65,7 +65,11 @@ pub const PROTO_TCP: u8 = proto::IpProto::Tcp as u8;
 pub const PROTO_UDP: u8 = proto::IpProto::Udp as u8;
 
 /// Addresses are stored as 16 bytes; IPv4 as IPv4-mapped IPv6
-/// (`::ffff:a.b.c.d`), so an IPv4 and an IPv6 VIP can never collide.
+/// (`::ffff:a.b.c.d`). That range belongs to the IPv4 keys alone: the
+/// agent refuses an IPv4-mapped IPv6 VIP, and the datapath passes an IPv6
+/// packet to such an address, or a neighbour solicitation for one, without
+/// a lookup (see [`is_v4_mapped`]). So no IPv6 frame reaches an IPv4 VIP,
+/// its flows or its ownership.
 pub type Addr = [u8; 16];
 
 /// Builds the stored form of an IPv4 address.
@@ -74,6 +78,15 @@ pub const fn v4_mapped(v4: [u8; 4]) -> Addr {
     [
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
     ]
+}
+
+/// Whether an address is IPv4-mapped (`::ffff:0:0/96`), the stored form of
+/// an IPv4 address; on the wire, in an IPv6 header, it is never valid
+/// (RFC 4291 §2.5.5.2).
+#[inline(always)]
+pub const fn is_v4_mapped(addr: &Addr) -> bool {
+    let prefix = u128::from_be_bytes(*addr) >> 32;
+    prefix == 0xffff
 }
 
 /// VIPS key: one balanced service.

@@ -150,20 +150,60 @@ pub fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
     )
 }
 
+/// The Ethernet multicast address of an IPv6 group (RFC 2464 §7).
+pub fn multicast_mac(group: Ipv6Addr) -> [u8; 6] {
+    let g = group.octets();
+    [0x33, 0x33, g[12], g[13], g[14], g[15]]
+}
+
+/// A source link-layer address option for an Ethernet `mac`.
+pub fn source_ll_option(mac: [u8; 6]) -> Vec<u8> {
+    let mut option = vec![1, 1];
+    option.extend_from_slice(&mac);
+    option
+}
+
 /// A neighbour solicitation for `target` with a source link-layer option,
 /// sent to the target's solicited-node multicast group.
 pub fn neighbour_solicitation(src_mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     let dst = solicited_node(target);
-    let g = dst.octets();
+    solicitation_frame(
+        (multicast_mac(dst), src_mac),
+        (src, dst),
+        target,
+        &source_ll_option(src_mac),
+    )
+}
+
+/// A neighbour solicitation for `target` between the given MACs and
+/// addresses, with `options` after the message and a correct checksum.
+pub fn solicitation_frame(
+    macs: ([u8; 6], [u8; 6]),
+    (src, dst): (Ipv6Addr, Ipv6Addr),
+    target: Ipv6Addr,
+    options: &[u8],
+) -> Vec<u8> {
     let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
     icmp.extend_from_slice(&target.octets());
-    icmp.extend_from_slice(&[1, 1]);
-    icmp.extend_from_slice(&src_mac);
+    icmp.extend_from_slice(options);
     let sum = icmpv6_checksum(src, dst, &icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let mut f = ethernet([0x33, 0x33, g[12], g[13], g[14], g[15]], src_mac, ETH_IPV6);
+    let mut f = ethernet(macs.0, macs.1, ETH_IPV6);
     f.extend(ipv6(src, dst, ICMPV6, 255, &icmp));
     f
+}
+
+/// Recomputes the ICMPv6 checksum of an untagged IPv6 frame after a test
+/// changed its message (up to the IPv6 payload length).
+pub fn reseal_icmpv6(frame: &mut [u8]) {
+    let ip = &frame[14..54];
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap());
+    let len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    let message = &mut frame[54..54 + len];
+    message[2..4].copy_from_slice(&[0, 0]);
+    let sum = icmpv6_checksum(src, dst, message);
+    message[2..4].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// The Internet checksum of `data`, starting from a partial `sum`.
