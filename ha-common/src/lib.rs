@@ -155,9 +155,22 @@ pub struct FlowKey {
 pub struct FlowValue {
     pub backend_id: u32,
     pub vip_id: u32,
-    /// When the flow was placed (bpf_ktime_get_coarse_ns, CLOCK_MONOTONIC_COARSE).
-    pub created_ns: u64,
+    /// When the flow was placed (bpf_ktime_get_coarse_ns,
+    /// CLOCK_MONOTONIC_COARSE); for UDP also moved forward while packets
+    /// come, at most once per `UDP_FLOW_REFRESH_NS`.
+    pub seen_ns: u64,
 }
+
+/// How long a UDP flow keeps its backend without a packet; then the next
+/// packet is placed again, like a new flow. UDP has no end of connection
+/// to see, so without it a draining backend would keep a busy client's
+/// flow as long as the table does. 30 s, as conntrack's timeout for UDP
+/// without replies (`nf_conntrack_udp_timeout`). TCP flows do not age:
+/// a SYN starts a new flow anyway, and the table evicts the oldest.
+pub const UDP_FLOW_IDLE_NS: u64 = 30_000_000_000;
+/// How stale a UDP flow's `seen_ns` may get before a packet writes it:
+/// one write per flow and second at most, not one per packet.
+pub const UDP_FLOW_REFRESH_NS: u64 = 1_000_000_000;
 
 /// OWNED value, keyed by VIP address: this node answers ARP/NDP for the
 /// address until `deadline_ns` (bpf_ktime_get_ns clock). The agent renews

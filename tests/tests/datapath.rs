@@ -8,11 +8,13 @@ use std::{
 };
 
 use ha_agent::{
-    datapath::Datapath,
+    datapath::{Datapath, monotonic_coarse_ns},
     desired::{Applied, Desired, Write},
     model::{Mac, addr_bytes},
 };
-use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, GlobalCounter, OwnedLease};
+use ha_common::{
+    BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, FlowKey, FlowValue, GlobalCounter, OwnedLease,
+};
 use ha_tests::packet::*;
 use ha_tests::test_run::{
     self, CLIENT_MAC, CLIENT4, CLIENT6, NODE_MAC, VIP4, VIP6, XDP_DROP, XDP_PASS, XDP_TX,
@@ -119,6 +121,31 @@ impl Table {
         assert_eq!(writes, vec![Write::Backend(id, backend)]);
         self.datapath.apply(&writes).expect("write backend");
         self.applied = next;
+    }
+
+    /// One flow's entry in FLOWS.
+    fn flow(&self, key: &FlowKey) -> FlowValue {
+        self.datapath
+            .maps()
+            .flow(key)
+            .expect("the flow is in FLOWS")
+    }
+
+    /// Stages a flow entry, as an earlier config or time left it.
+    fn set_flow(&mut self, key: &FlowKey, value: FlowValue) {
+        self.datapath.set_flow(key, &value).expect("write FLOWS");
+    }
+}
+
+/// The FLOWS key of `v4_frame(VIP4, proto, dport, sport, _)`.
+fn v4_flow_key(proto: u8, dport: u16, sport: u16) -> FlowKey {
+    FlowKey {
+        src: addr_bytes(CLIENT4.into()),
+        dst: addr_bytes(VIP4.into()),
+        sport_be: sport.to_be(),
+        dport_be: dport.to_be(),
+        proto,
+        _pad: [0; 3],
     }
 }
 
@@ -587,6 +614,83 @@ fn a_flow_sticks_to_its_backend() {
         assert_eq!(assert_dsr(&ack, t.run(&ack), &BACKEND_MACS), first);
     }
     assert_eq!(t.counter(GlobalCounter::FlowHit), 5);
+}
+
+#[test]
+fn a_flow_whose_backend_id_now_serves_another_vip_is_placed_again() {
+    let mut t = Table::new();
+    // VIP4:80/tcp is VIP 1 with backends 1-3; backend 7 serves VIP 4 (the
+    // IPv6 UDP one), as after a reload that reused a removed backend's id.
+    assert_ne!(t.desired.backends[&7].vip_id, 1);
+    let key = v4_flow_key(TCP, 80, 45000);
+    let stale = FlowValue {
+        backend_id: 7,
+        vip_id: 1,
+        seen_ns: monotonic_coarse_ns(),
+    };
+    t.set_flow(&key, stale);
+    let ack = v4_frame(VIP4, TCP, 80, 45000, TCP_ACK);
+    assert_dsr(&ack, t.run(&ack), &BACKEND_MACS);
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 0, "not a hit");
+    assert_eq!(t.counter(GlobalCounter::FlowNew), 1, "placed again");
+    let placed = t.flow(&key);
+    assert!((1..=3).contains(&placed.backend_id), "{placed:?}");
+}
+
+#[test]
+fn an_idle_udp_flow_is_placed_again_and_a_busy_one_refreshed() {
+    let mut t = Table::new();
+    // VIP4:53/udp is VIP 2 with backend 4.
+    let key = v4_flow_key(UDP, 53, 46000);
+    let packet = v4_frame(VIP4, UDP, 53, 46000, 0);
+    let seen = |ago_ns: u64| FlowValue {
+        backend_id: 4,
+        vip_id: 2,
+        seen_ns: monotonic_coarse_ns() - ago_ns,
+    };
+    let second = 1_000_000_000;
+
+    t.set_flow(&key, seen(31 * second));
+    let before = monotonic_coarse_ns();
+    assert_dsr(&packet, t.run(&packet), &[BACKEND_MACS[0]]);
+    assert_eq!(
+        t.counter(GlobalCounter::FlowNew),
+        1,
+        "idle 31 s: placed again"
+    );
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 0);
+    assert!(t.flow(&key).seen_ns >= before, "a new entry");
+
+    t.set_flow(&key, seen(5 * second));
+    let before = monotonic_coarse_ns();
+    assert_dsr(&packet, t.run(&packet), &[BACKEND_MACS[0]]);
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 1, "idle 5 s: a hit");
+    assert!(t.flow(&key).seen_ns >= before, "seen again");
+
+    // Seen within the last second: a hit that writes nothing.
+    let recent = seen(second / 2);
+    t.set_flow(&key, recent);
+    assert_dsr(&packet, t.run(&packet), &[BACKEND_MACS[0]]);
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 2);
+    assert_eq!(t.flow(&key), recent, "not written");
+    assert_eq!(t.counter(GlobalCounter::FlowNew), 1);
+}
+
+#[test]
+fn a_tcp_flow_does_not_age() {
+    let mut t = Table::new();
+    let syn = v4_frame(VIP4, TCP, 80, 47000, TCP_SYN);
+    let first = assert_dsr(&syn, t.run(&syn), &BACKEND_MACS);
+    let key = v4_flow_key(TCP, 80, 47000);
+    let placed = FlowValue {
+        seen_ns: monotonic_coarse_ns() - 3_600_000_000_000,
+        ..t.flow(&key)
+    };
+    t.set_flow(&key, placed);
+    let ack = v4_frame(VIP4, TCP, 80, 47000, TCP_ACK);
+    assert_eq!(assert_dsr(&ack, t.run(&ack), &BACKEND_MACS), first);
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 1);
+    assert_eq!(t.flow(&key), placed, "a TCP hit writes nothing");
 }
 
 #[test]
