@@ -186,6 +186,9 @@ fn solicitation(
         || msg.target[0] == 0xff
         // The stored form of an IPv4 VIP, never an IPv6 one.
         || is_v4_mapped(&msg.target)
+        // No source the kernel would accept (RFC 4291 §2.7, §2.5.5.2).
+        || ip.src_addr[0] == 0xff
+        || is_v4_mapped(&ip.src_addr)
         || !unicast_mac(&eth.src_addr)
     {
         return Ok(None);

@@ -479,7 +479,7 @@ fn invalid_neighbour_solicitations_pass_untouched() {
         reseal_icmpv6(&mut f);
         f
     };
-    let cases: [(&str, Vec<u8>); 6] = [
+    let cases: [(&str, Vec<u8>); 8] = [
         ("hop limit 64", changed(&|f| f[14 + 7] = 64)),
         ("code 1", changed(&|f| f[54 + 1] = 1)),
         (
@@ -495,6 +495,14 @@ fn invalid_neighbour_solicitations_pass_untouched() {
                 Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
                 &source_ll_option(CLIENT_MAC),
             ),
+        ),
+        (
+            "from a multicast address",
+            changed(&|f| f[14 + 8..14 + 24].copy_from_slice(&solicited_node(CLIENT6).octets())),
+        ),
+        (
+            "from an IPv4-mapped address",
+            changed(&|f| f[14 + 8..14 + 24].copy_from_slice(&CLIENT4.to_ipv6_mapped().octets())),
         ),
         (
             "from :: with a source link-layer option",
