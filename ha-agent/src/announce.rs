@@ -21,8 +21,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use ha_common::proto::{
     ARP_HLEN_ETHERNET, ARP_HTYPE_ETHERNET, ARP_OP_REQUEST, ARP_PLEN_IPV4, EthHdr, EtherType,
-    ICMPV6_NEIGHBOUR_ADVERTISEMENT, IpProto, Ipv6Hdr, NA_FLAG_OVERRIDE, ND_HOP_LIMIT,
-    ND_LL_OPT_LEN, ND_LL_OPT_LEN_UNITS, ND_MESSAGE_LEN, ND_OPT_TARGET_LL_ADDR, ether_type,
+    ICMPV6_NEIGHBOUR_ADVERTISEMENT, IPV6_ALL_NODES, IPV6_ALL_NODES_MAC, IpProto, Ipv6Hdr,
+    NA_FLAG_OVERRIDE, ND_HOP_LIMIT, ND_LL_OPT_LEN, ND_LL_OPT_LEN_UNITS, ND_MESSAGE_LEN,
+    ND_OPT_TARGET_LL_ADDR, ether_type,
 };
 use nix::{
     libc,
@@ -36,9 +37,6 @@ const ETH_HEADER_LEN: usize = EthHdr::LEN;
 /// Shortest Ethernet frame, less the FCS; shorter frames are padded.
 const ETH_MIN_FRAME_LEN: usize = 60;
 const BROADCAST_MAC: [u8; 6] = [0xff; 6];
-/// IPv6 all-nodes multicast address and its MAC (RFC 2464 §7).
-const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
 const IPPROTO_ICMPV6: u8 = IpProto::Ipv6Icmp as u8;
 /// A neighbour advertisement with one link-layer address option.
 const NA_LEN: usize = ND_MESSAGE_LEN + ND_LL_OPT_LEN;
@@ -78,14 +76,14 @@ pub(crate) fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
 /// for there. The router flag is clear.
 pub(crate) fn unsolicited_na(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
     let mut frame = Vec::with_capacity(NA_FRAME_LEN);
-    ethernet_header(&mut frame, ALL_NODES_MAC, mac, EtherType::Ipv6);
+    ethernet_header(&mut frame, IPV6_ALL_NODES_MAC, mac, EtherType::Ipv6);
     // IPv6 header: version 6, traffic class 0, flow label 0.
     frame.extend_from_slice(&[0x60, 0, 0, 0]);
     frame.extend_from_slice(&(NA_LEN as u16).to_be_bytes());
     frame.push(IPPROTO_ICMPV6);
     frame.push(ND_HOP_LIMIT);
     frame.extend_from_slice(&vip.octets());
-    frame.extend_from_slice(&ALL_NODES.octets());
+    frame.extend_from_slice(&IPV6_ALL_NODES);
     // ICMPv6 neighbour advertisement.
     let icmp = frame.len();
     frame.push(ICMPV6_NEIGHBOUR_ADVERTISEMENT);
@@ -96,7 +94,7 @@ pub(crate) fn unsolicited_na(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
     frame.push(ND_OPT_TARGET_LL_ADDR);
     frame.push(ND_LL_OPT_LEN_UNITS);
     frame.extend_from_slice(&mac);
-    let checksum = icmpv6_checksum(vip, ALL_NODES, &frame[icmp..]);
+    let checksum = icmpv6_checksum(vip, Ipv6Addr::from(IPV6_ALL_NODES), &frame[icmp..]);
     frame[icmp + 2..icmp + 4].copy_from_slice(&checksum.to_be_bytes());
     debug_assert_eq!(frame.len(), NA_FRAME_LEN);
     frame

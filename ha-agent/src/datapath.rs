@@ -135,6 +135,11 @@ impl Maps {
         self.vips.get(key, 0).ok()
     }
 
+    /// One flow's entry, if the table holds it.
+    pub fn flow(&self, key: &FlowKey) -> Option<FlowValue> {
+        self.flows.get(key, 0).ok()
+    }
+
     /// Every backend slot in use (id != 0, address set).
     pub fn backends(&self) -> Result<Vec<(u32, Backend)>> {
         let mut out = Vec::new();
@@ -498,6 +503,15 @@ impl Datapath {
             .owned
             .insert(addr, lease, 0)
             .context("update OWNED")
+    }
+
+    /// Writes one flow entry: the tests stage flows that an earlier config
+    /// or an earlier time left (the agent itself never writes FLOWS).
+    pub fn set_flow(&mut self, key: &FlowKey, value: &FlowValue) -> Result<()> {
+        self.maps
+            .flows
+            .insert(key, value, 0)
+            .context("update FLOWS")
     }
 
     pub fn remove_owned(&mut self, addr: &Addr) -> Result<()> {

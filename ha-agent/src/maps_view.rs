@@ -78,7 +78,7 @@ pub struct FlowRow {
     pub destination: String,
     pub protocol: String,
     pub backend: u32,
-    /// Time since the flow was placed.
+    /// Time since the flow was placed (TCP) or last seen, to a second (UDP).
     pub age_ms: u64,
 }
 
@@ -185,7 +185,7 @@ impl MapsView {
                 destination: endpoint(&k.dst, k.dport_be),
                 protocol: protocol(k.proto),
                 backend: v.backend_id,
-                age_ms: now_coarse.saturating_sub(v.created_ns) / 1_000_000,
+                age_ms: now_coarse.saturating_sub(v.seen_ns) / 1_000_000,
             })
             .collect();
         let counters = GlobalCounter::ALL

@@ -65,7 +65,11 @@ pub const PROTO_TCP: u8 = proto::IpProto::Tcp as u8;
 pub const PROTO_UDP: u8 = proto::IpProto::Udp as u8;
 
 /// Addresses are stored as 16 bytes; IPv4 as IPv4-mapped IPv6
-/// (`::ffff:a.b.c.d`), so an IPv4 and an IPv6 VIP can never collide.
+/// (`::ffff:a.b.c.d`). That range belongs to the IPv4 keys alone: the
+/// agent refuses an IPv4-mapped IPv6 VIP, and the datapath passes an IPv6
+/// packet to such an address, or a neighbour solicitation for one, without
+/// a lookup (see [`is_v4_mapped`]). So no IPv6 frame reaches an IPv4 VIP,
+/// its flows or its ownership.
 pub type Addr = [u8; 16];
 
 /// Builds the stored form of an IPv4 address.
@@ -74,6 +78,15 @@ pub const fn v4_mapped(v4: [u8; 4]) -> Addr {
     [
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
     ]
+}
+
+/// Whether an address is IPv4-mapped (`::ffff:0:0/96`), the stored form of
+/// an IPv4 address; on the wire, in an IPv6 header, it is never valid
+/// (RFC 4291 §2.5.5.2).
+#[inline(always)]
+pub const fn is_v4_mapped(addr: &Addr) -> bool {
+    let prefix = u128::from_be_bytes(*addr) >> 32;
+    prefix == 0xffff
 }
 
 /// VIPS key: one balanced service.
@@ -142,9 +155,22 @@ pub struct FlowKey {
 pub struct FlowValue {
     pub backend_id: u32,
     pub vip_id: u32,
-    /// When the flow was placed (bpf_ktime_get_coarse_ns, CLOCK_MONOTONIC_COARSE).
-    pub created_ns: u64,
+    /// When the flow was placed (bpf_ktime_get_coarse_ns,
+    /// CLOCK_MONOTONIC_COARSE); for UDP also moved forward while packets
+    /// come, at most once per `UDP_FLOW_REFRESH_NS`.
+    pub seen_ns: u64,
 }
+
+/// How long a UDP flow keeps its backend without a packet; then the next
+/// packet is placed again, like a new flow. UDP has no end of connection
+/// to see, so without it a draining backend would keep a busy client's
+/// flow as long as the table does. 30 s, as conntrack's timeout for UDP
+/// without replies (`nf_conntrack_udp_timeout`). TCP flows do not age:
+/// a SYN starts a new flow anyway, and the table evicts the oldest.
+pub const UDP_FLOW_IDLE_NS: u64 = 30_000_000_000;
+/// How stale a UDP flow's `seen_ns` may get before a packet writes it:
+/// one write per flow and second at most, not one per packet.
+pub const UDP_FLOW_REFRESH_NS: u64 = 1_000_000_000;
 
 /// OWNED value, keyed by VIP address: this node answers ARP/NDP for the
 /// address until `deadline_ns` (bpf_ktime_get_ns clock). The agent renews

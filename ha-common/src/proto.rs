@@ -38,6 +38,21 @@ pub const ND_HOP_LIMIT: u8 = 255;
 /// A neighbour solicitation or advertisement without options: type, code,
 /// checksum (4 bytes), reserved or flags (4), target address (16).
 pub const ND_MESSAGE_LEN: usize = 24;
+/// The all-nodes multicast address ff02::1 (RFC 4291 §2.7.1): where the
+/// answer to duplicate address detection and unsolicited advertisements go.
+pub const IPV6_ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+/// Its Ethernet multicast address (RFC 2464 §7).
+pub const IPV6_ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+
+/// The solicited-node multicast address of `target`, ff02::1:ffXX:XXXX
+/// with its last 3 bytes (RFC 4291 §2.7.1): where a node doing duplicate
+/// address detection for `target` sends its solicitation.
+#[inline(always)]
+pub const fn solicited_node(target: &[u8; 16]) -> [u8; 16] {
+    [
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, target[13], target[14], target[15],
+    ]
+}
 /// Neighbour advertisement flag: a reply to a solicitation (§4.4).
 pub const NA_FLAG_SOLICITED: u8 = 0x40;
 /// Neighbour advertisement flag: replace a cached link-layer address.

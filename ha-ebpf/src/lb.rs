@@ -11,8 +11,8 @@
 use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use ha_common::{
     BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, FlowKey, FlowValue, GlobalCounter,
-    MAX_BACKENDS, MAX_PROBES, VIP_F_NO_BACKEND_PASS, VipKey, backend_stats_index, ring_index,
-    vip_stats_index,
+    MAX_BACKENDS, MAX_PROBES, PROTO_UDP, UDP_FLOW_IDLE_NS, UDP_FLOW_REFRESH_NS,
+    VIP_F_NO_BACKEND_PASS, VipKey, backend_stats_index, ring_index, vip_stats_index,
 };
 use network_types::eth::EthHdr;
 
@@ -78,7 +78,7 @@ pub(crate) fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdi
                 // The coarse clock: a flow's age needs no better than a
                 // tick, and the precise clock costs ~30 ns here.
                 // SAFETY: a helper call without arguments or preconditions.
-                created_ns: unsafe { bpf_ktime_get_coarse_ns() },
+                seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
             };
             // A full table evicts the least recently used flow; an error
             // here only costs the flow its stickiness.
@@ -99,16 +99,16 @@ pub(crate) fn steer(ctx: &XdpContext, eth: *mut EthHdr, l4: &L4) -> Result<Verdi
     Ok(Verdict::Tx)
 }
 
-/// The flow's backend if the flow is known and its backend still healthy.
-/// A SYN always starts a new flow (a reused 5-tuple must not stick to a
-/// backend that was right for the previous connection).
+/// The flow's backend if the flow is known, still this VIP's, not idle
+/// for too long (UDP) and its backend still healthy. A SYN always starts a
+/// new flow (a reused 5-tuple must not stick to a backend that was right
+/// for the previous connection).
 #[inline(always)]
 fn existing_flow(key: &FlowKey, vip_id: u32, syn: bool) -> Option<(u32, [u8; 6])> {
     if syn {
         return None;
     }
-    // No write on a hit: idle flows age out of the LRU table by themselves.
-    let flow = FLOWS.get_ptr(key)?;
+    let flow = FLOWS.get_ptr_mut(key)?;
     // SAFETY: a non-null value pointer from the lookup, valid while the
     // program runs (an LRU eviction meanwhile leaves it readable); a racing
     // update can only give an older or newer id, which the checks below
@@ -117,11 +117,39 @@ fn existing_flow(key: &FlowKey, vip_id: u32, syn: bool) -> Option<(u32, [u8; 6])
     if flow_vip_id != vip_id {
         return None;
     }
+    if key.proto == PROTO_UDP && !udp_flow_active(flow) {
+        return None;
+    }
     let backend = backend(backend_id)?;
-    if backend.flags & BACKEND_F_HEALTHY == 0 {
+    // A reload may give a removed backend's id to a backend of another
+    // VIP: a flow must never follow its id there.
+    if backend.vip_id != vip_id || backend.flags & BACKEND_F_HEALTHY == 0 {
         return None;
     }
     Some((backend_id, backend.mac))
+}
+
+/// Whether a UDP flow saw a packet within `UDP_FLOW_IDLE_NS`; if so, this
+/// packet counts as seen. TCP hits never get here and write nothing: idle
+/// TCP flows age out of the LRU table by themselves.
+#[inline(always)]
+fn udp_flow_active(flow: *mut FlowValue) -> bool {
+    // SAFETY: a helper call without arguments or preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: as in `existing_flow`: a valid value pointer of this lookup.
+    let seen_ns = unsafe { (*flow).seen_ns };
+    let idle_ns = now.saturating_sub(seen_ns);
+    if idle_ns >= UDP_FLOW_IDLE_NS {
+        return false;
+    }
+    // A write at most once per flow and refresh interval, not per packet:
+    // the value's cache line stays shared between CPUs meanwhile.
+    if idle_ns >= UDP_FLOW_REFRESH_NS {
+        // SAFETY: as above; a plain store into the map value, which a
+        // racing store from another CPU can only replace by its own `now`.
+        unsafe { (*flow).seen_ns = now };
+    }
+    true
 }
 
 /// Chooses a backend for a new flow from the VIP's active ring.

@@ -4,7 +4,7 @@
 //! "pass untouched, counted as malformed or fragment".
 
 use aya_ebpf::programs::XdpContext;
-use ha_common::{GlobalCounter, PROTO_TCP, PROTO_UDP, v4_mapped};
+use ha_common::{GlobalCounter, PROTO_TCP, PROTO_UDP, is_v4_mapped, v4_mapped};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
@@ -133,6 +133,10 @@ fn ipv6(ctx: &XdpContext, offset: usize) -> Result<Payload, Reason> {
     }
     let l4_offset = offset + Ipv6Hdr::LEN;
     match next {
+        // An IPv4-mapped destination is invalid on the wire and is how an
+        // IPv4 VIP is stored: looked up, it would reach that VIP's backends
+        // and flows. Not for this program.
+        PROTO_TCP | PROTO_UDP if is_v4_mapped(&dst) => Ok(Payload::Other),
         PROTO_TCP | PROTO_UDP => Ok(Payload::Transport(transport(
             ctx, l4_offset, next, src, dst,
         )?)),

@@ -150,10 +150,17 @@ pub fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
     )
 }
 
-/// The Ethernet group address of an IPv6 multicast group (RFC 2464).
+/// The Ethernet multicast address of an IPv6 group (RFC 2464 §7).
 pub fn multicast_mac(group: Ipv6Addr) -> [u8; 6] {
     let g = group.octets();
     [0x33, 0x33, g[12], g[13], g[14], g[15]]
+}
+
+/// A source link-layer address option for an Ethernet `mac`.
+pub fn source_ll_option(mac: [u8; 6]) -> Vec<u8> {
+    let mut option = vec![1, 1];
+    option.extend_from_slice(&mac);
+    option
 }
 
 /// A neighbour solicitation with every field a test may want wrong: any
@@ -174,17 +181,14 @@ pub struct Solicitation {
 impl Solicitation {
     /// The frame, with a correct ICMPv6 checksum.
     pub fn frame(&self) -> Vec<u8> {
-        let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
-        icmp.extend_from_slice(&self.target.octets());
-        if let Some(mac) = self.source_link_layer {
-            icmp.extend_from_slice(&[1, 1]);
-            icmp.extend_from_slice(&mac);
-        }
-        let sum = icmpv6_checksum(self.src, self.dst, &icmp);
-        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-        let mut f = ethernet(self.eth_dst, self.src_mac, ETH_IPV6);
-        f.extend(ipv6(self.src, self.dst, ICMPV6, self.hop_limit, &icmp));
-        f
+        let options = self.source_link_layer.map(source_ll_option).unwrap_or_default();
+        solicitation(
+            (self.eth_dst, self.src_mac),
+            (self.src, self.dst),
+            self.target,
+            &options,
+            self.hop_limit,
+        )
     }
 }
 
@@ -192,16 +196,40 @@ impl Solicitation {
 /// sent to the target's solicited-node multicast group.
 pub fn neighbour_solicitation(src_mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     let dst = solicited_node(target);
-    Solicitation {
-        eth_dst: multicast_mac(dst),
-        src_mac,
-        src,
-        dst,
+    solicitation_frame(
+        (multicast_mac(dst), src_mac),
+        (src, dst),
         target,
-        source_link_layer: Some(src_mac),
-        hop_limit: 255,
-    }
-    .frame()
+        &source_ll_option(src_mac),
+    )
+}
+
+/// A neighbour solicitation for `target` between the given MACs and
+/// addresses, with `options` after the message and a correct checksum.
+pub fn solicitation_frame(
+    macs: ([u8; 6], [u8; 6]),
+    addrs: (Ipv6Addr, Ipv6Addr),
+    target: Ipv6Addr,
+    options: &[u8],
+) -> Vec<u8> {
+    solicitation(macs, addrs, target, options, 255)
+}
+
+fn solicitation(
+    macs: ([u8; 6], [u8; 6]),
+    (src, dst): (Ipv6Addr, Ipv6Addr),
+    target: Ipv6Addr,
+    options: &[u8],
+    hop_limit: u8,
+) -> Vec<u8> {
+    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&target.octets());
+    icmp.extend_from_slice(options);
+    let sum = icmpv6_checksum(src, dst, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut f = ethernet(macs.0, macs.1, ETH_IPV6);
+    f.extend(ipv6(src, dst, ICMPV6, hop_limit, &icmp));
+    f
 }
 
 /// `frame` with an 802.1Q tag of `vid` inserted after the MAC addresses.
@@ -212,6 +240,19 @@ pub fn tagged(frame: &[u8], vid: u16) -> Vec<u8> {
     f.extend_from_slice(&vid.to_be_bytes());
     f.extend_from_slice(&frame[12..]);
     f
+}
+
+/// Recomputes the ICMPv6 checksum of an untagged IPv6 frame after a test
+/// changed its message (up to the IPv6 payload length).
+pub fn reseal_icmpv6(frame: &mut [u8]) {
+    let ip = &frame[14..54];
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap());
+    let len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    let message = &mut frame[54..54 + len];
+    message[2..4].copy_from_slice(&[0, 0]);
+    let sum = icmpv6_checksum(src, dst, message);
+    message[2..4].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// The Internet checksum of `data`, starting from a partial `sum`.

@@ -8,11 +8,13 @@ use std::{
 };
 
 use ha_agent::{
-    datapath::Datapath,
+    datapath::{Datapath, monotonic_coarse_ns},
     desired::{Applied, Desired, Write},
     model::{Mac, addr_bytes},
 };
-use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, GlobalCounter, OwnedLease};
+use ha_common::{
+    BACKEND_F_DRAINING, BACKEND_F_HEALTHY, Backend, FlowKey, FlowValue, GlobalCounter, OwnedLease,
+};
 use ha_tests::packet::*;
 use ha_tests::test_run::{
     self, CLIENT_MAC, CLIENT4, CLIENT6, NODE_MAC, VIP4, VIP6, XDP_DROP, XDP_PASS, XDP_TX,
@@ -119,6 +121,31 @@ impl Table {
         assert_eq!(writes, vec![Write::Backend(id, backend)]);
         self.datapath.apply(&writes).expect("write backend");
         self.applied = next;
+    }
+
+    /// One flow's entry in FLOWS.
+    fn flow(&self, key: &FlowKey) -> FlowValue {
+        self.datapath
+            .maps()
+            .flow(key)
+            .expect("the flow is in FLOWS")
+    }
+
+    /// Stages a flow entry, as an earlier config or time left it.
+    fn set_flow(&mut self, key: &FlowKey, value: FlowValue) {
+        self.datapath.set_flow(key, &value).expect("write FLOWS");
+    }
+}
+
+/// The FLOWS key of `v4_frame(VIP4, proto, dport, sport, _)`.
+fn v4_flow_key(proto: u8, dport: u16, sport: u16) -> FlowKey {
+    FlowKey {
+        src: addr_bytes(CLIENT4.into()),
+        dst: addr_bytes(VIP4.into()),
+        sport_be: sport.to_be(),
+        dport_be: dport.to_be(),
+        proto,
+        _pad: [0; 3],
     }
 }
 
@@ -409,6 +436,182 @@ fn neighbour_solicitation_for_another_address_passes_untouched() {
     assert_pass_untouched(&f, t.run(&f));
 }
 
+/// The IPv4 VIP's address in the IPv4-mapped IPv6 form its keys are
+/// stored in.
+fn vip4_mapped() -> Ipv6Addr {
+    VIP4.to_ipv6_mapped()
+}
+
+#[test]
+fn ipv6_to_the_v4_mapped_form_of_a_vip_passes_untouched() {
+    let mut t = Table::new();
+    let tcp = v6_frame(vip4_mapped(), TCP, 80, 40000, TCP_SYN);
+    assert_pass_untouched(&tcp, t.run(&tcp));
+    let udp = v6_frame(vip4_mapped(), UDP, 53, 40000, 0);
+    assert_pass_untouched(&udp, t.run(&udp));
+    assert_eq!(t.counter(GlobalCounter::Tx), 0);
+}
+
+#[test]
+fn neighbour_solicitation_for_the_v4_mapped_form_of_a_vip_passes_untouched() {
+    let mut t = Table::new();
+    let f = neighbour_solicitation(CLIENT_MAC, CLIENT6, vip4_mapped());
+    assert_pass_untouched(&f, t.run(&f));
+    assert_eq!(t.counter(GlobalCounter::NdReply), 0);
+}
+
+#[test]
+fn neighbour_solicitation_with_a_bad_checksum_passes_untouched() {
+    let mut t = Table::new();
+    let mut f = neighbour_solicitation(CLIENT_MAC, CLIENT6, VIP6);
+    f[54 + 2] ^= 0x01;
+    assert_pass_untouched(&f, t.run(&f));
+    assert_eq!(t.counter(GlobalCounter::NdReply), 0);
+}
+
+#[test]
+fn invalid_neighbour_solicitations_pass_untouched() {
+    let mut t = Table::new();
+    let valid = neighbour_solicitation(CLIENT_MAC, CLIENT6, VIP6);
+    let changed = |change: &dyn Fn(&mut Vec<u8>)| {
+        let mut f = valid.clone();
+        change(&mut f);
+        reseal_icmpv6(&mut f);
+        f
+    };
+    let cases: [(&str, Vec<u8>); 8] = [
+        ("hop limit 64", changed(&|f| f[14 + 7] = 64)),
+        ("code 1", changed(&|f| f[54 + 1] = 1)),
+        (
+            "shorter than 24 bytes",
+            changed(&|f| f[14 + 4..14 + 6].copy_from_slice(&16u16.to_be_bytes())),
+        ),
+        ("option of length 0", changed(&|f| f[54 + 25] = 0)),
+        (
+            "multicast target",
+            solicitation_frame(
+                (multicast_mac(solicited_node(VIP6)), CLIENT_MAC),
+                (CLIENT6, solicited_node(VIP6)),
+                Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+                &source_ll_option(CLIENT_MAC),
+            ),
+        ),
+        (
+            "from a multicast address",
+            changed(&|f| f[14 + 8..14 + 24].copy_from_slice(&solicited_node(CLIENT6).octets())),
+        ),
+        (
+            "from an IPv4-mapped address",
+            changed(&|f| f[14 + 8..14 + 24].copy_from_slice(&CLIENT4.to_ipv6_mapped().octets())),
+        ),
+        (
+            "from :: with a source link-layer option",
+            solicitation_frame(
+                (multicast_mac(solicited_node(VIP6)), CLIENT_MAC),
+                (Ipv6Addr::UNSPECIFIED, solicited_node(VIP6)),
+                VIP6,
+                &source_ll_option(CLIENT_MAC),
+            ),
+        ),
+    ];
+    for (what, f) in &cases {
+        let (verdict, out) = t.run(f);
+        assert_eq!(verdict, XDP_PASS, "{what}");
+        assert_eq!(&out, f, "{what}: untouched");
+    }
+    assert_eq!(t.counter(GlobalCounter::NdReply), 0);
+}
+
+/// Asserts a neighbour advertisement for VIP6 with our MAC as its target
+/// link-layer address option, from us to `to`.
+fn assert_advertisement((verdict, out): (u32, Vec<u8>), to: ([u8; 6], Ipv6Addr), flags: u8) {
+    assert_eq!(verdict, XDP_TX, "verdict");
+    assert_eq!(out.len(), 14 + 40 + 32, "one message and one option");
+    assert_eq!(out[0..6], to.0, "destination MAC");
+    assert_eq!(out[6..12], NODE_MAC, "from us");
+    let ip = &out[14..54];
+    assert_eq!(ip[4..6], [0, 32], "payload length");
+    assert_eq!(ip[6], ICMPV6);
+    assert_eq!(ip[7], 255, "hop limit");
+    assert_eq!(ip[8..24], VIP6.octets(), "source is the VIP");
+    assert_eq!(ip[24..40], to.1.octets(), "destination address");
+    let na = &out[54..];
+    assert_eq!(na[0..2], [136, 0], "neighbour advertisement");
+    assert_eq!(na[4..8], [flags, 0, 0, 0], "flags");
+    assert_eq!(na[8..24], VIP6.octets(), "target");
+    assert_eq!(na[24..26], [2, 1], "target link-layer address option");
+    assert_eq!(na[26..32], NODE_MAC);
+    assert_eq!(icmpv6_checksum(VIP6, to.1, na), 0, "valid checksum");
+}
+
+#[test]
+fn multicast_solicitation_without_source_option_gets_our_mac_in_the_answer() {
+    let mut t = Table::new();
+    let group = solicited_node(VIP6);
+    let f = solicitation_frame(
+        (multicast_mac(group), CLIENT_MAC),
+        (CLIENT6, group),
+        VIP6,
+        &[],
+    );
+    assert_advertisement(t.run(&f), (CLIENT_MAC, CLIENT6), 0x60);
+    assert_eq!(t.counter(GlobalCounter::NdReply), 1);
+}
+
+#[test]
+fn unicast_solicitation_is_answered_with_our_mac() {
+    let mut t = Table::new();
+    let with_option = solicitation_frame(
+        (NODE_MAC, CLIENT_MAC),
+        (CLIENT6, VIP6),
+        VIP6,
+        &source_ll_option(CLIENT_MAC),
+    );
+    assert_advertisement(t.run(&with_option), (CLIENT_MAC, CLIENT6), 0x60);
+    let without = solicitation_frame((NODE_MAC, CLIENT_MAC), (CLIENT6, VIP6), VIP6, &[]);
+    assert_advertisement(t.run(&without), (CLIENT_MAC, CLIENT6), 0x60);
+}
+
+#[test]
+fn duplicate_address_detection_is_answered_to_all_nodes() {
+    let mut t = Table::new();
+    let group = solicited_node(VIP6);
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    // Linux sends a nonce option (RFC 7527) unless enhanced_dad is off.
+    let nonce = [14, 1, 1, 2, 3, 4, 5, 6];
+    for options in [&[][..], &nonce[..]] {
+        let f = solicitation_frame(
+            (multicast_mac(group), CLIENT_MAC),
+            (Ipv6Addr::UNSPECIFIED, group),
+            VIP6,
+            options,
+        );
+        // Not solicited, override: RFC 4861 7.2.4.
+        assert_advertisement(t.run(&f), ([0x33, 0x33, 0, 0, 0, 1], all_nodes), 0x20);
+    }
+    // From :: to another group is not duplicate address detection.
+    let f = solicitation_frame(
+        (multicast_mac(all_nodes), CLIENT_MAC),
+        (Ipv6Addr::UNSPECIFIED, all_nodes),
+        VIP6,
+        &[],
+    );
+    assert_pass_untouched(&f, t.run(&f));
+}
+
+#[test]
+fn requests_from_a_group_or_zero_mac_pass_untouched() {
+    let mut t = Table::new();
+    for mac in [[0xff; 6], [0x01, 0x00, 0x5e, 0, 0, 1], [0; 6]] {
+        let arp = arp_request(mac, CLIENT4, VIP4);
+        assert_pass_untouched(&arp, t.run(&arp));
+        let ns = neighbour_solicitation(mac, CLIENT6, VIP6);
+        assert_pass_untouched(&ns, t.run(&ns));
+    }
+    assert_eq!(t.counter(GlobalCounter::ArpReply), 0);
+    assert_eq!(t.counter(GlobalCounter::NdReply), 0);
+}
+
 #[test]
 fn a_flow_sticks_to_its_backend() {
     let mut t = Table::new();
@@ -419,6 +622,83 @@ fn a_flow_sticks_to_its_backend() {
         assert_eq!(assert_dsr(&ack, t.run(&ack), &BACKEND_MACS), first);
     }
     assert_eq!(t.counter(GlobalCounter::FlowHit), 5);
+}
+
+#[test]
+fn a_flow_whose_backend_id_now_serves_another_vip_is_placed_again() {
+    let mut t = Table::new();
+    // VIP4:80/tcp is VIP 1 with backends 1-3; backend 7 serves VIP 4 (the
+    // IPv6 UDP one), as after a reload that reused a removed backend's id.
+    assert_ne!(t.desired.backends[&7].vip_id, 1);
+    let key = v4_flow_key(TCP, 80, 45000);
+    let stale = FlowValue {
+        backend_id: 7,
+        vip_id: 1,
+        seen_ns: monotonic_coarse_ns(),
+    };
+    t.set_flow(&key, stale);
+    let ack = v4_frame(VIP4, TCP, 80, 45000, TCP_ACK);
+    assert_dsr(&ack, t.run(&ack), &BACKEND_MACS);
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 0, "not a hit");
+    assert_eq!(t.counter(GlobalCounter::FlowNew), 1, "placed again");
+    let placed = t.flow(&key);
+    assert!((1..=3).contains(&placed.backend_id), "{placed:?}");
+}
+
+#[test]
+fn an_idle_udp_flow_is_placed_again_and_a_busy_one_refreshed() {
+    let mut t = Table::new();
+    // VIP4:53/udp is VIP 2 with backend 4.
+    let key = v4_flow_key(UDP, 53, 46000);
+    let packet = v4_frame(VIP4, UDP, 53, 46000, 0);
+    let seen = |ago_ns: u64| FlowValue {
+        backend_id: 4,
+        vip_id: 2,
+        seen_ns: monotonic_coarse_ns() - ago_ns,
+    };
+    let second = 1_000_000_000;
+
+    t.set_flow(&key, seen(31 * second));
+    let before = monotonic_coarse_ns();
+    assert_dsr(&packet, t.run(&packet), &[BACKEND_MACS[0]]);
+    assert_eq!(
+        t.counter(GlobalCounter::FlowNew),
+        1,
+        "idle 31 s: placed again"
+    );
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 0);
+    assert!(t.flow(&key).seen_ns >= before, "a new entry");
+
+    t.set_flow(&key, seen(5 * second));
+    let before = monotonic_coarse_ns();
+    assert_dsr(&packet, t.run(&packet), &[BACKEND_MACS[0]]);
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 1, "idle 5 s: a hit");
+    assert!(t.flow(&key).seen_ns >= before, "seen again");
+
+    // Seen within the last second: a hit that writes nothing.
+    let recent = seen(second / 2);
+    t.set_flow(&key, recent);
+    assert_dsr(&packet, t.run(&packet), &[BACKEND_MACS[0]]);
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 2);
+    assert_eq!(t.flow(&key), recent, "not written");
+    assert_eq!(t.counter(GlobalCounter::FlowNew), 1);
+}
+
+#[test]
+fn a_tcp_flow_does_not_age() {
+    let mut t = Table::new();
+    let syn = v4_frame(VIP4, TCP, 80, 47000, TCP_SYN);
+    let first = assert_dsr(&syn, t.run(&syn), &BACKEND_MACS);
+    let key = v4_flow_key(TCP, 80, 47000);
+    let placed = FlowValue {
+        seen_ns: monotonic_coarse_ns() - 3_600_000_000_000,
+        ..t.flow(&key)
+    };
+    t.set_flow(&key, placed);
+    let ack = v4_frame(VIP4, TCP, 80, 47000, TCP_ACK);
+    assert_eq!(assert_dsr(&ack, t.run(&ack), &BACKEND_MACS), first);
+    assert_eq!(t.counter(GlobalCounter::FlowHit), 1);
+    assert_eq!(t.flow(&key), placed, "a TCP hit writes nothing");
 }
 
 #[test]
