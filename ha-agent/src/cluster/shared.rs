@@ -31,8 +31,10 @@ pub(crate) const OPERATOR_MAGIC: [u8; 2] = *b"HO";
 /// Magic of a health-view frame.
 pub(crate) const HEALTH_MAGIC: [u8; 2] = *b"HV";
 pub(crate) const VERSION: u8 = 1;
-/// Largest frame accepted (one UDP datagram, comfortably).
-pub(crate) const MAX_FRAME_LEN: usize = 60_000;
+/// Largest frame sent and accepted: the largest UDP payload over IPv4
+/// (65,535 less 20 bytes of IP and 8 of UDP header; IPv6 allows 65,527).
+/// About 2,000 drained or down backends of IPv6 VIPs with 10-byte names.
+pub(crate) const MAX_FRAME_LEN: usize = 65_507;
 const HEADER_LEN: usize = 2 + 1 + 8;
 
 /// A failover an operator asked for; every node that was running then
@@ -99,18 +101,30 @@ pub(crate) fn is_shared_frame(frame: &[u8]) -> bool {
     frame.len() >= 2 && (frame[..2] == OPERATOR_MAGIC || frame[..2] == HEALTH_MAGIC)
 }
 
-/// Seals `content` into a frame with `magic`.
+/// Shared state that does not fit one datagram ([`MAX_FRAME_LEN`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a shared-state frame of {len} bytes is more than one UDP datagram holds ({MAX_FRAME_LEN})"
+)]
+pub(crate) struct TooLarge {
+    pub len: usize,
+}
+
+/// Seals `content` into a frame with `magic`, if it fits one datagram.
 pub(crate) fn seal<T: Serialize>(
     magic: [u8; 2],
     content: &T,
     key: &Key,
     cluster_id: u64,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, TooLarge> {
     let mut frame = Vec::with_capacity(256);
     Header { magic, cluster_id }.encode(&mut frame);
     serde_json::to_writer(&mut frame, content).expect("shared state serialises");
     key.append_tag(&mut frame);
-    frame
+    if frame.len() > MAX_FRAME_LEN {
+        return Err(TooLarge { len: frame.len() });
+    }
+    Ok(frame)
 }
 
 /// The content of a shared frame, checked like a heartbeat: version, then

@@ -22,8 +22,12 @@ use crate::{
     config::{ClusterConfig, Config, FencingConfig, QuorumConfig},
 };
 
-/// Largest datagram read; heartbeats are at most wire::MAX_FRAME_LEN.
-const RECEIVE_BUFFER: usize = 2048;
+/// Largest datagram read: any UDP payload (65,527 bytes over IPv6, 65,507
+/// over IPv4), so no frame is ever cut short. Senders keep every frame
+/// within one datagram (`wire::MAX_FRAME_LEN`, `shared::MAX_FRAME_LEN`).
+const RECEIVE_BUFFER: usize = 64 * 1024;
+const _: () =
+    assert!(RECEIVE_BUFFER > wire::MAX_FRAME_LEN && RECEIVE_BUFFER > shared::MAX_FRAME_LEN);
 
 /// What an authentic frame carried.
 pub(crate) enum Received {
@@ -79,23 +83,42 @@ impl Shell {
             .with_context(|| format!("bind heartbeat port {bind}"))?;
         let incarnation =
             remember_incarnation(&config.node.control_socket.with_extension("incarnation"));
-        let epoch = Instant::now();
-        let machine = Cluster::new(params(config, cluster), Duration::ZERO, incarnation)
-            .map_err(|e| anyhow::anyhow!("cluster parameters: {e:?}"))?;
         let peers = cluster
             .nodes
             .iter()
             .filter(|n| n.name != config.node.name)
             .map(|n| SocketAddr::new(n.address, cluster.port))
             .collect();
+        Shell::new(
+            socket,
+            key,
+            peers,
+            cluster.id,
+            params(config, cluster),
+            incarnation,
+        )
+    }
+
+    /// A shell on `socket` sending to `peers`, its machine starting now.
+    fn new(
+        socket: UdpSocket,
+        key: Key,
+        peers: Vec<SocketAddr>,
+        cluster_id: u64,
+        params: ClusterParams,
+        incarnation: u64,
+    ) -> Result<Shell> {
+        let me = params.me.clone();
+        let machine = Cluster::new(params, Duration::ZERO, incarnation)
+            .map_err(|e| anyhow::anyhow!("cluster parameters: {e:?}"))?;
         Ok(Shell {
             socket: Arc::new(socket),
             peers,
-            sender: Sender::new(key.clone(), cluster.id, incarnation),
-            receiver: Receiver::new(key.clone(), cluster.id, config.node.name.clone()),
+            sender: Sender::new(key.clone(), cluster_id, incarnation),
+            receiver: Receiver::new(key.clone(), cluster_id, me),
             key,
-            cluster_id: cluster.id,
-            epoch,
+            cluster_id,
+            epoch: Instant::now(),
             machine,
         })
     }
@@ -137,7 +160,7 @@ impl Shell {
         let (tx, rx) = mpsc::channel(256);
         let socket = self.socket.clone();
         tokio::spawn(async move {
-            let mut buffer = [0u8; RECEIVE_BUFFER];
+            let mut buffer = vec![0u8; RECEIVE_BUFFER];
             while let Ok((len, _)) = socket.recv_from(&mut buffer).await {
                 if tx.send(buffer[..len].to_vec()).await.is_err() {
                     break;
@@ -172,9 +195,16 @@ impl Shell {
         }
     }
 
-    /// Sends shared state (`magic`, `content`) to every peer.
+    /// Sends shared state (`magic`, `content`) to every peer; content too
+    /// large for one datagram is not sent (logged).
     pub(crate) async fn share<T: serde::Serialize>(&self, magic: [u8; 2], content: &T) {
-        let frame = shared::seal(magic, content, &self.key, self.cluster_id);
+        let frame = match shared::seal(magic, content, &self.key, self.cluster_id) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::error!(error = %e, "shared state not sent");
+                return;
+            }
+        };
         for peer in &self.peers {
             if let Err(e) = self.socket.send_to(&frame, peer).await {
                 tracing::debug!(%peer, error = %e, "shared state not sent");

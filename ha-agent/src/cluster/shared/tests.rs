@@ -40,7 +40,7 @@ fn the_newer_version_wins_and_ties_go_by_origin() {
 fn frames_round_trip_and_bad_ones_are_rejected() {
     let k = key("cluster");
     let state = drained(7, "lb1");
-    let frame = seal(OPERATOR_MAGIC, &state, &k, 42);
+    let frame = seal(OPERATOR_MAGIC, &state, &k, 42).unwrap();
     assert!(is_shared_frame(&frame));
     assert_eq!(open(&frame, &k, 42), Ok(Shared::Operator(state)));
     assert_eq!(
@@ -59,7 +59,7 @@ fn frames_round_trip_and_bad_ones_are_rejected() {
         sequence: 3,
         down: drained(1, "x").drained,
     };
-    let frame = seal(HEALTH_MAGIC, &view, &k, 42);
+    let frame = seal(HEALTH_MAGIC, &view, &k, 42).unwrap();
     assert_eq!(open(&frame, &k, 42), Ok(Shared::Health(view)));
 }
 
@@ -77,7 +77,7 @@ fn shared_golden_frames() {
         to: Some("lb2".into()),
         issued_at_ms: 1_700_000_000_000,
     });
-    let frame = seal(OPERATOR_MAGIC, &state, &k, 0x0123_4567_89ab_cdef);
+    let frame = seal(OPERATOR_MAGIC, &state, &k, 0x0123_4567_89ab_cdef).unwrap();
     let (body, tag) = frame.split_at(frame.len() - TAG_LEN);
     assert_eq!(hex(&body[..HEADER_LEN]), "484f010123456789abcdef");
     assert_eq!(
@@ -97,7 +97,7 @@ fn shared_golden_frames() {
         sequence: 3,
         down: state.drained,
     };
-    let frame = seal(HEALTH_MAGIC, &view, &k, 42);
+    let frame = seal(HEALTH_MAGIC, &view, &k, 42).unwrap();
     let (body, tag) = frame.split_at(frame.len() - TAG_LEN);
     assert_eq!(hex(&body[..HEADER_LEN]), "485601000000000000002a");
     assert_eq!(
@@ -107,5 +107,28 @@ fn shared_golden_frames() {
     assert_eq!(
         hex(tag),
         "ad48b92a28e837f6c9629043d13ff5fbbd3a70721f99660ff4a8125015cdc76a"
+    );
+}
+
+/// A frame is never sent larger than a receiver can take in: the largest
+/// one that fits a datagram opens, one byte more is refused at the sender.
+#[test]
+fn a_frame_larger_than_one_datagram_is_not_sealed() {
+    let k = key("cluster");
+    let origin_for = |len: usize| OperatorState {
+        origin: "x".repeat(len),
+        ..OperatorState::default()
+    };
+    let overhead = seal(OPERATOR_MAGIC, &origin_for(0), &k, 42).unwrap().len();
+    let largest = origin_for(MAX_FRAME_LEN - overhead);
+    let frame = seal(OPERATOR_MAGIC, &largest, &k, 42).unwrap();
+    assert_eq!(frame.len(), MAX_FRAME_LEN);
+    assert_eq!(open(&frame, &k, 42), Ok(Shared::Operator(largest)));
+    let too_large = origin_for(MAX_FRAME_LEN - overhead + 1);
+    assert_eq!(
+        seal(OPERATOR_MAGIC, &too_large, &k, 42),
+        Err(TooLarge {
+            len: MAX_FRAME_LEN + 1
+        })
     );
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::cluster::shared::{HEALTH_MAGIC, HealthView, OPERATOR_MAGIC, OperatorState};
 
 #[test]
 fn an_incarnation_never_goes_back() {
@@ -15,4 +16,81 @@ fn the_last_incarnation_is_remembered_in_its_file() {
     assert_eq!(remember_incarnation(&file), u64::MAX / 2 + 1);
     assert_eq!(remember_incarnation(&file), u64::MAX / 2 + 2);
     std::fs::remove_file(&file).unwrap();
+}
+
+const CLUSTER: u64 = 42;
+
+fn key() -> Key {
+    Key::from_bytes(b"shell test key ..................").unwrap()
+}
+
+/// A shell of `me` (of a cluster lb1, lb2) on a loopback socket of its
+/// own, sending to nobody yet.
+async fn loopback_shell(me: &str, incarnation: u64) -> Shell {
+    let socket = UdpSocket::bind("[::1]:0").await.unwrap();
+    let params = ClusterParams::new(me, 100, &["lb1", "lb2"], 1);
+    Shell::new(socket, key(), Vec::new(), CLUSTER, params, incarnation).unwrap()
+}
+
+/// The next datagram `frames` delivers.
+async fn next(frames: &mut mpsc::Receiver<Vec<u8>>) -> Vec<u8> {
+    tokio::time::timeout(Duration::from_secs(5), frames.recv())
+        .await
+        .expect("a datagram within 5 s")
+        .expect("the reader runs")
+}
+
+/// 500 backends of an IPv6 VIP, as peers name them.
+fn five_hundred_ipv6_backends() -> std::collections::BTreeSet<(String, IpAddr)> {
+    (1..=500u16)
+        .map(|i| {
+            let address = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 1, i);
+            ("web6".to_string(), IpAddr::V6(address))
+        })
+        .collect()
+}
+
+/// Operator state and a health view naming 500 IPv6 backends are far
+/// larger than one Ethernet frame; they still arrive whole, through the
+/// reader task and `accept`, over a real loopback UDP socket pair.
+#[tokio::test]
+async fn five_hundred_drained_ipv6_backends_replicate() {
+    let mut lb1 = loopback_shell("lb1", 2_000).await;
+    let mut lb2 = loopback_shell("lb2", 1_000).await;
+    lb1.peers = vec![lb2.socket.local_addr().unwrap()];
+    let mut frames = lb2.spawn_reader();
+
+    let operator = OperatorState {
+        version: 1,
+        origin: "lb1".into(),
+        drained: five_hundred_ipv6_backends(),
+        failover: None,
+    };
+    lb1.share(OPERATOR_MAGIC, &operator).await;
+    let frame = next(&mut frames).await;
+    println!(
+        "operator state of 500 drained IPv6 backends: {} bytes",
+        frame.len()
+    );
+    assert!(frame.len() > 8 * 1024, "{} bytes", frame.len());
+    match lb2.accept(&frame) {
+        Some(Received::Shared(Shared::Operator(got))) => assert_eq!(got, operator),
+        _ => panic!("operator state of {} bytes not accepted", frame.len()),
+    }
+
+    let view = HealthView {
+        node: "lb1".into(),
+        sequence: 1,
+        down: five_hundred_ipv6_backends(),
+    };
+    lb1.share(HEALTH_MAGIC, &view).await;
+    let frame = next(&mut frames).await;
+    println!(
+        "health view of 500 IPv6 backends down: {} bytes",
+        frame.len()
+    );
+    match lb2.accept(&frame) {
+        Some(Received::Shared(Shared::Health(got))) => assert_eq!(got, view),
+        _ => panic!("health view of {} bytes not accepted", frame.len()),
+    }
 }
