@@ -108,14 +108,20 @@ impl Shell {
         params: ClusterParams,
         incarnation: u64,
     ) -> Result<Shell> {
-        let me = params.me.clone();
+        let receiver = Receiver::new(
+            key.clone(),
+            cluster_id,
+            params.me.clone(),
+            incarnation,
+            params.dead_after,
+        );
         let machine = Cluster::new(params, Duration::ZERO, incarnation)
             .map_err(|e| anyhow::anyhow!("cluster parameters: {e:?}"))?;
         Ok(Shell {
             socket: Arc::new(socket),
             peers,
             sender: Sender::new(key.clone(), cluster_id, incarnation),
-            receiver: Receiver::new(key.clone(), cluster_id, me),
+            receiver,
             key,
             cluster_id,
             epoch: Instant::now(),
@@ -179,7 +185,7 @@ impl Shell {
         } else {
             let now = self.now();
             self.receiver
-                .receive(frame)
+                .receive(frame, now)
                 .map(|hb| Received::Heartbeat(Input::Heartbeat { now, hb }))
         };
         match received {

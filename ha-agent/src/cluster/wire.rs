@@ -68,8 +68,36 @@
 //!
 //! [`Receiver`] runs [`decode`], drops our own frames looped back
 //! (`FromSelf`: also what a second node configured with our name looks
-//! like) and runs the [`ReplayGuard`] (`Replayed`), counting every rejection
-//! by reason. The replay state only moves on authenticated frames.
+//! like), checks that a new incarnation is live (`Unproven`, below) and
+//! runs the [`ReplayGuard`] (`Replayed`), counting every rejection by
+//! reason. The replay state only moves on authenticated frames.
+//!
+//! ## New incarnations
+//!
+//! The replay window only knows the incarnations it has heard. A receiver
+//! that restarted (or a peer that restarted meanwhile) meets incarnations
+//! it has no window for, and a recording of an earlier life of a peer,
+//! replayed then, would pass it: a dead peer would look alive, and its
+//! claims would block the takeover, for as long as the recording lasts.
+//! So a frame of an incarnation of its sender that this receiver has not
+//! accepted yet is taken only with proof that the sender runs now; else it
+//! is dropped as `Unproven`. Either
+//!
+//! - it reports this node's own incarnation with an echo sent less than
+//!   `dead_after` ago: the sender heard this life of ours, which began
+//!   after any recording made before it; or
+//! - its incarnation (the sender's start, ms since the epoch) is at most
+//!   `dead_after` older than this node's: the sender started about when
+//!   this node did, or later, so no recording of it predates this node's
+//!   start by more than `dead_after`.
+//!
+//! Of two nodes the later started passes the second test, and a node
+//! answers a peer's new life at once, so the other passes the first one
+//! round trip later: nobody waits on anybody. A peer that started earlier
+//! and does not hear us (a one-way link) stays unproven here; its claims
+//! still arrive in the reports of the peers that hear it. What remains:
+//! frames sent during this node's current life that it never received can
+//! arrive late, each once and in order, as any delayed frame.
 //!
 //! Every holder of the shared key can speak for every node: the tag proves
 //! cluster membership, not which member sent the frame.
@@ -99,6 +127,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BufMut};
@@ -185,17 +214,25 @@ pub enum DropReason {
     Replayed,
     /// Our own name: a frame of ours looped back (or a name clash).
     FromSelf,
+    /// Authentic, but of an incarnation of its sender this node has not
+    /// heard live and cannot tell from a recording (see [`Receiver`]).
+    Unproven,
+    /// A shared health view that changes the sender's view again within a
+    /// heartbeat interval (never a heartbeat).
+    RateLimited,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::Malformed,
         DropReason::Version,
         DropReason::Unauthenticated,
         DropReason::ForeignCluster,
         DropReason::Replayed,
         DropReason::FromSelf,
+        DropReason::Unproven,
+        DropReason::RateLimited,
     ];
 
     /// snake_case name, for logs and as a metric label.
@@ -207,6 +244,8 @@ impl DropReason {
             DropReason::ForeignCluster => "foreign_cluster",
             DropReason::Replayed => "replayed",
             DropReason::FromSelf => "from_self",
+            DropReason::Unproven => "unproven",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 
@@ -622,6 +661,12 @@ impl ReplayGuard {
         ReplayGuard::default()
     }
 
+    /// The incarnation of `node` whose frames are accepted: the newest
+    /// accepted so far.
+    pub fn incarnation(&self, node: &str) -> Option<u64> {
+        self.peers.get(node).map(|w| w.incarnation)
+    }
+
     /// Accepts (and records) sequence `sequence` of incarnation
     /// `incarnation` from `node`, or `Err(DropReason::Replayed)` for an older
     /// incarnation, a sequence already accepted, or one [`REPLAY_WINDOW`] or
@@ -665,35 +710,50 @@ impl ReplayGuard {
 }
 
 /// The receiving end: [`decode`], then own frames out (`FromSelf`), then
-/// the [`ReplayGuard`]; every rejection counted by reason.
+/// new incarnations without proof of life out (`Unproven`, see the module
+/// doc), then the [`ReplayGuard`]; every rejection counted by reason.
 #[derive(Debug)]
 pub struct Receiver {
     key: Key,
     cluster_id: u64,
     me: String,
+    /// This node's incarnation: an echo of it was made in this life.
+    incarnation: u64,
+    dead_after: Duration,
     replay: ReplayGuard,
     /// Frames rejected, by reason; index = [`DropReason::index`].
-    pub rejected: [u64; 6],
+    pub rejected: [u64; DropReason::ALL.len()],
     /// Frames accepted.
     pub accepted: u64,
 }
 
 impl Receiver {
-    /// A receiver for node `me` of cluster `cluster_id`.
-    pub fn new(key: Key, cluster_id: u64, me: impl Into<String>) -> Receiver {
+    /// A receiver for node `me`, running as `incarnation`, of cluster
+    /// `cluster_id` whose peers are down after `dead_after`.
+    pub fn new(
+        key: Key,
+        cluster_id: u64,
+        me: impl Into<String>,
+        incarnation: u64,
+        dead_after: Duration,
+    ) -> Receiver {
         Receiver {
             key,
             cluster_id,
             me: me.into(),
+            incarnation,
+            dead_after,
             replay: ReplayGuard::new(),
-            rejected: [0; 6],
+            rejected: [0; DropReason::ALL.len()],
             accepted: 0,
         }
     }
 
-    /// The heartbeat in `frame`, or why it was dropped (and counted).
-    pub fn receive(&mut self, frame: &[u8]) -> Result<Heartbeat, DropReason> {
-        let result = self.check(frame);
+    /// The heartbeat in `frame`, arrived at `now` (the clock this node
+    /// stamps its own frames' `sent_at_us` with), or why it was dropped
+    /// (and counted).
+    pub fn receive(&mut self, frame: &[u8], now: Duration) -> Result<Heartbeat, DropReason> {
+        let result = self.check(frame, now);
         match &result {
             Ok(_) => self.accepted += 1,
             Err(reason) => self.rejected[reason.index()] += 1,
@@ -701,13 +761,44 @@ impl Receiver {
         result
     }
 
-    fn check(&mut self, frame: &[u8]) -> Result<Heartbeat, DropReason> {
+    /// The incarnation of `node` heard live: the one whose frames are
+    /// accepted (shared state is taken from it alone).
+    pub fn live_incarnation(&self, node: &str) -> Option<u64> {
+        self.replay.incarnation(node)
+    }
+
+    fn check(&mut self, frame: &[u8], now: Duration) -> Result<Heartbeat, DropReason> {
         let hb = decode(frame, &self.key, self.cluster_id)?;
         if hb.node == self.me {
             return Err(DropReason::FromSelf);
         }
+        let known = self.replay.incarnation(&hb.node);
+        if known.is_none_or(|live| hb.incarnation > live) && !self.proves_life(&hb, now) {
+            return Err(DropReason::Unproven);
+        }
         self.replay.accept(&hb.node, hb.incarnation, hb.sequence)?;
         Ok(hb)
+    }
+
+    /// Whether `hb`, of an incarnation not heard yet, shows that its
+    /// sender runs now (the module doc's two tests).
+    fn proves_life(&self, hb: &Heartbeat, now: Duration) -> bool {
+        let grace_ms = self.dead_after.as_millis() as u64;
+        hb.incarnation.saturating_add(grace_ms) >= self.incarnation
+            || self.echoes_this_life(hb, now)
+    }
+
+    /// Whether `hb` reports a frame of this node's current life sent less
+    /// than `dead_after` before `now`.
+    fn echoes_this_life(&self, hb: &Heartbeat, now: Duration) -> bool {
+        hb.peers.iter().any(|r| {
+            let sent = Duration::from_micros(r.echo_us);
+            r.node == self.me
+                && r.incarnation == self.incarnation
+                && now
+                    .checked_sub(sent)
+                    .is_some_and(|ago| ago < self.dead_after)
+        })
     }
 }
 
