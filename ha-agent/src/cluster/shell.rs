@@ -15,7 +15,7 @@ use tokio::{net::UdpSocket, sync::mpsc};
 
 use crate::{
     cluster::{
-        shared::{self, Shared},
+        shared::{self, Kind, Shared, SharedReceiver, SharedSender},
         state::{Action, Cluster, ClusterParams, Fencing, Input, Quorum},
         wire::{self, DropReason, Key, Receiver, Sender},
     },
@@ -37,10 +37,11 @@ pub(crate) enum Received {
 
 pub(crate) struct Shell {
     socket: Arc<UdpSocket>,
-    key: Key,
     peers: Vec<SocketAddr>,
     sender: Sender,
     receiver: Receiver,
+    shared_sender: SharedSender,
+    shared_receiver: SharedReceiver,
     cluster_id: u64,
     epoch: Instant,
     pub machine: Cluster,
@@ -108,21 +109,25 @@ impl Shell {
         params: ClusterParams,
         incarnation: u64,
     ) -> Result<Shell> {
+        let me = params.me.clone();
         let receiver = Receiver::new(
             key.clone(),
             cluster_id,
-            params.me.clone(),
+            me.clone(),
             incarnation,
             params.dead_after,
         );
+        let shared_sender = SharedSender::new(key.clone(), cluster_id, &me, incarnation);
+        let shared_receiver = SharedReceiver::new(key.clone(), cluster_id, &me, params.interval);
         let machine = Cluster::new(params, Duration::ZERO, incarnation)
             .map_err(|e| anyhow::anyhow!("cluster parameters: {e:?}"))?;
         Ok(Shell {
             socket: Arc::new(socket),
             peers,
-            sender: Sender::new(key.clone(), cluster_id, incarnation),
+            sender: Sender::new(key, cluster_id, incarnation),
             receiver,
-            key,
+            shared_sender,
+            shared_receiver,
             cluster_id,
             epoch: Instant::now(),
             machine,
@@ -176,35 +181,30 @@ impl Shell {
         rx
     }
 
-    /// An authentic, fresh heartbeat becomes an input, authentic shared
-    /// state is handed over; anything else is dropped and counted by
-    /// reason.
+    /// An authentic, fresh heartbeat becomes an input, authentic fresh
+    /// shared state of a live sender is handed over; anything else is
+    /// dropped and counted by kind and reason.
     pub(crate) fn accept(&mut self, frame: &[u8]) -> Option<Received> {
+        let now = self.now();
         let received = if shared::is_shared_frame(frame) {
-            shared::open(frame, &self.key, self.cluster_id).map(Received::Shared)
+            let receiver = &self.receiver;
+            self.shared_receiver
+                .receive(frame, now, |node| receiver.live_incarnation(node))
+                .map(Received::Shared)
         } else {
-            let now = self.now();
             self.receiver
                 .receive(frame, now)
                 .map(|hb| Received::Heartbeat(Input::Heartbeat { now, hb }))
         };
-        match received {
-            Ok(received) => Some(received),
-            Err(reason) => {
-                if shared::is_shared_frame(frame) {
-                    // The heartbeat receiver counted its own rejections.
-                    self.receiver.rejected[reason.index()] += 1;
-                }
-                tracing::debug!(reason = reason.name(), "frame dropped");
-                None
-            }
-        }
+        received
+            .inspect_err(|reason| tracing::debug!(reason = reason.name(), "frame dropped"))
+            .ok()
     }
 
     /// Sends shared state (`magic`, `content`) to every peer; content too
     /// large for one datagram is not sent (logged).
-    pub(crate) async fn share<T: serde::Serialize>(&self, magic: [u8; 2], content: &T) {
-        let frame = match shared::seal(magic, content, &self.key, self.cluster_id) {
+    pub(crate) async fn share<T: serde::Serialize>(&mut self, magic: [u8; 2], content: &T) {
+        let frame = match self.shared_sender.seal(magic, content) {
             Ok(frame) => frame,
             Err(e) => {
                 tracing::error!(error = %e, "shared state not sent");
@@ -223,6 +223,19 @@ impl Shell {
         DropReason::ALL
             .iter()
             .map(|r| (*r, self.receiver.rejected[r.index()]))
+            .collect()
+    }
+
+    /// Shared frames dropped so far, by kind and reason.
+    pub(crate) fn shared_rejected(&self) -> Vec<(Kind, DropReason, u64)> {
+        Kind::ALL
+            .iter()
+            .flat_map(|&kind| {
+                let counts = self.shared_receiver.rejected(kind);
+                DropReason::ALL
+                    .iter()
+                    .map(move |&r| (kind, r, counts[r.index()]))
+            })
             .collect()
     }
 }

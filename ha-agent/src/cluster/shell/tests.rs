@@ -59,6 +59,13 @@ async fn five_hundred_drained_ipv6_backends_replicate() {
     let mut lb2 = loopback_shell("lb2", 1_000).await;
     lb1.peers = vec![lb2.socket.local_addr().unwrap()];
     let mut frames = lb2.spawn_reader();
+    // lb2 takes shared state only from a life of lb1 it heard live.
+    lb1.handle(Input::Tick { now: lb1.now() }).await;
+    let heartbeat = next(&mut frames).await;
+    assert!(matches!(
+        lb2.accept(&heartbeat),
+        Some(Received::Heartbeat(_))
+    ));
 
     let operator = OperatorState {
         version: 1,
