@@ -4,8 +4,10 @@
 //! action to the agent, which owns the maps and the hooks.
 
 use std::{
+    ffi::OsStr,
     net::{IpAddr, Ipv6Addr, SocketAddr},
-    path::Path,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -82,8 +84,13 @@ impl Shell {
         let socket = UdpSocket::bind(bind)
             .await
             .with_context(|| format!("bind heartbeat port {bind}"))?;
-        let incarnation =
-            remember_incarnation(&config.node.control_socket.with_extension("incarnation"));
+        let state_directory = std::env::var_os("STATE_DIRECTORY");
+        let files = incarnation_files(
+            &config.node.name,
+            &config.node.control_socket,
+            state_directory.as_deref(),
+        );
+        let incarnation = remember_incarnation(&files);
         let peers = cluster
             .nodes
             .iter()
@@ -247,13 +254,38 @@ pub(crate) fn next_incarnation(now_ms: u64, last: Option<u64>) -> u64 {
     last.map_or(now_ms, |last| now_ms.max(last + 1))
 }
 
-/// [`next_incarnation`] with the last one kept in `file` (beside the
-/// control socket, so under /run: it outlives restarts, not reboots).
-fn remember_incarnation(file: &Path) -> u64 {
-    let last = std::fs::read_to_string(file)
-        .ok()
-        .and_then(|text| text.trim().parse().ok());
+/// Where node `node` keeps its last incarnation, the file written first:
+/// `<node>.incarnation` in systemd's state directory (`StateDirectory=ha`
+/// makes it /var/lib/ha and passes it as `$STATE_DIRECTORY`, the first of
+/// a `:`-separated list), which survives stops, restarts and reboots; then
+/// beside the control socket, the place without systemd (under /run/ha: it
+/// outlives restarts, not reboots, and systemd deletes its
+/// `RuntimeDirectory` on every stop) and before this version.
+fn incarnation_files(
+    node: &str,
+    control_socket: &Path,
+    state_directory: Option<&OsStr>,
+) -> Vec<PathBuf> {
+    let name = format!("{node}.incarnation");
+    let state = state_directory
+        .and_then(|dirs| dirs.as_bytes().split(|&b| b == b':').next())
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(OsStr::from_bytes(dir)).join(&name));
+    let beside_socket = control_socket.with_file_name(&name);
+    state.into_iter().chain([beside_socket]).collect()
+}
+
+/// [`next_incarnation`] above the last one found in any of `files`,
+/// written to the first.
+fn remember_incarnation(files: &[PathBuf]) -> u64 {
+    let last = files
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok()?.trim().parse().ok())
+        .max();
     let incarnation = next_incarnation(wall_ms(), last);
+    let Some(file) = files.first() else {
+        return incarnation;
+    };
     let written = file
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)

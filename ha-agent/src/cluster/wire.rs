@@ -99,6 +99,15 @@
 //! frames sent during this node's current life that it never received can
 //! arrive late, each once and in order, as any delayed frame.
 //!
+//! A frame of a lower incarnation than the one heard live (or of one the
+//! receiver gave up, below) is a replay of an earlier life, except from a
+//! peer silent for `dead_after` and with the first proof (a fresh echo of
+//! this life): that is the peer restarted with its clock stepped back and
+//! its incarnation file lost. Its old window is then forgotten and the old
+//! incarnation given up: no frame of it or below it counts again, unless
+//! it happens once more the same way. So a peer that restarted like that
+//! is heard again after `dead_after`, not dropped until this node restarts.
+//!
 //! Every holder of the shared key can speak for every node: the tag proves
 //! cluster membership, not which member sent the frame.
 //!
@@ -667,6 +676,11 @@ impl ReplayGuard {
         self.peers.get(node).map(|w| w.incarnation)
     }
 
+    /// Forgets everything accepted from `node`.
+    pub fn forget(&mut self, node: &str) {
+        self.peers.remove(node);
+    }
+
     /// Accepts (and records) sequence `sequence` of incarnation
     /// `incarnation` from `node`, or `Err(DropReason::Replayed)` for an older
     /// incarnation, a sequence already accepted, or one [`REPLAY_WINDOW`] or
@@ -721,6 +735,10 @@ pub struct Receiver {
     incarnation: u64,
     dead_after: Duration,
     replay: ReplayGuard,
+    /// Per sender: when a frame of it was last accepted (the caller's clock).
+    heard_at: HashMap<String, Duration>,
+    /// Per sender: the highest incarnation given up for a lower one.
+    given_up: HashMap<String, u64>,
     /// Frames rejected, by reason; index = [`DropReason::index`].
     pub rejected: [u64; DropReason::ALL.len()],
     /// Frames accepted.
@@ -744,6 +762,8 @@ impl Receiver {
             incarnation,
             dead_after,
             replay: ReplayGuard::new(),
+            heard_at: HashMap::new(),
+            given_up: HashMap::new(),
             rejected: [0; DropReason::ALL.len()],
             accepted: 0,
         }
@@ -772,11 +792,31 @@ impl Receiver {
         if hb.node == self.me {
             return Err(DropReason::FromSelf);
         }
-        let known = self.replay.incarnation(&hb.node);
-        if known.is_none_or(|live| hb.incarnation > live) && !self.proves_life(&hb, now) {
-            return Err(DropReason::Unproven);
+        let live = self.replay.incarnation(&hb.node);
+        let given_up = self.given_up.get(&hb.node).copied();
+        let newer = live.is_none_or(|live| hb.incarnation > live)
+            && given_up.is_none_or(|gone| hb.incarnation > gone);
+        if newer {
+            if !self.proves_life(&hb, now) {
+                return Err(DropReason::Unproven);
+            }
+        } else if live != Some(hb.incarnation) {
+            // An earlier life: a replay, or a restart with the clock set back.
+            let silent = self
+                .heard_at
+                .get(&hb.node)
+                .is_none_or(|&heard| now >= heard + self.dead_after);
+            if !(silent && self.echoes_this_life(&hb, now)) {
+                return Err(DropReason::Replayed);
+            }
+            if let Some(live) = live {
+                let gone = given_up.map_or(live, |gone| gone.max(live));
+                self.given_up.insert(hb.node.clone(), gone);
+            }
+            self.replay.forget(&hb.node);
         }
         self.replay.accept(&hb.node, hb.incarnation, hb.sequence)?;
+        self.heard_at.insert(hb.node.clone(), now);
         Ok(hb)
     }
 

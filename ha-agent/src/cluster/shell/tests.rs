@@ -13,9 +13,51 @@ fn an_incarnation_never_goes_back() {
 fn the_last_incarnation_is_remembered_in_its_file() {
     let file = std::env::temp_dir().join(format!("ha-incarnation-{}", std::process::id()));
     std::fs::write(&file, format!("{}\n", u64::MAX / 2)).unwrap();
-    assert_eq!(remember_incarnation(&file), u64::MAX / 2 + 1);
-    assert_eq!(remember_incarnation(&file), u64::MAX / 2 + 2);
+    let files = [file.clone()];
+    assert_eq!(remember_incarnation(&files), u64::MAX / 2 + 1);
+    assert_eq!(remember_incarnation(&files), u64::MAX / 2 + 2);
     std::fs::remove_file(&file).unwrap();
+}
+
+/// Under the shipped unit the incarnation lives in the state directory:
+/// a stop deletes the runtime directory (control socket and all), the
+/// next start still comes up above the last incarnation, even with the
+/// clock stepped back (the file holds one far in the future). Without
+/// systemd it stays beside the control socket; the old place is still
+/// read, so an upgrade keeps counting up.
+#[test]
+fn the_incarnation_survives_a_stop_in_the_state_directory() {
+    let root = std::env::temp_dir().join(format!("ha-incarnation-unit-{}", std::process::id()));
+    let (state, runtime) = (root.join("var/lib/ha"), root.join("run/ha"));
+    let socket = runtime.join("lb1.sock");
+    let files = incarnation_files("lb1", &socket, Some(state.as_os_str()));
+    assert_eq!(
+        files,
+        [
+            state.join("lb1.incarnation"),
+            runtime.join("lb1.incarnation")
+        ]
+    );
+    // The place before: beside the socket, found at the first start.
+    std::fs::create_dir_all(&runtime).unwrap();
+    let future = u64::MAX / 2;
+    std::fs::write(runtime.join("lb1.incarnation"), format!("{future}\n")).unwrap();
+    assert_eq!(remember_incarnation(&files), future + 1);
+    // systemctl stop: RuntimeDirectory= is removed; start again.
+    std::fs::remove_dir_all(&runtime).unwrap();
+    assert_eq!(remember_incarnation(&files), future + 2);
+    assert_eq!(remember_incarnation(&files), future + 3);
+    // Without systemd: beside the control socket.
+    assert_eq!(
+        incarnation_files("lb1", &socket, None),
+        [runtime.join("lb1.incarnation")]
+    );
+    let several = std::ffi::OsString::from(format!("{}:/elsewhere", state.display()));
+    assert_eq!(
+        incarnation_files("lb1", &socket, Some(&several))[0],
+        state.join("lb1.incarnation")
+    );
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 const CLUSTER: u64 = 42;

@@ -761,3 +761,37 @@ fn receiver_a_new_incarnation_needs_proof_of_life() {
         Err(DropReason::Unproven)
     );
 }
+
+/// lb2 ran as life 2,000,000 (started after us), then restarted with its
+/// clock stepped back and its incarnation file lost: life 1,500,000. Its
+/// frames are replays while its old life may still speak; once it has
+/// been silent for dead_after, a fresh echo of this life makes it live
+/// again, and the old life is given up for good.
+#[test]
+fn receiver_forgets_a_peer_silent_for_dead_after() {
+    let mut rx = Receiver::new(key(), CLUSTER, "lb1", MY_LIFE, DEAD_AFTER);
+    let (old, new) = (2_000_000, 1_500_000);
+    let heard = NOW;
+    assert!(rx.receive(&frame_of_lb2(old, 10, 0, NOW), heard).is_ok());
+    let echo = |at: Duration| frame_of_lb2(new, 1, MY_LIFE, at - DEAD_AFTER / 4);
+    // Not silent for dead_after yet, or no fresh echo: replays.
+    let soon = heard + DEAD_AFTER / 2;
+    assert_eq!(rx.receive(&echo(soon), soon), Err(DropReason::Replayed));
+    let later = heard + DEAD_AFTER;
+    let no_echo = frame_of_lb2(new, 2, MY_LAST_LIFE, later);
+    assert_eq!(rx.receive(&no_echo, later), Err(DropReason::Replayed));
+    // Silent for dead_after, with a fresh echo: live again.
+    let frame = frame_of_lb2(new, 3, MY_LIFE, later - DEAD_AFTER / 4);
+    assert_eq!(rx.receive(&frame, later).map(|hb| hb.sequence), Ok(3));
+    assert_eq!(rx.live_incarnation("lb-2.example"), Some(new));
+    let plain = frame_of_lb2(new, 4, MY_LAST_LIFE, Duration::ZERO);
+    assert!(rx.receive(&plain, later).is_ok());
+    // The old life, replayed, and any life up to it: given up.
+    for incarnation in [old, new + 1] {
+        let replay = frame_of_lb2(incarnation, 11, MY_LIFE, later);
+        assert_eq!(rx.receive(&replay, later), Err(DropReason::Replayed));
+    }
+    // A later restart with a sound clock is a new life as usual.
+    let restart = frame_of_lb2(old + 1, 1, MY_LAST_LIFE, Duration::ZERO);
+    assert!(rx.receive(&restart, later).is_ok());
+}
