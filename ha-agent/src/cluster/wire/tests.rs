@@ -754,7 +754,7 @@ fn receiver_a_new_incarnation_needs_proof_of_life() {
     let mut lb3 = full();
     (lb3.node, lb3.incarnation, lb3.peers) = ("lb3".into(), MY_LIFE - grace, vec![]);
     assert!(rx.receive(&encode(&lb3, &key()), NOW).is_ok());
-    let mut lb4 = lb3.clone();
+    let mut lb4 = lb3;
     (lb4.node, lb4.incarnation) = ("lb4".into(), MY_LIFE - grace - 1);
     assert_eq!(
         rx.receive(&encode(&lb4, &key()), NOW),
