@@ -118,7 +118,8 @@
 //! every peer. The incarnation must grow across restarts of a node (for
 //! example the wall-clock milliseconds at start, or a persisted counter):
 //! peers drop every frame of an older incarnation than the newest they have
-//! accepted from that node.
+//! accepted from that node (until it has been silent for `dead_after`, see
+//! Receiving).
 //!
 //! # Key file
 //!
