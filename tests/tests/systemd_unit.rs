@@ -141,6 +141,10 @@ fn unit_is_notify_with_watchdog_and_least_capabilities() {
         Path::new("/run").join(unit.one(service, "RuntimeDirectory")),
         Path::new(DEFAULT_CONTROL_DIR)
     );
+    // The incarnation must survive a stop, which deletes the runtime
+    // directory: systemd keeps /var/lib/<StateDirectory> and passes it as
+    // $STATE_DIRECTORY (writable under ProtectSystem=strict).
+    assert_eq!(unit.one(service, "StateDirectory"), "ha");
     assert_eq!(unit.one(service, "ProtectSystem"), "strict");
     assert_eq!(unit.one(service, "MemoryDenyWriteExecute"), "yes");
     // It would mount /sys/fs/bpf read-only whatever ReadWritePaths= says.

@@ -112,21 +112,21 @@ impl Agent {
 
     /// Sends the operator state to every peer (on a change, and every
     /// second so that a restarted or cut-off node catches up).
-    pub(super) async fn send_operator(&self) {
-        if let Some(shell) = &self.cluster {
+    pub(super) async fn send_operator(&mut self) {
+        if let Some(shell) = &mut self.cluster {
             shell.share(OPERATOR_MAGIC, &self.operator).await;
         }
     }
 
     /// Sends this node's health view to every peer (on a change, and every
     /// second).
-    pub(super) async fn send_health(&self) {
-        if let Some(shell) = &self.cluster {
-            let view = HealthView {
-                node: self.config.node.name.clone(),
-                sequence: self.health_sequence,
-                down: self.named(&self.own_down),
-            };
+    pub(super) async fn send_health(&mut self) {
+        let view = HealthView {
+            node: self.config.node.name.clone(),
+            sequence: self.health_sequence,
+            down: self.named(&self.own_down),
+        };
+        if let Some(shell) = &mut self.cluster {
             shell.share(HEALTH_MAGIC, &view).await;
         }
     }
@@ -185,13 +185,15 @@ impl Agent {
                 }
                 Ok(())
             }
+            // The shell hands over only fresh views of the sender's live
+            // incarnation, a changed one at most once per interval.
             Some(Received::Shared(Shared::Health(view))) => {
-                let newer = self
+                let changed = self
                     .peer_views
                     .get(&view.node)
-                    .is_none_or(|known| view.sequence > known.sequence || view.down != known.down);
-                if newer {
-                    let cause = format!("health view of {}", view.node);
+                    .is_none_or(|known| view.down != known.down);
+                if changed {
+                    let cause = format!("health view {} of {}", view.sequence, view.node);
                     self.peer_views.insert(view.node.clone(), view);
                     self.sync_health(&cause, Instant::now())?;
                 }

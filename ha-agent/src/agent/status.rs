@@ -42,10 +42,19 @@ impl Agent {
                     digest_matches: p.digest_matches,
                 })
                 .collect(),
+            // Heartbeats by reason, shared frames by kind and reason.
             dropped: shell
                 .rejected()
                 .into_iter()
                 .map(|(reason, count)| (reason.name().to_string(), count))
+                .chain(
+                    shell
+                        .shared_rejected()
+                        .into_iter()
+                        .map(|(kind, reason, count)| {
+                            (format!("{} {}", kind.name(), reason.name()), count)
+                        }),
+                )
                 .collect(),
         }
     }
@@ -137,6 +146,11 @@ impl Agent {
                     .rejected()
                     .into_iter()
                     .map(|(reason, n)| (reason.name(), n))
+                    .collect(),
+                shared_dropped: shell
+                    .shared_rejected()
+                    .into_iter()
+                    .map(|(kind, reason, n)| (kind.name(), reason.name(), n))
                     .collect(),
             }
         });

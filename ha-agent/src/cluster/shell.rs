@@ -4,8 +4,10 @@
 //! action to the agent, which owns the maps and the hooks.
 
 use std::{
+    ffi::OsStr,
     net::{IpAddr, Ipv6Addr, SocketAddr},
-    path::Path,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -15,15 +17,19 @@ use tokio::{net::UdpSocket, sync::mpsc};
 
 use crate::{
     cluster::{
-        shared::{self, Shared},
+        shared::{self, Kind, Shared, SharedReceiver, SharedSender},
         state::{Action, Cluster, ClusterParams, Fencing, Input, Quorum},
         wire::{self, DropReason, Key, Receiver, Sender},
     },
     config::{ClusterConfig, Config, FencingConfig, QuorumConfig},
 };
 
-/// Largest datagram read; heartbeats are at most wire::MAX_FRAME_LEN.
-const RECEIVE_BUFFER: usize = 2048;
+/// Largest datagram read: any UDP payload (65,527 bytes over IPv6, 65,507
+/// over IPv4), so no frame is ever cut short. Senders keep every frame
+/// within one datagram (`wire::MAX_FRAME_LEN`, `shared::MAX_FRAME_LEN`).
+const RECEIVE_BUFFER: usize = 64 * 1024;
+const _: () =
+    assert!(RECEIVE_BUFFER > wire::MAX_FRAME_LEN && RECEIVE_BUFFER > shared::MAX_FRAME_LEN);
 
 /// What an authentic frame carried.
 pub(crate) enum Received {
@@ -33,10 +39,11 @@ pub(crate) enum Received {
 
 pub(crate) struct Shell {
     socket: Arc<UdpSocket>,
-    key: Key,
     peers: Vec<SocketAddr>,
     sender: Sender,
     receiver: Receiver,
+    shared_sender: SharedSender,
+    shared_receiver: SharedReceiver,
     cluster_id: u64,
     epoch: Instant,
     pub machine: Cluster,
@@ -77,25 +84,59 @@ impl Shell {
         let socket = UdpSocket::bind(bind)
             .await
             .with_context(|| format!("bind heartbeat port {bind}"))?;
-        let incarnation =
-            remember_incarnation(&config.node.control_socket.with_extension("incarnation"));
-        let epoch = Instant::now();
-        let machine = Cluster::new(params(config, cluster), Duration::ZERO, incarnation)
-            .map_err(|e| anyhow::anyhow!("cluster parameters: {e:?}"))?;
+        let state_directory = std::env::var_os("STATE_DIRECTORY");
+        let files = incarnation_files(
+            &config.node.name,
+            &config.node.control_socket,
+            state_directory.as_deref(),
+        );
+        let incarnation = remember_incarnation(&files);
         let peers = cluster
             .nodes
             .iter()
             .filter(|n| n.name != config.node.name)
             .map(|n| SocketAddr::new(n.address, cluster.port))
             .collect();
+        Shell::new(
+            socket,
+            key,
+            peers,
+            cluster.id,
+            params(config, cluster),
+            incarnation,
+        )
+    }
+
+    /// A shell on `socket` sending to `peers`, its machine starting now.
+    fn new(
+        socket: UdpSocket,
+        key: Key,
+        peers: Vec<SocketAddr>,
+        cluster_id: u64,
+        params: ClusterParams,
+        incarnation: u64,
+    ) -> Result<Shell> {
+        let me = params.me.clone();
+        let receiver = Receiver::new(
+            key.clone(),
+            cluster_id,
+            me.clone(),
+            incarnation,
+            params.dead_after,
+        );
+        let shared_sender = SharedSender::new(key.clone(), cluster_id, &me, incarnation);
+        let shared_receiver = SharedReceiver::new(key.clone(), cluster_id, &me, params.interval);
+        let machine = Cluster::new(params, Duration::ZERO, incarnation)
+            .map_err(|e| anyhow::anyhow!("cluster parameters: {e:?}"))?;
         Ok(Shell {
             socket: Arc::new(socket),
             peers,
-            sender: Sender::new(key.clone(), cluster.id, incarnation),
-            receiver: Receiver::new(key.clone(), cluster.id, config.node.name.clone()),
-            key,
-            cluster_id: cluster.id,
-            epoch,
+            sender: Sender::new(key, cluster_id, incarnation),
+            receiver,
+            shared_sender,
+            shared_receiver,
+            cluster_id,
+            epoch: Instant::now(),
             machine,
         })
     }
@@ -137,7 +178,7 @@ impl Shell {
         let (tx, rx) = mpsc::channel(256);
         let socket = self.socket.clone();
         tokio::spawn(async move {
-            let mut buffer = [0u8; RECEIVE_BUFFER];
+            let mut buffer = vec![0u8; RECEIVE_BUFFER];
             while let Ok((len, _)) = socket.recv_from(&mut buffer).await {
                 if tx.send(buffer[..len].to_vec()).await.is_err() {
                     break;
@@ -147,34 +188,36 @@ impl Shell {
         rx
     }
 
-    /// An authentic, fresh heartbeat becomes an input, authentic shared
-    /// state is handed over; anything else is dropped and counted by
-    /// reason.
+    /// An authentic, fresh heartbeat becomes an input, authentic fresh
+    /// shared state of a live sender is handed over; anything else is
+    /// dropped and counted by kind and reason.
     pub(crate) fn accept(&mut self, frame: &[u8]) -> Option<Received> {
+        let now = self.now();
         let received = if shared::is_shared_frame(frame) {
-            shared::open(frame, &self.key, self.cluster_id).map(Received::Shared)
+            let receiver = &self.receiver;
+            self.shared_receiver
+                .receive(frame, now, |node| receiver.live_incarnation(node))
+                .map(Received::Shared)
         } else {
-            let now = self.now();
             self.receiver
-                .receive(frame)
+                .receive(frame, now)
                 .map(|hb| Received::Heartbeat(Input::Heartbeat { now, hb }))
         };
-        match received {
-            Ok(received) => Some(received),
-            Err(reason) => {
-                if shared::is_shared_frame(frame) {
-                    // The heartbeat receiver counted its own rejections.
-                    self.receiver.rejected[reason.index()] += 1;
-                }
-                tracing::debug!(reason = reason.name(), "frame dropped");
-                None
-            }
-        }
+        received
+            .inspect_err(|reason| tracing::debug!(reason = reason.name(), "frame dropped"))
+            .ok()
     }
 
-    /// Sends shared state (`magic`, `content`) to every peer.
-    pub(crate) async fn share<T: serde::Serialize>(&self, magic: [u8; 2], content: &T) {
-        let frame = shared::seal(magic, content, &self.key, self.cluster_id);
+    /// Sends shared state (`magic`, `content`) to every peer; content too
+    /// large for one datagram is not sent (logged).
+    pub(crate) async fn share<T: serde::Serialize>(&mut self, magic: [u8; 2], content: &T) {
+        let frame = match self.shared_sender.seal(magic, content) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::error!(error = %e, "shared state not sent");
+                return;
+            }
+        };
         for peer in &self.peers {
             if let Err(e) = self.socket.send_to(&frame, peer).await {
                 tracing::debug!(%peer, error = %e, "shared state not sent");
@@ -189,6 +232,19 @@ impl Shell {
             .map(|r| (*r, self.receiver.rejected[r.index()]))
             .collect()
     }
+
+    /// Shared frames dropped so far, by kind and reason.
+    pub(crate) fn shared_rejected(&self) -> Vec<(Kind, DropReason, u64)> {
+        Kind::ALL
+            .iter()
+            .flat_map(|&kind| {
+                let counts = self.shared_receiver.rejected(kind);
+                DropReason::ALL
+                    .iter()
+                    .map(move |&r| (kind, r, counts[r.index()]))
+            })
+            .collect()
+    }
 }
 
 /// The start time in milliseconds, but always above the last one: peers
@@ -198,13 +254,38 @@ pub(crate) fn next_incarnation(now_ms: u64, last: Option<u64>) -> u64 {
     last.map_or(now_ms, |last| now_ms.max(last + 1))
 }
 
-/// [`next_incarnation`] with the last one kept in `file` (beside the
-/// control socket, so under /run: it outlives restarts, not reboots).
-fn remember_incarnation(file: &Path) -> u64 {
-    let last = std::fs::read_to_string(file)
-        .ok()
-        .and_then(|text| text.trim().parse().ok());
+/// Where node `node` keeps its last incarnation, the file written first:
+/// `<node>.incarnation` in systemd's state directory (`StateDirectory=ha`
+/// makes it /var/lib/ha and passes it as `$STATE_DIRECTORY`, the first of
+/// a `:`-separated list), which survives stops, restarts and reboots; then
+/// beside the control socket, the place without systemd (under /run/ha: it
+/// outlives restarts, not reboots, and systemd deletes its
+/// `RuntimeDirectory` on every stop) and before this version.
+fn incarnation_files(
+    node: &str,
+    control_socket: &Path,
+    state_directory: Option<&OsStr>,
+) -> Vec<PathBuf> {
+    let name = format!("{node}.incarnation");
+    let state = state_directory
+        .and_then(|dirs| dirs.as_bytes().split(|&b| b == b':').next())
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(OsStr::from_bytes(dir)).join(&name));
+    let beside_socket = control_socket.with_file_name(&name);
+    state.into_iter().chain([beside_socket]).collect()
+}
+
+/// [`next_incarnation`] above the last one found in any of `files`,
+/// written to the first.
+fn remember_incarnation(files: &[PathBuf]) -> u64 {
+    let last = files
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok()?.trim().parse().ok())
+        .max();
     let incarnation = next_incarnation(wall_ms(), last);
+    let Some(file) = files.first() else {
+        return incarnation;
+    };
     let written = file
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)

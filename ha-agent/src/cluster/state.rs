@@ -22,7 +22,13 @@
 //! - Membership: a peer is UP from a valid frame until `D` passes without a
 //!   newer one, or until it says LEAVING. Frames older than the freshest
 //!   (incarnation, sequence) seen are ignored, so reordering and
-//!   duplication never roll a peer back.
+//!   duplication never roll a peer back; except that once a peer has been
+//!   silent for `D`, a frame of a lower incarnation starts a new life (its
+//!   clock stepped back and it lost its incarnation file), and that life's
+//!   knowledge replaces the expired knowledge of the old one. The shell
+//!   feeds only frames it accepted (`wire::Receiver`): a new incarnation,
+//!   higher or lower, only with proof that its sender runs now, never a
+//!   recording of an earlier life.
 //! - Reports: every frame carries, for each UP peer, the newest frame
 //!   accepted from it: its (incarnation, sequence), age (time since it was
 //!   received), send time (the echo), priority, claims and bids.
@@ -602,10 +608,13 @@ impl Cluster {
         let dead_after = self.p.dead_after;
         let p = &mut self.peers[i];
         let key = (hb.incarnation, hb.sequence);
-        if p.last.is_some_and(|last| key <= last) {
+        let reborn = !p.up
+            && p.heard_at.is_some_and(|h| now >= h + dead_after)
+            && p.last.is_some_and(|(inc, _)| hb.incarnation < inc);
+        if p.last.is_some_and(|last| key <= last) && !reborn {
             return; // stale, duplicated or reordered
         }
-        if p.last.is_none_or(|(inc, _)| hb.incarnation > inc) {
+        if reborn || p.last.is_none_or(|(inc, _)| hb.incarnation > inc) {
             p.left = false; // a new life
             p.incarnation_since = Some(now);
         }
@@ -696,7 +705,9 @@ impl Cluster {
     }
 
     /// Learns what frame `key` of peer `j` said, live until `until`: the
-    /// freshest frame wins; of two copies of one frame, the earlier expiry.
+    /// freshest frame wins (expired knowledge of another life yields to
+    /// any: see Membership); of two copies of one frame, the earlier
+    /// expiry.
     fn learn(
         &mut self,
         j: usize,
@@ -708,7 +719,7 @@ impl Cluster {
     ) {
         let p = &mut self.peers[j];
         if let Some(k) = &mut p.known {
-            if key < k.key {
+            if key < k.key && (self.now < k.until || key.0 == k.key.0) {
                 return;
             }
             if key == k.key {

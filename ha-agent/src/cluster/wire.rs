@@ -68,8 +68,45 @@
 //!
 //! [`Receiver`] runs [`decode`], drops our own frames looped back
 //! (`FromSelf`: also what a second node configured with our name looks
-//! like) and runs the [`ReplayGuard`] (`Replayed`), counting every rejection
-//! by reason. The replay state only moves on authenticated frames.
+//! like), checks that a new incarnation is live (`Unproven`, below) and
+//! runs the [`ReplayGuard`] (`Replayed`), counting every rejection by
+//! reason. The replay state only moves on authenticated frames.
+//!
+//! ## New incarnations
+//!
+//! The replay window only knows the incarnations it has heard. A receiver
+//! that restarted (or a peer that restarted meanwhile) meets incarnations
+//! it has no window for, and a recording of an earlier life of a peer,
+//! replayed then, would pass it: a dead peer would look alive, and its
+//! claims would block the takeover, for as long as the recording lasts.
+//! So a frame of an incarnation of its sender that this receiver has not
+//! accepted yet is taken only with proof that the sender runs now; else it
+//! is dropped as `Unproven`. Either
+//!
+//! - it reports this node's own incarnation with an echo sent less than
+//!   `dead_after` ago: the sender heard this life of ours, which began
+//!   after any recording made before it; or
+//! - its incarnation (the sender's start, ms since the epoch) is at most
+//!   `dead_after` older than this node's: the sender started about when
+//!   this node did, or later, so no recording of it predates this node's
+//!   start by more than `dead_after`.
+//!
+//! Of two nodes the later started passes the second test, and a node
+//! answers a peer's new life at once, so the other passes the first one
+//! round trip later: nobody waits on anybody. A peer that started earlier
+//! and does not hear us (a one-way link) stays unproven here; its claims
+//! still arrive in the reports of the peers that hear it. What remains:
+//! frames sent during this node's current life that it never received can
+//! arrive late, each once and in order, as any delayed frame.
+//!
+//! A frame of a lower incarnation than the one heard live (or of one the
+//! receiver gave up, below) is a replay of an earlier life, except from a
+//! peer silent for `dead_after` and with the first proof (a fresh echo of
+//! this life): that is the peer restarted with its clock stepped back and
+//! its incarnation file lost. Its old window is then forgotten and the old
+//! incarnation given up: no frame of it or below it counts again, unless
+//! it happens once more the same way. So a peer that restarted like that
+//! is heard again after `dead_after`, not dropped until this node restarts.
 //!
 //! Every holder of the shared key can speak for every node: the tag proves
 //! cluster membership, not which member sent the frame.
@@ -81,7 +118,8 @@
 //! every peer. The incarnation must grow across restarts of a node (for
 //! example the wall-clock milliseconds at start, or a persisted counter):
 //! peers drop every frame of an older incarnation than the newest they have
-//! accepted from that node.
+//! accepted from that node (until it has been silent for `dead_after`, see
+//! Receiving).
 //!
 //! # Key file
 //!
@@ -99,6 +137,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BufMut};
@@ -185,17 +224,25 @@ pub enum DropReason {
     Replayed,
     /// Our own name: a frame of ours looped back (or a name clash).
     FromSelf,
+    /// Authentic, but of an incarnation of its sender this node has not
+    /// heard live and cannot tell from a recording (see [`Receiver`]).
+    Unproven,
+    /// A shared health view that changes the sender's view again within a
+    /// heartbeat interval (never a heartbeat).
+    RateLimited,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::Malformed,
         DropReason::Version,
         DropReason::Unauthenticated,
         DropReason::ForeignCluster,
         DropReason::Replayed,
         DropReason::FromSelf,
+        DropReason::Unproven,
+        DropReason::RateLimited,
     ];
 
     /// snake_case name, for logs and as a metric label.
@@ -207,6 +254,8 @@ impl DropReason {
             DropReason::ForeignCluster => "foreign_cluster",
             DropReason::Replayed => "replayed",
             DropReason::FromSelf => "from_self",
+            DropReason::Unproven => "unproven",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 
@@ -622,6 +671,17 @@ impl ReplayGuard {
         ReplayGuard::default()
     }
 
+    /// The incarnation of `node` whose frames are accepted: the newest
+    /// accepted so far.
+    pub fn incarnation(&self, node: &str) -> Option<u64> {
+        self.peers.get(node).map(|w| w.incarnation)
+    }
+
+    /// Forgets everything accepted from `node`.
+    pub fn forget(&mut self, node: &str) {
+        self.peers.remove(node);
+    }
+
     /// Accepts (and records) sequence `sequence` of incarnation
     /// `incarnation` from `node`, or `Err(DropReason::Replayed)` for an older
     /// incarnation, a sequence already accepted, or one [`REPLAY_WINDOW`] or
@@ -665,35 +725,56 @@ impl ReplayGuard {
 }
 
 /// The receiving end: [`decode`], then own frames out (`FromSelf`), then
-/// the [`ReplayGuard`]; every rejection counted by reason.
+/// new incarnations without proof of life out (`Unproven`, see the module
+/// doc), then the [`ReplayGuard`]; every rejection counted by reason.
 #[derive(Debug)]
 pub struct Receiver {
     key: Key,
     cluster_id: u64,
     me: String,
+    /// This node's incarnation: an echo of it was made in this life.
+    incarnation: u64,
+    dead_after: Duration,
     replay: ReplayGuard,
+    /// Per sender: when a frame of it was last accepted (the caller's clock).
+    heard_at: HashMap<String, Duration>,
+    /// Per sender: the highest incarnation given up for a lower one.
+    given_up: HashMap<String, u64>,
     /// Frames rejected, by reason; index = [`DropReason::index`].
-    pub rejected: [u64; 6],
+    pub rejected: [u64; DropReason::ALL.len()],
     /// Frames accepted.
     pub accepted: u64,
 }
 
 impl Receiver {
-    /// A receiver for node `me` of cluster `cluster_id`.
-    pub fn new(key: Key, cluster_id: u64, me: impl Into<String>) -> Receiver {
+    /// A receiver for node `me`, running as `incarnation`, of cluster
+    /// `cluster_id` whose peers are down after `dead_after`.
+    pub fn new(
+        key: Key,
+        cluster_id: u64,
+        me: impl Into<String>,
+        incarnation: u64,
+        dead_after: Duration,
+    ) -> Receiver {
         Receiver {
             key,
             cluster_id,
             me: me.into(),
+            incarnation,
+            dead_after,
             replay: ReplayGuard::new(),
-            rejected: [0; 6],
+            heard_at: HashMap::new(),
+            given_up: HashMap::new(),
+            rejected: [0; DropReason::ALL.len()],
             accepted: 0,
         }
     }
 
-    /// The heartbeat in `frame`, or why it was dropped (and counted).
-    pub fn receive(&mut self, frame: &[u8]) -> Result<Heartbeat, DropReason> {
-        let result = self.check(frame);
+    /// The heartbeat in `frame`, arrived at `now` (the clock this node
+    /// stamps its own frames' `sent_at_us` with), or why it was dropped
+    /// (and counted).
+    pub fn receive(&mut self, frame: &[u8], now: Duration) -> Result<Heartbeat, DropReason> {
+        let result = self.check(frame, now);
         match &result {
             Ok(_) => self.accepted += 1,
             Err(reason) => self.rejected[reason.index()] += 1,
@@ -701,13 +782,64 @@ impl Receiver {
         result
     }
 
-    fn check(&mut self, frame: &[u8]) -> Result<Heartbeat, DropReason> {
+    /// The incarnation of `node` heard live: the one whose frames are
+    /// accepted (shared state is taken from it alone).
+    pub fn live_incarnation(&self, node: &str) -> Option<u64> {
+        self.replay.incarnation(node)
+    }
+
+    fn check(&mut self, frame: &[u8], now: Duration) -> Result<Heartbeat, DropReason> {
         let hb = decode(frame, &self.key, self.cluster_id)?;
         if hb.node == self.me {
             return Err(DropReason::FromSelf);
         }
+        let live = self.replay.incarnation(&hb.node);
+        let given_up = self.given_up.get(&hb.node).copied();
+        let newer = live.is_none_or(|live| hb.incarnation > live)
+            && given_up.is_none_or(|gone| hb.incarnation > gone);
+        if newer {
+            if !self.proves_life(&hb, now) {
+                return Err(DropReason::Unproven);
+            }
+        } else if live != Some(hb.incarnation) {
+            // An earlier life: a replay, or a restart with the clock set back.
+            let silent = self
+                .heard_at
+                .get(&hb.node)
+                .is_none_or(|&heard| now >= heard + self.dead_after);
+            if !(silent && self.echoes_this_life(&hb, now)) {
+                return Err(DropReason::Replayed);
+            }
+            if let Some(live) = live {
+                let gone = given_up.map_or(live, |gone| gone.max(live));
+                self.given_up.insert(hb.node.clone(), gone);
+            }
+            self.replay.forget(&hb.node);
+        }
         self.replay.accept(&hb.node, hb.incarnation, hb.sequence)?;
+        self.heard_at.insert(hb.node.clone(), now);
         Ok(hb)
+    }
+
+    /// Whether `hb`, of an incarnation not heard yet, shows that its
+    /// sender runs now (the module doc's two tests).
+    fn proves_life(&self, hb: &Heartbeat, now: Duration) -> bool {
+        let grace_ms = self.dead_after.as_millis() as u64;
+        hb.incarnation.saturating_add(grace_ms) >= self.incarnation
+            || self.echoes_this_life(hb, now)
+    }
+
+    /// Whether `hb` reports a frame of this node's current life sent less
+    /// than `dead_after` before `now`.
+    fn echoes_this_life(&self, hb: &Heartbeat, now: Duration) -> bool {
+        hb.peers.iter().any(|r| {
+            let sent = Duration::from_micros(r.echo_us);
+            r.node == self.me
+                && r.incarnation == self.incarnation
+                && now
+                    .checked_sub(sent)
+                    .is_some_and(|ago| ago < self.dead_after)
+        })
     }
 }
 

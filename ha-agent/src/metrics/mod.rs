@@ -42,7 +42,8 @@
 //! | `ha_cluster_peer_up` | gauge | `peer` | 1 while the peer's heartbeats arrive |
 //! | `ha_cluster_peer_last_heard_seconds` | gauge | `peer` | time since its last valid heartbeat (absent: never heard) |
 //! | `ha_cluster_peer_rtt_seconds` | gauge | `peer` | heartbeat round trip to the peer, smoothed (absent: not measured yet) |
-//! | `ha_heartbeats_dropped_total` | counter | `reason` | heartbeat frames dropped, by reason (`unauthenticated`, `replayed`, ...) |
+//! | `ha_heartbeats_dropped_total` | counter | `reason` | heartbeat frames dropped, by reason (`unauthenticated`, `replayed`, `unproven`, ...) |
+//! | `ha_shared_frames_dropped_total` | counter | `frame`, `reason` | operator-state and health-view frames dropped, by kind (`operator_state`, `health_view`) and reason (`replayed`, `unproven`, `rate_limited`, ...) |
 //! | `ha_switchover_phase1_seconds` | histogram | | backend switchover: decision to phase 1 done (backend entry written) |
 //! | `ha_switchover_phase2_seconds` | histogram | | backend switchover: decision to phase 2 done (Maglev table flipped) |
 //!

@@ -58,6 +58,8 @@ pub(crate) struct ClusterSample {
     pub peers: Vec<PeerSample>,
     /// Heartbeats dropped, by reason (`DropReason::name`).
     pub dropped: Vec<(&'static str, u64)>,
+    /// Shared frames dropped, by kind (`shared::Kind::name`) and reason.
+    pub shared_dropped: Vec<(&'static str, &'static str, u64)>,
 }
 
 /// One other node of the cluster.

@@ -156,6 +156,14 @@ pub(crate) fn render(s: &Snapshot) -> String {
                 .iter()
                 .map(|&(reason, n)| Sample::new(vec![("reason", reason.into())], n)),
         );
+        out.family(
+            "ha_shared_frames_dropped_total",
+            "counter",
+            "Shared frames (operator state, health views) dropped, by kind and reason.",
+            cluster.shared_dropped.iter().map(|&(frame, reason, n)| {
+                Sample::new(vec![("frame", frame.into()), ("reason", reason.into())], n)
+            }),
+        );
     }
 
     out.histogram(

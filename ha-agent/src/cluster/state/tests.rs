@@ -889,3 +889,53 @@ fn heartbeats_go_out_every_interval_and_on_change() {
     assert!(o.eligible && o.incarnation == 7 && o.node == "a");
     assert_eq!(sends(&c.handle(Input::Tick { now: I })), 1);
 }
+
+/// A peer whose clock stepped back restarts with a lower incarnation (its
+/// incarnation file lost): a stale frame while its old life may still be
+/// heard, a new life once it has been silent for dead_after; the old
+/// life's claim is gone with it.
+#[test]
+fn a_lower_incarnation_is_a_new_life_once_the_peer_was_silent_for_dead_after() {
+    let mut p = ClusterParams::new("b", 1, &["a", "b", "c"], 1);
+    p.quorum = Quorum::Disabled;
+    let mut c = Cluster::new(p, Duration::ZERO, 1).unwrap();
+    let life = |incarnation, seq, claims: &[u16]| Heartbeat {
+        incarnation,
+        ..frame("a", 9, seq, claims)
+    };
+    let t0 = 10 * MS;
+    c.handle(Input::Heartbeat {
+        now: t0,
+        hb: life(2_000, 5, &[0]),
+    });
+    let a = |c: &Cluster| c.peers().into_iter().find(|p| p.node == "a").unwrap();
+    assert_eq!((a(&c).up, a(&c).incarnation), (true, Some(2_000)));
+    // Within dead_after of the old life's last frame: ignored.
+    c.handle(Input::Heartbeat {
+        now: t0 + D / 2,
+        hb: life(1_500, 1, &[]),
+    });
+    assert_eq!(a(&c).incarnation, Some(2_000));
+    // Silent for dead_after: the lower incarnation is a new life.
+    let acts = c.handle(Input::Heartbeat {
+        now: t0 + D,
+        hb: life(1_500, 2, &[]),
+    });
+    assert!(
+        acts.contains(&Action::PeerUp { node: "a".into() }),
+        "{acts:?}"
+    );
+    assert_eq!((a(&c).up, a(&c).incarnation), (true, Some(1_500)));
+    assert!(a(&c).claims.is_empty());
+    // Its frames go on as one life; the old one's stay stale.
+    c.handle(Input::Heartbeat {
+        now: t0 + D + I,
+        hb: life(1_500, 3, &[0]),
+    });
+    assert_eq!(a(&c).claims, [0]);
+    c.handle(Input::Heartbeat {
+        now: t0 + D + 2 * I,
+        hb: life(1_500, 2, &[]),
+    });
+    assert_eq!(a(&c).claims, [0]);
+}

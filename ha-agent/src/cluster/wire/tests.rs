@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const CLUSTER: u64 = 0x0123_4567_89ab_cdef;
+const DEAD_AFTER: Duration = Duration::from_millis(200);
+/// A receiver's clock when it does not matter.
+const NOW: Duration = Duration::from_secs(1);
 
 fn key() -> Key {
     Key::from_bytes(b"0123456789abcdef0123456789abcdef\n").unwrap()
@@ -488,16 +491,16 @@ fn replay_older_incarnation_rejected() {
 fn receiver_rejects_from_self() {
     let mut me = Sender::new(key(), CLUSTER, 1);
     let frame = me.seal(&full());
-    let mut rx = Receiver::new(key(), CLUSTER, "lb-2.example");
-    assert_eq!(rx.receive(&frame), Err(DropReason::FromSelf));
-    let mut other = Receiver::new(key(), CLUSTER, "lb-1.example");
-    assert!(other.receive(&frame).is_ok());
+    let mut rx = Receiver::new(key(), CLUSTER, "lb-2.example", 1, DEAD_AFTER);
+    assert_eq!(rx.receive(&frame, NOW), Err(DropReason::FromSelf));
+    let mut other = Receiver::new(key(), CLUSTER, "lb-1.example", 1, DEAD_AFTER);
+    assert!(other.receive(&frame, NOW).is_ok());
 }
 
 #[test]
 fn receiver_counts_each_reason() {
     let mut tx = Sender::new(key(), CLUSTER, 9);
-    let mut rx = Receiver::new(key(), CLUSTER, "me");
+    let mut rx = Receiver::new(key(), CLUSTER, "me", 9, DEAD_AFTER);
     let f1 = tx.seal(&full());
     let f2 = tx.seal(&full());
     let mut own = full();
@@ -509,8 +512,8 @@ fn receiver_counts_each_reason() {
     forged[OFF_PRIORITY] ^= 1;
     let foreign = Sender::new(key(), CLUSTER + 1, 9).seal(&full());
 
-    assert_eq!(rx.receive(&f2).map(|hb| hb.sequence), Ok(2));
-    assert_eq!(rx.receive(&f1).map(|hb| hb.sequence), Ok(1)); // reordered
+    assert_eq!(rx.receive(&f2, NOW).map(|hb| hb.sequence), Ok(2));
+    assert_eq!(rx.receive(&f1, NOW).map(|hb| hb.sequence), Ok(1)); // reordered
     let rejections = [
         (&f1[..3], DropReason::Malformed),
         (&versioned[..], DropReason::Version),
@@ -523,10 +526,10 @@ fn receiver_counts_each_reason() {
         (&own[..], DropReason::FromSelf),
     ];
     for (frame, reason) in rejections {
-        assert_eq!(rx.receive(frame), Err(reason));
+        assert_eq!(rx.receive(frame, NOW), Err(reason));
     }
     assert_eq!(rx.accepted, 2);
-    assert_eq!(rx.rejected, [1, 1, 2, 1, 3, 1]);
+    assert_eq!(rx.rejected, [1, 1, 2, 1, 3, 1, 0, 0]);
     for (i, reason) in DropReason::ALL.into_iter().enumerate() {
         assert_eq!(reason.index(), i);
     }
@@ -539,7 +542,9 @@ fn receiver_counts_each_reason() {
             "unauthenticated",
             "foreign_cluster",
             "replayed",
-            "from_self"
+            "from_self",
+            "unproven",
+            "rate_limited"
         ]
     );
 }
@@ -686,4 +691,107 @@ fn key_derivation_golden() {
         "no trimming"
     );
     assert_eq!(format!("{:?}", key()), "Key(..)");
+}
+
+/// This node (lb1) started at 1,000,000 ms; its previous life at 900,000.
+const MY_LIFE: u64 = 1_000_000;
+const MY_LAST_LIFE: u64 = 900_000;
+
+/// Frame `sequence` of lb-2.example's life `incarnation`, reporting lb1's
+/// life `echoed_life` with an echo of lb1's frame sent at `echo`.
+fn frame_of_lb2(incarnation: u64, sequence: u64, echoed_life: u64, echo: Duration) -> Vec<u8> {
+    let mut hb = full();
+    (hb.incarnation, hb.sequence, hb.leaving) = (incarnation, sequence, false);
+    hb.peers[0].node = "lb1".to_owned();
+    hb.peers[0].incarnation = echoed_life;
+    hb.peers[0].echo_us = echo.as_micros() as u64;
+    encode(&hb, &key())
+}
+
+/// After lb1 restarts, a recording of a dead peer's frames (made while
+/// lb1's previous life ran, so echoing that life) makes nothing look
+/// alive: the peer started long before lb1's new life and never heard it.
+#[test]
+fn receiver_a_recording_of_a_dead_peer_stays_dead_after_a_restart() {
+    let recording: Vec<Vec<u8>> = (1..=100)
+        .map(|seq| frame_of_lb2(500_000, seq, MY_LAST_LIFE, NOW))
+        .collect();
+    let mut restarted = Receiver::new(key(), CLUSTER, "lb1", MY_LIFE, DEAD_AFTER);
+    for (i, frame) in recording.iter().enumerate() {
+        let now = NOW + Duration::from_millis(50 * i as u64);
+        assert_eq!(restarted.receive(frame, now), Err(DropReason::Unproven));
+    }
+    assert_eq!(restarted.accepted, 0);
+    assert_eq!(restarted.rejected[DropReason::Unproven.index()], 100);
+    assert_eq!(restarted.live_incarnation("lb-2.example"), None);
+}
+
+/// A new incarnation is proven by a recent echo of this life, or by having
+/// started no more than dead_after before this node; once heard live, its
+/// frames need no echo.
+#[test]
+fn receiver_a_new_incarnation_needs_proof_of_life() {
+    let mut rx = Receiver::new(key(), CLUSTER, "lb1", MY_LIFE, DEAD_AFTER);
+    let early = 500_000;
+    // An echo of this life, but sent dead_after ago or more (or one from
+    // the future): a recording of a frame that answered us then.
+    let stale = frame_of_lb2(early, 1, MY_LIFE, NOW - DEAD_AFTER);
+    assert_eq!(rx.receive(&stale, NOW), Err(DropReason::Unproven));
+    let future = frame_of_lb2(early, 2, MY_LIFE, NOW + Duration::from_millis(1));
+    assert_eq!(rx.receive(&future, NOW), Err(DropReason::Unproven));
+    // A fresh echo of this life: live.
+    let fresh = frame_of_lb2(early, 3, MY_LIFE, NOW - DEAD_AFTER / 2);
+    assert_eq!(rx.receive(&fresh, NOW).map(|hb| hb.sequence), Ok(3));
+    assert_eq!(rx.live_incarnation("lb-2.example"), Some(early));
+    // From then on its frames pass the replay window alone.
+    let plain = frame_of_lb2(early, 4, MY_LAST_LIFE, Duration::ZERO);
+    assert_eq!(rx.receive(&plain, NOW).map(|hb| hb.sequence), Ok(4));
+    // It restarts after us: its new life needs no echo.
+    let restarted = frame_of_lb2(MY_LIFE + 5_000, 1, MY_LAST_LIFE, Duration::ZERO);
+    assert_eq!(rx.receive(&restarted, NOW).map(|hb| hb.sequence), Ok(1));
+    // Another peer that started within dead_after before us: no echo needed.
+    let grace = DEAD_AFTER.as_millis() as u64;
+    let mut lb3 = full();
+    (lb3.node, lb3.incarnation, lb3.peers) = ("lb3".into(), MY_LIFE - grace, vec![]);
+    assert!(rx.receive(&encode(&lb3, &key()), NOW).is_ok());
+    let mut lb4 = lb3;
+    (lb4.node, lb4.incarnation) = ("lb4".into(), MY_LIFE - grace - 1);
+    assert_eq!(
+        rx.receive(&encode(&lb4, &key()), NOW),
+        Err(DropReason::Unproven)
+    );
+}
+
+/// lb2 ran as life 2,000,000 (started after us), then restarted with its
+/// clock stepped back and its incarnation file lost: life 1,500,000. Its
+/// frames are replays while its old life may still speak; once it has
+/// been silent for dead_after, a fresh echo of this life makes it live
+/// again, and the old life is given up for good.
+#[test]
+fn receiver_forgets_a_peer_silent_for_dead_after() {
+    let mut rx = Receiver::new(key(), CLUSTER, "lb1", MY_LIFE, DEAD_AFTER);
+    let (old, new) = (2_000_000, 1_500_000);
+    let heard = NOW;
+    assert!(rx.receive(&frame_of_lb2(old, 10, 0, NOW), heard).is_ok());
+    let echo = |at: Duration| frame_of_lb2(new, 1, MY_LIFE, at - DEAD_AFTER / 4);
+    // Not silent for dead_after yet, or no fresh echo: replays.
+    let soon = heard + DEAD_AFTER / 2;
+    assert_eq!(rx.receive(&echo(soon), soon), Err(DropReason::Replayed));
+    let later = heard + DEAD_AFTER;
+    let no_echo = frame_of_lb2(new, 2, MY_LAST_LIFE, later);
+    assert_eq!(rx.receive(&no_echo, later), Err(DropReason::Replayed));
+    // Silent for dead_after, with a fresh echo: live again.
+    let frame = frame_of_lb2(new, 3, MY_LIFE, later - DEAD_AFTER / 4);
+    assert_eq!(rx.receive(&frame, later).map(|hb| hb.sequence), Ok(3));
+    assert_eq!(rx.live_incarnation("lb-2.example"), Some(new));
+    let plain = frame_of_lb2(new, 4, MY_LAST_LIFE, Duration::ZERO);
+    assert!(rx.receive(&plain, later).is_ok());
+    // The old life, replayed, and any life up to it: given up.
+    for incarnation in [old, new + 1] {
+        let replay = frame_of_lb2(incarnation, 11, MY_LIFE, later);
+        assert_eq!(rx.receive(&replay, later), Err(DropReason::Replayed));
+    }
+    // A later restart with a sound clock is a new life as usual.
+    let restart = frame_of_lb2(old + 1, 1, MY_LAST_LIFE, Duration::ZERO);
+    assert!(rx.receive(&restart, later).is_ok());
 }

@@ -61,6 +61,7 @@ fn snapshot() -> Snapshot {
                 },
             ],
             dropped: vec![("unauthenticated", 2), ("replayed", 0)],
+            shared_dropped: vec![("health_view", "replayed", 2000)],
         }),
         decisions,
         phase1,
@@ -124,6 +125,9 @@ ha_cluster_peer_rtt_seconds{{peer="lb2"}} 0.000125
 # TYPE ha_heartbeats_dropped_total counter
 ha_heartbeats_dropped_total{{reason="unauthenticated"}} 2
 ha_heartbeats_dropped_total{{reason="replayed"}} 0
+# HELP ha_shared_frames_dropped_total Shared frames (operator state, health views) dropped, by kind and reason.
+# TYPE ha_shared_frames_dropped_total counter
+ha_shared_frames_dropped_total{{frame="health_view",reason="replayed"}} 2000
 # HELP ha_switchover_phase1_seconds Backend switchovers: seconds from the decision to phase 1 done (backend entry written).
 # TYPE ha_switchover_phase1_seconds histogram
 ha_switchover_phase1_seconds_bucket{{le="0.001"}} 2
@@ -263,7 +267,7 @@ fn metrics_render_is_well_formed() {
         assert!(samples > 0, "{name} without samples");
         families.push((name, kind));
     }
-    assert_eq!(families.len(), 17);
+    assert_eq!(families.len(), 18);
 }
 
 /// A real parser reads what we render: every line is a HELP, TYPE or
@@ -278,7 +282,7 @@ fn metrics_render_parses() {
         assert_ne!(LineInfo::parse(line), LineInfo::Ignored, "{line}");
     }
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
-    assert_eq!(scrape.docs.len(), 17);
+    assert_eq!(scrape.docs.len(), 18);
     let find = |metric: &str, label: (&str, &str)| {
         let sample = scrape
             .samples
