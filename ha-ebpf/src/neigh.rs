@@ -107,6 +107,9 @@ pub(crate) fn arp(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<V
     // SAFETY: ptr_at checked that the whole ARP header is in the frame; it
     // follows the Ethernet header, so the two do not overlap.
     let arp = unsafe { &mut *arp };
+    // SAFETY: `eth` comes from parse::frame, whose ptr_at checked that the
+    // Ethernet header is in the frame.
+    let eth_src = unsafe { (*eth).src_addr };
     if arp.htype() != ARP_HTYPE_ETHERNET
         || arp.ptype() != ether_type(EtherType::Ipv4)
         || arp.hlen != ARP_HLEN_ETHERNET
@@ -114,8 +117,10 @@ pub(crate) fn arp(ctx: &XdpContext, eth: *mut EthHdr, offset: usize) -> Result<V
         || arp.oper() != ARP_OP_REQUEST
         // A gratuitous request announces the sender; it asks nothing.
         || arp.spa == arp.tpa
-        // The answer would go to a group or to nobody.
+        // The answer would go to a group or to nobody, or the frame's
+        // source is no station (IEEE 802: a group address never sends).
         || !unicast_mac(&arp.sha)
+        || !unicast_mac(&eth_src)
     {
         return Ok(Verdict::Pass);
     }

@@ -181,7 +181,10 @@ pub struct Solicitation {
 impl Solicitation {
     /// The frame, with a correct ICMPv6 checksum.
     pub fn frame(&self) -> Vec<u8> {
-        let options = self.source_link_layer.map(source_ll_option).unwrap_or_default();
+        let options = self
+            .source_link_layer
+            .map(source_ll_option)
+            .unwrap_or_default();
         solicitation(
             (self.eth_dst, self.src_mac),
             (self.src, self.dst),

@@ -28,10 +28,15 @@ use ha_agent::model::Mac;
 use super::{Topology, VipSpec, hex};
 use crate::{
     packet::{
-        ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_VLAN, ICMPV6, TCP, UDP, icmpv6_checksum, solicited_node,
+        ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_VLAN, ICMPV6, TCP, UDP, icmpv6_checksum, multicast_mac,
+        solicited_node,
     },
     test_run::{NODE_MAC, XDP_DROP, XDP_PASS, XDP_TX},
 };
+
+/// IPv6 all-nodes (RFC 4291 §2.7.1): where answers to duplicate address
+/// detection go.
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 /// Defects the fuzzer finds in the program as it is: those of issue 10
 /// point 12, and one found since. The test skips a failure of a kind it
@@ -440,9 +445,14 @@ fn solicitation_refusal(
     if !ns.options.well_formed {
         return Some(wrong("an option has length 0 or runs past the message"));
     }
-    if ns.src.is_unspecified() {
+    // Duplicate address detection (from ::) is answered to all-nodes, but
+    // only when it went to the target's solicited-node group and carries
+    // no source link-layer option (RFC 4861 §7.1.1).
+    if ns.src.is_unspecified()
+        && (ns.dst != solicited_node(ns.target) || ns.options.source_link_layer.is_some())
+    {
         return Some(wrong(
-            "it comes from :: (duplicate address detection wants a multicast answer)",
+            "it comes from :: but not to the solicited-node group or with a source link-layer option",
         ));
     }
     if ns.src.is_multicast() {
@@ -710,8 +720,16 @@ fn advertisement_is_right(
     let Some(ip) = output.get(l3..at) else {
         return Err(wrong("the advertisement is cut short"));
     };
-    let problem = if output[0..6] != frame.src_mac() {
-        Some("not sent to the asker's MAC")
+    // An answer to duplicate address detection (from ::) goes to all-nodes
+    // and is not solicited (RFC 4861 §7.2.4); any other to the asker.
+    let dad = ns.src.is_unspecified();
+    let (to_mac, to_ip, flags) = if dad {
+        (multicast_mac(ALL_NODES), ALL_NODES, [0x20, 0, 0, 0])
+    } else {
+        (frame.src_mac(), ns.src, [0x60, 0, 0, 0])
+    };
+    let problem = if output[0..6] != to_mac {
+        Some("not sent to the asker's MAC (all-nodes for duplicate address detection)")
     } else if output[6..12] != NODE_MAC {
         Some("not sent from the node's MAC")
     } else if output[12..l3] != frame.bytes[12..l3] {
@@ -724,8 +742,8 @@ fn advertisement_is_right(
         Some("hop limit is not 255")
     } else if ipv6(&ip[8..24]) != ns.target {
         Some("IPv6 source is not the target")
-    } else if ipv6(&ip[24..40]) != ns.src {
-        Some("IPv6 destination is not the asker")
+    } else if ipv6(&ip[24..40]) != to_ip {
+        Some("IPv6 destination is not the asker (all-nodes for duplicate address detection)")
     } else {
         None
     };
@@ -740,11 +758,13 @@ fn advertisement_is_right(
     };
     let problem = if na[0] != 136 || na[1] != 0 {
         Some("not ICMPv6 type 136 code 0")
-    } else if na[4..8] != [0x60, 0, 0, 0] {
-        Some("flags are not exactly solicited + override")
+    } else if na[4..8] != flags {
+        Some(
+            "flags are not exactly solicited + override (override alone for duplicate address detection)",
+        )
     } else if ipv6(&na[8..24]) != ns.target {
         Some("target is not the solicited one")
-    } else if icmpv6_checksum(ns.target, ns.src, na) != 0 {
+    } else if icmpv6_checksum(ns.target, to_ip, na) != 0 {
         Some("ICMPv6 checksum is wrong")
     } else {
         None
