@@ -24,7 +24,7 @@ use std::{
 use ha_tests::{
     fuzz::{self, KnownDefect, Topology, VIP4_DROP, VIP4_PASS},
     packet::{
-        Solicitation, TCP, TCP_SYN, UDP, arp_request, icmpv6_checksum, l4_frame, multicast_mac,
+        Solicitation, TCP, TCP_SYN, UDP, arp_request, l4_frame, multicast_mac,
         neighbour_solicitation, solicited_node,
     },
     test_run::{CLIENT_MAC, CLIENT4, CLIENT6, NODE_MAC, VIP4, VIP6, XDP_DROP, XDP_PASS, XDP_TX},

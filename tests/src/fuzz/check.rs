@@ -455,6 +455,14 @@ fn solicitation_refusal(
             "it comes from :: but not to the solicited-node group or with a source link-layer option",
         ));
     }
+    // RFC 4291 §2.5.5.2: IPv4-mapped addresses never travel as IPv6
+    // sources (Linux drops such packets on input).
+    if ns.src.to_ipv4_mapped().is_some() {
+        return Some(wrong(format!(
+            "its source address {} is IPv4-mapped",
+            ns.src
+        )));
+    }
     if ns.src.is_multicast() {
         return Some(known(
             KnownDefect::SolicitationFromMulticastSourceAnswered,
