@@ -156,17 +156,33 @@ pub fn read(dir: &Path) -> Result<Option<PinRecord>> {
     Ok(Some(PinRecord::decode(&bytes)))
 }
 
-/// Before anything is adopted from `dir`: with a record there, checks that
-/// it matches `ours` and refuses with every difference otherwise; without
-/// one, refuses pins another agent left (they cannot be checked), and
-/// records `ours` in an empty directory, before the maps are created.
+/// Before anything is adopted from `dir`: with maps or a link pinned
+/// there, checks that the record matches `ours` and refuses with every
+/// difference otherwise (or when there is no readable record: such pins
+/// cannot be checked); with nothing to adopt (an empty directory, or only
+/// the record of a start that failed before its maps were made), records
+/// `ours`, before the maps are created.
 pub fn claim(dir: &Path, ours: &PinRecord) -> Result<()> {
     let unpin = format!(
         "to start afresh, remove it with `hactl unpin --pin-dir {}` (this detaches the \
          program: traffic through this node stops until an agent runs again)",
         dir.display()
     );
-    match read(dir) {
+    let adoptable = map::ALL
+        .iter()
+        .chain(std::iter::once(&LINK_PIN))
+        .filter(|name| dir.join(name).exists())
+        .copied()
+        .collect::<Vec<_>>();
+    let record = read(dir);
+    if adoptable.is_empty() {
+        if !matches!(&record, Ok(Some(pinned)) if ours.differences(pinned).is_empty()) {
+            remove_record(dir)?;
+            write(dir, ours)?;
+        }
+        return Ok(());
+    }
+    match record {
         Ok(Some(pinned)) => {
             let differences = ours.differences(&pinned);
             if differences.is_empty() {
@@ -179,27 +195,27 @@ pub fn claim(dir: &Path, ours: &PinRecord) -> Result<()> {
                 differences.join("; ")
             );
         }
-        Ok(None) => {}
+        Ok(None) => bail!(
+            "{} holds pins ({}) without a record of what they were made for (left by an older \
+             agent?): they cannot be checked and are not adopted; {unpin}",
+            dir.display(),
+            adoptable.join(", ")
+        ),
         Err(e) => bail!(
             "the datapath pinned at {} has an unreadable record ({e:#}); {unpin}",
             dir.display()
         ),
     }
-    let left = map::ALL
-        .iter()
-        .chain(std::iter::once(&LINK_PIN))
-        .filter(|name| dir.join(name).exists())
-        .copied()
-        .collect::<Vec<_>>();
-    if !left.is_empty() {
-        bail!(
-            "{} holds pins ({}) without a record of what they were made for (left by an older \
-             agent?): they cannot be checked and are not adopted; {unpin}",
-            dir.display(),
-            left.join(", ")
-        );
+}
+
+fn remove_record(dir: &Path) -> Result<()> {
+    let path = dir.join(RECORD_PIN);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("remove {}", path.display()))
+        }
+        _ => Ok(()),
     }
-    write(dir, ours)
 }
 
 fn write(dir: &Path, record: &PinRecord) -> Result<()> {
