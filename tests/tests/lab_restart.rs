@@ -83,10 +83,25 @@ fn pins_made_for_another_max_flows_are_refused_until_hactl_unpin_clears_them() {
         error.contains(&format!("hactl unpin --pin-dir {}", pins.display())),
         "{error}"
     );
+    // So is another node MAC, which the pinned program answers ARP with.
+    let other_mac = dsr.config("lb").replacen(
+        "interface = \"eth0\"\n",
+        "interface = \"eth0\"\nmac = \"02:aa:00:00:00:99\"\n",
+        1,
+    );
+    let mut refused = Agent::start(ns, &node, &other_mac, true).expect("start the agent");
+    let error = refused
+        .wait_healthy(BACKENDS.len(), READY)
+        .expect_err("an agent whose MAC differs from the pinned datapath's");
+    let error = format!("{error:#}");
+    assert!(
+        error.contains("node MAC: pinned 02:00:00:00:00:11, this agent 02:aa:00:00:00:99"),
+        "{error}"
+    );
     assert_eq!(
         datapath::pinned_link(&pins).expect("pinned link"),
         (link, program),
-        "the refused agent changed the pinned datapath"
+        "the refused agents changed the pinned datapath"
     );
 
     // hactl unpin clears it (and says so), and is idempotent.
