@@ -32,11 +32,9 @@ use ha_common::{
     PROGRAM_NAME, STATS_LEN, VipKey, VipValue, map, ring_index, rings_len,
 };
 use nix::{
-    mount::{MsFlags, mount},
     sys::{
         mman::{MapFlags, ProtFlags, mmap, munmap},
         resource::{RLIM_INFINITY, Resource, setrlimit},
-        statfs::{BPF_FS_MAGIC, statfs},
     },
     time::{ClockId, clock_gettime},
     unistd::{SysconfVar, sysconf},
@@ -46,6 +44,8 @@ use crate::{datapath_log::DatapathLog, desired::Write};
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub(crate) mod bpffs;
+pub mod pins;
 
 /// The XDP object, built by `cargo xtask build-ebpf` and embedded by build.rs.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-xdp.o"));
@@ -54,8 +54,6 @@ static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 const XDP_PASS: u32 = 2;
 /// File name of the pinned XDP link inside the pin directory.
 const LINK_PIN: &str = "link";
-/// Where bpffs is mounted on every systemd machine.
-const BPFFS: &str = "/sys/fs/bpf";
 /// Array maps lay out values on 8-byte strides (kernel: round_up(value_size, 8)).
 const ARRAY_STRIDE_U32S: usize = 2;
 
@@ -307,7 +305,7 @@ impl Datapath {
             .map_max_entries(map::FLOWS, options.max_flows);
         let pins: Vec<(&str, PathBuf)> = match &options.pin_dir {
             Some(dir) => {
-                ensure_bpffs()?;
+                bpffs::prepare()?;
                 fs::create_dir_all(dir)
                     .with_context(|| format!("create pin directory {}", dir.display()))?;
                 map::ALL
@@ -330,7 +328,7 @@ impl Datapath {
             None => (XDP_OBJECT, "the embedded XDP object".to_string()),
         };
         let mut ebpf = loader.load(object).with_context(|| {
-            format!("load {origin} (maps pinned by an agent with another ring_size or max_flows must be removed first: hactl unpin)")
+            format!("load {origin} (maps pinned by an agent with another ring_size or max_flows must be removed first: hactl unpin --pin-dir DIR)")
         })?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
@@ -590,9 +588,10 @@ pub fn pinned_link(dir: &Path) -> Result<(u32, ProgramInfo)> {
     bail!("program {program_id} of link {} not found", info.id())
 }
 
-/// Removes the pins under `dir` (link and maps) and the directory itself.
+/// Removes the pins under `dir` (link, maps and their record) and the
+/// directory itself.
 pub fn unpin_dir(dir: &Path) -> Result<()> {
-    for name in map::ALL.iter().chain(std::iter::once(&LINK_PIN)) {
+    for name in map::ALL.iter().chain([&LINK_PIN, &pins::RECORD_PIN]) {
         let path = dir.join(name);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -622,23 +621,6 @@ fn clock_ns(clock: ClockId) -> u64 {
     // Linux 2.6.32.
     let now = clock_gettime(clock).expect("the monotonic clocks exist");
     Duration::from(now).as_nanos() as u64
-}
-
-/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there (systemd does
-/// this at boot; minimal containers and VMs may not).
-fn ensure_bpffs() -> Result<()> {
-    if statfs(BPFFS).is_ok_and(|fs| fs.filesystem_type() == BPF_FS_MAGIC) {
-        return Ok(());
-    }
-    tracing::info!("mounting bpffs at {BPFFS}");
-    mount(
-        Some("bpf"),
-        BPFFS,
-        Some("bpf"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .with_context(|| format!("mount bpffs at {BPFFS}"))
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones do

@@ -43,7 +43,13 @@ impl DsrLab {
     /// `vip_extra` (TOML inside the `[[vip]]` table, e.g. a `[vip.check]`)
     /// appended.
     pub fn new(vip: IpAddr, backends: &[&str], vip_extra: &str) -> Result<DsrLab> {
-        DsrLab::build(vip, &["lb"], backends, vip_extra, None)
+        DsrLab::build(vip, &["lb"], backends, vip_extra, None, true)
+    }
+
+    /// Like `new`, but the lb's switch port runs no XDP program: the lb's
+    /// XDP_TX frames are dropped there, as on any veth whose peer has none.
+    pub fn without_peer_xdp(vip: IpAddr, backends: &[&str], vip_extra: &str) -> Result<DsrLab> {
+        DsrLab::build(vip, &["lb"], backends, vip_extra, None, false)
     }
 
     /// Like `new`, with several load balancers forming a cluster; each
@@ -66,7 +72,14 @@ impl DsrLab {
         vip_extra: &str,
     ) -> Result<DsrLab> {
         let names: Vec<&str> = lbs.iter().map(|(name, _)| *name).collect();
-        DsrLab::build(vip, &names, backends, vip_extra, Some((lbs, cluster_extra)))
+        DsrLab::build(
+            vip,
+            &names,
+            backends,
+            vip_extra,
+            Some((lbs, cluster_extra)),
+            true,
+        )
     }
 
     fn build(
@@ -75,6 +88,7 @@ impl DsrLab {
         backends: &[&str],
         vip_extra: &str,
         cluster: Option<(&[(&str, u8)], &str)>,
+        peer_xdp: bool,
     ) -> Result<DsrLab> {
         let mut hosts = vec!["client"];
         hosts.extend(lb_hosts);
@@ -84,7 +98,7 @@ impl DsrLab {
         // Every lb's switch port must run XDP itself for XDP_TX frames to
         // pass (docs/development.md, "The lab").
         let mut pass = Vec::new();
-        for lb in lb_hosts {
+        for lb in lb_hosts.iter().filter(|_| peer_xdp) {
             let port = lab.host(lb).switch_port().to_string();
             pass.push(lab.switch().run(move || -> Result<PassProgram> {
                 let mut program = PassProgram::load()?;
@@ -169,6 +183,11 @@ impl DsrLab {
     /// The cluster's heartbeat key file, if there is a cluster.
     pub fn key_file(&self) -> Option<&std::path::Path> {
         self.key_file.as_deref()
+    }
+
+    /// The agent configuration of load balancer `lb`.
+    pub fn config(&self, lb: &str) -> &str {
+        &self.lbs[lb].1
     }
 
     /// The agent node name of load balancer `lb`.

@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use tokio::{
     net::TcpListener,
     signal::unix::{SignalKind, signal},
@@ -38,7 +38,11 @@ use crate::{
     },
     config::{self, Config},
     control::{self, Request, Response},
-    datapath::{Datapath, LoadOptions},
+    datapath::{
+        Datapath, LoadOptions,
+        bpffs::{self, Sharing},
+        pins::{self, PinRecord},
+    },
     desired::Knowledge,
     health,
     metrics::{self, Histogram},
@@ -114,6 +118,34 @@ pub async fn run(options: Options) -> Result<()> {
     let netlink = Netlink::open(&config.node.interface).await?;
     let node_mac = config.node.mac.unwrap_or(netlink.mac);
     let pin_dir = config.datapath.pin_dir.join(&config.node.name);
+    if let Sharing::Private(why) = bpffs::prepare()? {
+        if options.keep_datapath {
+            bail!(
+                "--keep-datapath cannot keep the datapath here: {why}, so the pins vanish with \
+                 this agent and no later agent or hactl finds them. Enter only the network \
+                 namespace instead, which keeps the host's bpffs: `nsenter \
+                 --net=/var/run/netns/NAME ha-agent ...` (or start without --keep-datapath)"
+            );
+        }
+        tracing::warn!(
+            "{why}: hactl and the next agent will not see this datapath, and it goes away \
+             when this agent exits; to keep it across restarts, start the agent with `nsenter \
+             --net=/var/run/netns/NAME` instead of `ip netns exec`"
+        );
+    }
+    // Before anything pinned is adopted: it must have been made for this
+    // layout, these sizes, this interface and this MAC.
+    pins::claim(
+        &pin_dir,
+        &PinRecord {
+            layout: pins::layout_fingerprint(),
+            ring_size: config.datapath.ring_size,
+            max_flows: config.datapath.max_flows,
+            ifindex: netlink.ifindex,
+            interface: config.node.interface.clone(),
+            node_mac: node_mac.0,
+        },
+    )?;
     let datapath = Datapath::load(&LoadOptions {
         ring_size: config.datapath.ring_size,
         max_flows: config.datapath.max_flows,
@@ -169,6 +201,13 @@ pub async fn run(options: Options) -> Result<()> {
     agent.reconcile("start")?;
     agent.renew_leases()?;
     let mode = agent.writer.datapath.attach(&agent.config.node.interface)?;
+    match netlink.xdp_tx_hazard(&agent.config.node.interface).await {
+        Ok(None) => {}
+        Ok(Some(hazard)) => tracing::warn!("{hazard}"),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot check whether XDP_TX frames leave the interface")
+        }
+    }
     // Answering now: clients that cached another MAC for a VIP (the load
     // balancer this one replaces) learn this node's at once.
     agent.ownership.announce_standalone(&agent.config, None);

@@ -1,14 +1,15 @@
 //! hactl: the operator's CLI. `hactl maps` reads the pinned maps directly,
-//! so it works while the agent is down, and `hactl check-config` only reads
-//! the config file; the other commands ask the running agent over its
-//! control socket.
+//! so it works while the agent is down, `hactl unpin` removes them, and
+//! `hactl check-config` only reads the config file; the other commands ask
+//! the running agent over its control socket.
 //!
 //! Exit codes: 0 done, 1 the agent (or the maps) said no or the config file
 //! is invalid, 2 no agent or no datapath to talk to.
 
 use std::{
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
     process::ExitCode,
 };
 
@@ -17,6 +18,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use ha_agent::{
     config,
     control::{self, Request, Response},
+    datapath,
     maps_view::{MapsView, table},
 };
 
@@ -26,7 +28,7 @@ struct Cli {
     /// Configuration file (for the node name, pin directory and socket).
     #[arg(short, long, default_value = "/etc/ha/ha.toml", global = true)]
     config: PathBuf,
-    /// Read the maps pinned in this directory instead of the config's.
+    /// The node's pin directory (maps, unpin) instead of the config's.
     #[arg(long, global = true)]
     pin_dir: Option<PathBuf>,
     /// Talk to the agent on this control socket instead of the config's.
@@ -49,6 +51,16 @@ enum Command {
     },
     /// Show the agent's view: backends with health and drain state.
     Status,
+    /// Remove the node's pinned datapath: detaches the XDP program (traffic
+    /// through this node stops) and removes the pin directory, so the next
+    /// agent starts afresh. Refused while an agent runs on the node's
+    /// control socket.
+    Unpin {
+        /// Also while an agent runs (its program stays attached until it
+        /// exits, and it cannot be restarted onto these pins).
+        #[arg(long)]
+        force: bool,
+    },
     /// Send no new flows to a backend; its open flows stay.
     Drain {
         /// VIP name, or address when only one VIP has it.
@@ -113,6 +125,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Maps { flows } => maps(cli, *flows),
         Command::Status => ask(cli, Request::Status),
+        Command::Unpin { force } => unpin(cli, *force),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hactl", &mut std::io::stdout());
             Ok(())
@@ -154,14 +167,19 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     }
 }
 
-fn maps(cli: &Cli, flows: usize) -> Result<(), Failure> {
-    let dir = match &cli.pin_dir {
-        Some(dir) => dir.clone(),
+/// The node's pin directory: --pin-dir, else the config's.
+fn pin_dir(cli: &Cli) -> Result<PathBuf, Failure> {
+    match &cli.pin_dir {
+        Some(dir) => Ok(dir.clone()),
         None => {
             let config = config::load(&cli.config).map_err(|e| Failure::Unreachable(e.into()))?;
-            config.datapath.pin_dir.join(&config.node.name)
+            Ok(config.datapath.pin_dir.join(&config.node.name))
         }
-    };
+    }
+}
+
+fn maps(cli: &Cli, flows: usize) -> Result<(), Failure> {
+    let dir = pin_dir(cli)?;
     if !dir.join(ha_common::map::VIPS).exists() {
         return Err(Failure::Unreachable(anyhow::anyhow!(
             "no datapath pinned at {} (is the agent running?)",
@@ -177,6 +195,46 @@ fn maps(cli: &Cli, flows: usize) -> Result<(), Failure> {
     } else {
         print!("{}", view.render());
     }
+    Ok(())
+}
+
+fn unpin(cli: &Cli, force: bool) -> Result<(), Failure> {
+    let dir = pin_dir(cli)?;
+    // The agent of these pins: --socket, the config's, else the default
+    // socket of the node the directory is named after.
+    let socket = match (&cli.socket, config::load(&cli.config)) {
+        (Some(socket), _) => Some(socket.clone()),
+        (None, Ok(config)) => Some(config.node.control_socket),
+        (None, Err(_)) => dir.file_name().map(|node| {
+            Path::new(config::DEFAULT_CONTROL_DIR).join(format!("{}.sock", node.to_string_lossy()))
+        }),
+    };
+    let running = socket.filter(|s| UnixStream::connect(s).is_ok());
+    if let (Some(socket), false) = (&running, force) {
+        return Err(Failure::Refused(anyhow::anyhow!(
+            "an agent is running on {}: stop it first (it unpins on SIGTERM unless started with \
+             --keep-datapath), or use --force",
+            socket.display()
+        )));
+    }
+    if !dir.exists() {
+        println!("nothing pinned at {}", dir.display());
+        return Ok(());
+    }
+    let link = datapath::pinned_link(&dir).ok();
+    datapath::unpin_dir(&dir).map_err(Failure::Refused)?;
+    let program = match (link, &running) {
+        (Some((link, program)), None) => {
+            format!("program {} on link {link} detached", program.id)
+        }
+        (Some((link, program)), Some(socket)) => format!(
+            "program {} on link {link} stays attached until the agent on {} exits",
+            program.id,
+            socket.display()
+        ),
+        (None, _) => "no program was attached".to_string(),
+    };
+    println!("unpinned {}: {program}, maps removed", dir.display());
     Ok(())
 }
 
