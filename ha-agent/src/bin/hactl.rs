@@ -335,7 +335,7 @@ fn print_status(status: &control::Status) {
             .map(|(reason, n)| format!("{reason} {n}"))
             .collect();
         if !dropped.is_empty() {
-            println!("heartbeats dropped: {}", dropped.join(", "));
+            println!("cluster frames dropped: {}", dropped.join(", "));
         }
     }
     for vip in &status.vips {
