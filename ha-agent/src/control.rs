@@ -78,6 +78,10 @@ pub struct PeerStatus {
     pub node: String,
     pub up: bool,
     pub last_heard_ms: Option<u64>,
+    /// The longest time between two of its heartbeats heard since this
+    /// agent started (a peer is declared dead after `dead_after`).
+    #[serde(default)]
+    pub longest_gap_ms: Option<u64>,
     /// Smoothed heartbeat round trip, once measured.
     pub rtt_us: Option<u64>,
     pub eligible: bool,

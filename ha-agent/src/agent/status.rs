@@ -31,6 +31,10 @@ impl Agent {
                 .peers()
                 .into_iter()
                 .map(|p| PeerStatus {
+                    longest_gap_ms: self
+                        .heartbeat_gaps
+                        .longest(&p.node)
+                        .map(|gap| gap.as_millis() as u64),
                     node: p.node,
                     up: p.up,
                     last_heard_ms: p
