@@ -1,7 +1,8 @@
 //! The agent's main loop never waits on slow work: an owner whose reload
 //! adds a backend that never answers ARP keeps sending heartbeats on time,
 //! so its peer neither declares it dead nor fences it, and a new backend
-//! becomes usable when its MAC arrives.
+//! becomes usable when its MAC arrives. Its background loops outlive their
+//! errors: the control socket serves again once file descriptors are back.
 
 use std::{
     fs,
@@ -134,4 +135,72 @@ fn a_reload_waiting_for_a_mac_keeps_the_owner_heartbeating_and_unfenced() {
         gap_before.map_or("-".to_string(), |g| g.to_string()),
         answer.trim()
     );
+}
+
+/// Runs `program` with `args`; its stdout.
+fn run(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The agent's soft file descriptor limit.
+fn fd_limit(pid: &str) -> String {
+    let soft = run(
+        "prlimit",
+        &[
+            "--pid",
+            pid,
+            "--nofile",
+            "--raw",
+            "--noheadings",
+            "-o",
+            "SOFT",
+        ],
+    );
+    soft.trim().to_string()
+}
+
+/// Sets the agent's soft file descriptor limit (the hard one stays).
+fn set_fd_limit(pid: &str, limit: &str) {
+    run("prlimit", &["--pid", pid, &format!("--nofile={limit}:")]);
+}
+
+#[test]
+fn the_control_socket_serves_again_after_running_out_of_file_descriptors() {
+    let dsr = DsrLab::new(VIP, &["b1"], "").expect("lab");
+    let agent = dsr.start_agent(false).expect("agent");
+    let config = agent.config.to_string_lossy().to_string();
+    let pid = run(
+        "pgrep",
+        &["-f", "-n", &format!("ha-agent --config {config}")],
+    )
+    .trim()
+    .to_string();
+    let open = || fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    // Two more connections fit; the third accept fails with EMFILE.
+    let limit = fd_limit(&pid);
+    set_fd_limit(&pid, &(open() + 2).to_string());
+    let socket = agent.control_socket();
+    let silent: Vec<std::os::unix::net::UnixStream> = (0..4)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&socket).ok())
+        .collect();
+    // The agent accepts what it can meanwhile.
+    sleep(Duration::from_millis(500));
+    drop(silent);
+    set_fd_limit(&pid, &limit);
+    assert!(
+        wait_until(Duration::from_secs(5), || agent.status().is_ok()),
+        "the control socket stopped for good after an accept error:\n{}",
+        agent.log()
+    );
+    assert!(
+        agent.log().contains("control socket accept failed"),
+        "the agent never ran out of file descriptors:\n{}",
+        agent.log()
+    );
+    println!("control socket: accept failed with EMFILE, served again once descriptors were free");
 }

@@ -11,6 +11,7 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
+    backoff::Backoff,
     model::Mac,
     netlink::{Netlink, solicit},
 };
@@ -83,13 +84,12 @@ async fn watch_neighbours(
     readings: mpsc::Sender<Reading>,
 ) {
     let mut hurry_until = None;
-    let mut failures: u64 = 0;
-    let mut backoff = REFRESH;
+    let mut backoff = Backoff::new(REFRESH, MAX_BACKOFF);
     loop {
         let watched = wanted.borrow_and_update().clone();
         let pause = match netlink.neighbours().await {
             Ok(table) => {
-                backoff = REFRESH;
+                backoff.succeeded();
                 let missing: Vec<IpAddr> = watched
                     .missing
                     .iter()
@@ -114,15 +114,13 @@ async fn watch_neighbours(
                 }
             }
             Err(e) => {
-                failures += 1;
+                let pause = backoff.failed();
                 tracing::warn!(
                     error = %format!("{e:#}"),
-                    failures,
-                    retry_in_ms = backoff.as_millis() as u64,
+                    failures = backoff.failures,
+                    retry_in_ms = pause.as_millis() as u64,
                     "neighbour table not read: MACs stay as last known"
                 );
-                let pause = backoff;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 pause
             }
         };

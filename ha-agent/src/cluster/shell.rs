@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use tokio::{net::UdpSocket, sync::mpsc};
 
 use crate::{
+    backoff::Backoff,
     cluster::{
         shared::{self, Shared},
         state::{Action, Cluster, ClusterParams, Fencing, Input, Quorum},
@@ -24,6 +25,8 @@ use crate::{
 
 /// Largest datagram read; heartbeats are at most wire::MAX_FRAME_LEN.
 const RECEIVE_BUFFER: usize = 2048;
+/// The heartbeat reader's first and longest pause after a failed read.
+const READ_RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// What an authentic frame carried.
 pub(crate) enum Received {
@@ -132,15 +135,27 @@ impl Shell {
     }
 
     /// A task that reads datagrams off the heartbeat socket and hands
-    /// them over; it ends with the receiver.
+    /// them over; it ends with the receiver. A failed read is logged and
+    /// retried: a node that stopped hearing its peers would take over.
     pub(crate) fn spawn_reader(&self) -> mpsc::Receiver<Vec<u8>> {
         let (tx, rx) = mpsc::channel(256);
         let socket = self.socket.clone();
         tokio::spawn(async move {
             let mut buffer = [0u8; RECEIVE_BUFFER];
-            while let Ok((len, _)) = socket.recv_from(&mut buffer).await {
-                if tx.send(buffer[..len].to_vec()).await.is_err() {
-                    break;
+            let mut backoff = Backoff::new(READ_RETRY.0, READ_RETRY.1);
+            loop {
+                match socket.recv_from(&mut buffer).await {
+                    Ok((len, _)) => {
+                        backoff.succeeded();
+                        if tx.send(buffer[..len].to_vec()).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let pause = backoff.failed();
+                        tracing::warn!(error = %e, failures = backoff.failures, "heartbeat socket read failed: retrying");
+                        tokio::time::sleep(pause).await;
+                    }
                 }
             }
         });
