@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -175,8 +175,12 @@ impl Agent {
         Ok(())
     }
 
-    pub(super) async fn on_frame(&mut self, frame: &[u8]) -> Result<()> {
-        match self.cluster.as_mut().and_then(|shell| shell.accept(frame)) {
+    pub(super) async fn on_frame(&mut self, frame: &[u8], from: SocketAddr) -> Result<()> {
+        match self
+            .cluster
+            .as_mut()
+            .and_then(|shell| shell.accept(frame, from))
+        {
             Some(Received::Heartbeat(input)) => {
                 if let Input::Heartbeat { now, hb } = &input {
                     self.heartbeat_gaps.heard(&hb.node, *now);

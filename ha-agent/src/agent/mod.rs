@@ -193,7 +193,7 @@ pub async fn run(options: Options) -> Result<()> {
     let mode = agent.writer.datapath.attach(&agent.config.node.interface)?;
     // Standalone nodes never hear a frame; the unused sender keeps that
     // channel open.
-    let (_no_frames, idle) = mpsc::channel::<Vec<u8>>(1);
+    let (_no_frames, idle) = mpsc::channel(1);
     let mut frames = match &agent.cluster {
         Some(shell) => shell.spawn_reader(),
         None => idle,
@@ -255,7 +255,7 @@ pub async fn run(options: Options) -> Result<()> {
     // with the error.
     let fatal = loop {
         let step = tokio::select! {
-            Some(frame) = frames.recv() => agent.on_frame(&frame).await,
+            Some((frame, from)) = frames.recv() => agent.on_frame(&frame, from).await,
             _ = tokio::time::sleep_until(agent.next_cluster_tick()) => {
                 agent.cluster_input(|now| Input::Tick { now }).await
             }

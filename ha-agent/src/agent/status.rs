@@ -49,7 +49,7 @@ impl Agent {
             dropped: shell
                 .rejected()
                 .into_iter()
-                .map(|(reason, count)| (reason.name().to_string(), count))
+                .map(|(reason, count)| (reason.to_string(), count))
                 .collect(),
         }
     }
@@ -137,11 +137,7 @@ impl Agent {
                         rtt_seconds: p.rtt.map(|rtt| rtt.as_secs_f64()),
                     })
                     .collect(),
-                dropped: shell
-                    .rejected()
-                    .into_iter()
-                    .map(|(reason, n)| (reason.name(), n))
-                    .collect(),
+                dropped: shell.rejected(),
             }
         });
         Ok(Snapshot {

@@ -34,10 +34,16 @@ pub(crate) enum Received {
     Shared(Shared),
 }
 
+/// Frames dropped for their source, before any authentication: not the
+/// address of a configured peer.
+const NOT_A_PEER: &str = "not_a_peer";
+
 pub(crate) struct Shell {
     socket: Arc<UdpSocket>,
     key: Key,
     peers: Vec<SocketAddr>,
+    /// Frames from addresses that are no configured peer.
+    not_a_peer: u64,
     sender: Sender,
     receiver: Receiver,
     cluster_id: u64,
@@ -94,6 +100,7 @@ impl Shell {
         Ok(Shell {
             socket: Arc::new(socket),
             peers,
+            not_a_peer: 0,
             sender: Sender::new(key.clone(), cluster.id, incarnation),
             receiver: Receiver::new(key.clone(), cluster.id, config.node.name.clone()),
             key,
@@ -134,10 +141,11 @@ impl Shell {
         rest
     }
 
-    /// A task that reads datagrams off the heartbeat socket and hands
-    /// them over; it ends with the receiver. A failed read is logged and
-    /// retried: a node that stopped hearing its peers would take over.
-    pub(crate) fn spawn_reader(&self) -> mpsc::Receiver<Vec<u8>> {
+    /// A task that reads datagrams (and their source) off the heartbeat
+    /// socket and hands them over; it ends with the receiver. A failed read
+    /// is logged and retried: a node that stopped hearing its peers would
+    /// take over.
+    pub(crate) fn spawn_reader(&self) -> mpsc::Receiver<(Vec<u8>, SocketAddr)> {
         let (tx, rx) = mpsc::channel(256);
         let socket = self.socket.clone();
         tokio::spawn(async move {
@@ -145,9 +153,9 @@ impl Shell {
             let mut backoff = Backoff::new(READ_RETRY.0, READ_RETRY.1);
             loop {
                 match socket.recv_from(&mut buffer).await {
-                    Ok((len, _)) => {
+                    Ok((len, from)) => {
                         backoff.succeeded();
-                        if tx.send(buffer[..len].to_vec()).await.is_err() {
+                        if tx.send((buffer[..len].to_vec(), from)).await.is_err() {
                             break;
                         }
                     }
@@ -164,8 +172,15 @@ impl Shell {
 
     /// An authentic, fresh heartbeat becomes an input, authentic shared
     /// state is handed over; anything else is dropped and counted by
-    /// reason.
-    pub(crate) fn accept(&mut self, frame: &[u8]) -> Option<Received> {
+    /// reason. A frame from an address that is no configured peer is
+    /// dropped first, before it costs an HMAC.
+    pub(crate) fn accept(&mut self, frame: &[u8], from: SocketAddr) -> Option<Received> {
+        let source = from.ip().to_canonical();
+        if !self.peers.iter().any(|p| p.ip().to_canonical() == source) {
+            self.not_a_peer += 1;
+            tracing::debug!(%from, reason = NOT_A_PEER, "frame dropped");
+            return None;
+        }
         let received = if shared::is_shared_frame(frame) {
             shared::open(frame, &self.key, self.cluster_id).map(Received::Shared)
         } else {
@@ -198,10 +213,11 @@ impl Shell {
     }
 
     /// Heartbeats dropped so far, by reason.
-    pub(crate) fn rejected(&self) -> Vec<(DropReason, u64)> {
+    pub(crate) fn rejected(&self) -> Vec<(&'static str, u64)> {
         DropReason::ALL
             .iter()
-            .map(|r| (*r, self.receiver.rejected[r.index()]))
+            .map(|r| (r.name(), self.receiver.rejected[r.index()]))
+            .chain([(NOT_A_PEER, self.not_a_peer)])
             .collect()
     }
 }
