@@ -3,6 +3,7 @@
 //! so its peer neither declares it dead nor fences it, and a new backend
 //! becomes usable when its MAC arrives. Its background loops outlive their
 //! errors: the control socket serves again once file descriptors are back.
+//! And one node runs one agent: a second one for it refuses to start.
 
 use std::{
     fs,
@@ -203,4 +204,23 @@ fn the_control_socket_serves_again_after_running_out_of_file_descriptors() {
         agent.log()
     );
     println!("control socket: accept failed with EMFILE, served again once descriptors were free");
+}
+
+#[test]
+fn a_second_agent_for_the_same_node_refuses_to_start() {
+    let dsr = DsrLab::new(VIP, &["b1"], "").expect("lab");
+    let first = dsr.start_agent(false).expect("agent");
+    let config = fs::read_to_string(&first.config).expect("its config");
+    let mut second = Agent::start(&dsr.lab.host("lb").ns, &first.node, &config, true)
+        .expect("start a second agent");
+    let refused = second
+        .wait_healthy(1, Duration::from_secs(5))
+        .err()
+        .expect("the second agent ran beside the first");
+    assert!(
+        format!("{refused:#}").contains("another ha-agent is running for node"),
+        "{refused:#}"
+    );
+    assert!(first.status().is_ok(), "the first agent still answers");
+    println!("second agent for {}: refused", first.node);
 }

@@ -58,6 +58,7 @@ use crate::{
 mod backends;
 mod cluster;
 mod heartbeat_gaps;
+mod instance_lock;
 mod neighbours;
 mod status;
 
@@ -124,6 +125,8 @@ struct Agent {
 
 pub async fn run(options: Options) -> Result<()> {
     let config = config::load(&options.config)?;
+    // Before anything is touched: pins, control socket, heartbeat port.
+    let _instance = instance_lock::acquire(&config.node.control_socket, &config.node.name)?;
     // Built before anything is set up: a check that cannot be (an https
     // check's CA file) stops the start with the reason.
     let backend_checks = health::backend_checks(&config)?;
