@@ -215,8 +215,7 @@ fn a_second_agent_for_the_same_node_refuses_to_start() {
         .expect("start a second agent");
     let refused = second
         .wait_healthy(1, Duration::from_secs(5))
-        .err()
-        .expect("the second agent ran beside the first");
+        .expect_err("the second agent ran beside the first");
     assert!(
         format!("{refused:#}").contains("another ha-agent is running for node"),
         "{refused:#}"
