@@ -129,6 +129,10 @@ impl Agent {
                     .peers()
                     .into_iter()
                     .map(|p| PeerSample {
+                        longest_gap_seconds: self
+                            .heartbeat_gaps
+                            .longest(&p.node)
+                            .map(|gap| gap.as_secs_f64()),
                         node: p.node,
                         up: p.up,
                         last_heard_seconds: p
