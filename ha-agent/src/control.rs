@@ -4,7 +4,10 @@
 //! JSON response line. Every message carries `version`, so an hactl and an
 //! agent of different releases refuse each other clearly instead of
 //! misreading. This module holds the protocol, the client and the server,
-//! which hands each request to the agent's main loop.
+//! which hands each request to the agent's main loop. The server reads at
+//! most [`MAX_REQUEST`] bytes within [`REQUEST_TIMEOUT`] and serves
+//! [`MAX_CONNECTIONS`] clients at once, so no client holds memory or a
+//! task forever; a failed accept is logged and retried.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -17,14 +20,27 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _},
-    sync::mpsc,
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _},
+    sync::{Semaphore, mpsc},
 };
+
+use crate::backoff::Backoff;
 
 /// Bumped on any incompatible change of `Request` or `Response`.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// How long hactl waits for the agent's answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest request line the agent reads (requests are a few hundred bytes).
+pub(crate) const MAX_REQUEST: u64 = 64 * 1024;
+/// Time a client has to send its request line...
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// ...and to take the answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Clients served at once; further ones wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 16;
+/// The accept loop's first and longest pause after a failed accept (out of
+/// file descriptors, most likely).
+const ACCEPT_RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// What hactl asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +94,10 @@ pub struct PeerStatus {
     pub node: String,
     pub up: bool,
     pub last_heard_ms: Option<u64>,
+    /// The longest time between two of its heartbeats heard since this
+    /// agent started (a peer is declared dead after `dead_after`).
+    #[serde(default)]
+    pub longest_gap_ms: Option<u64>,
     /// Smoothed heartbeat round trip, once measured.
     pub rtt_us: Option<u64>,
     pub eligible: bool,
@@ -182,13 +202,29 @@ pub fn serve(path: &Path, calls: mpsc::Sender<Call>) -> Result<Server> {
         .with_context(|| format!("bind control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let calls = calls.clone();
-            tokio::spawn(async move {
-                if let Err(e) = answer(stream, calls).await {
-                    tracing::debug!(error = %e, "control connection");
+        let connections = std::sync::Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut backoff = Backoff::new(ACCEPT_RETRY.0, ACCEPT_RETRY.1);
+        loop {
+            let Ok(permit) = connections.clone().acquire_owned().await else {
+                return;
+            };
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    backoff.succeeded();
+                    let calls = calls.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = answer(stream, calls).await {
+                            tracing::debug!(error = %format!("{e:#}"), "control connection");
+                        }
+                        drop(permit);
+                    });
                 }
-            });
+                Err(e) => {
+                    let pause = backoff.failed();
+                    tracing::warn!(error = %e, failures = backoff.failures, "control socket accept failed: retrying");
+                    tokio::time::sleep(pause).await;
+                }
+            }
         }
     });
     Ok(Server(task))
@@ -203,10 +239,23 @@ impl Drop for Server {
     }
 }
 
+/// Reads one request line (bounded in size and time), has the main loop
+/// answer it and writes the answer.
 async fn answer(stream: tokio::net::UnixStream, calls: mpsc::Sender<Call>) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    tokio::io::BufReader::new(read).read_line(&mut line).await?;
+    let mut limited = tokio::io::BufReader::new(read.take(MAX_REQUEST));
+    tokio::time::timeout(REQUEST_TIMEOUT, limited.read_line(&mut line))
+        .await
+        .context("no request line in time")??;
+    if line.len() as u64 >= MAX_REQUEST && !line.ends_with('\n') {
+        let message = format!("request longer than {MAX_REQUEST} bytes");
+        let refusal = encode(&Response::Error {
+            message: message.clone(),
+        });
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, write.write_all(refusal.as_bytes())).await;
+        bail!(message);
+    }
     let response = match decode::<Request>(&line) {
         Ok(request) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -217,7 +266,9 @@ async fn answer(stream: tokio::net::UnixStream, calls: mpsc::Sender<Call>) -> Re
             message: format!("{e:#}"),
         },
     };
-    write.write_all(encode(&response).as_bytes()).await?;
+    tokio::time::timeout(WRITE_TIMEOUT, write.write_all(encode(&response).as_bytes()))
+        .await
+        .context("answer not taken in time")??;
     Ok(())
 }
 

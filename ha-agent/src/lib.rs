@@ -9,6 +9,7 @@
 //! datapath itself. Everything else is private to the agent.
 pub mod agent;
 mod announce;
+mod backoff;
 pub mod cluster;
 pub mod config;
 pub mod control;

@@ -21,7 +21,8 @@ const DISCARD_PORT: u16 = 9;
 /// How often a missing neighbour is solicited again while resolving.
 const RESOLVE_RETRY: Duration = Duration::from_millis(100);
 
-/// A netlink handle bound to one interface.
+/// A netlink handle bound to one interface (clones share the connection).
+#[derive(Clone)]
 pub(crate) struct Netlink {
     handle: rtnetlink::Handle,
     pub ifindex: u32,

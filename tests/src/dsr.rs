@@ -273,10 +273,11 @@ impl Drop for DsrLab {
         if let Some(key) = &self.key_file {
             let _ = std::fs::remove_file(key);
         }
-        // What the agents leave in /run/ha: a killed one its socket, one in
-        // a cluster its last incarnation.
+        // What the agents leave in /run/ha: a killed one its socket, every
+        // one its instance lock, one in a cluster its last incarnation.
         for (node, _) in self.lbs.values() {
             let _ = std::fs::remove_file(Agent::socket_of(node));
+            let _ = std::fs::remove_file(Agent::socket_of(node).with_extension("lock"));
             let _ = std::fs::remove_file(Agent::incarnation_file(node));
         }
     }

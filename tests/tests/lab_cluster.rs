@@ -253,12 +253,20 @@ fn forged_replayed_and_foreign_heartbeats_are_dropped_and_counted() {
         dsr.lab.host("lb1").ipv4.into(),
         ha_agent::config::DEFAULT_CLUSTER_PORT,
     );
-    dsr.client().run(move || {
+    // Sent from lb2's address: from any other, they are dropped unread.
+    let genuine = wire::encode(&forged, &key);
+    dsr.lab.host("lb2").ns.run(move || {
         let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..5 {
             for (_, frame) in &frames {
                 socket.send_to(frame, lb1_address).unwrap();
             }
+        }
+    });
+    dsr.client().run(move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..5 {
+            socket.send_to(&genuine, lb1_address).unwrap();
         }
     });
     sleep(Duration::from_millis(300));
@@ -270,7 +278,12 @@ fn forged_replayed_and_foreign_heartbeats_are_dropped_and_counted() {
             .and_then(|e| e[1].as_u64())
             .unwrap_or(0)
     };
-    for reason in ["unauthenticated", "replayed", "foreign_cluster"] {
+    for reason in [
+        "unauthenticated",
+        "replayed",
+        "foreign_cluster",
+        "not_a_peer",
+    ] {
         assert!(dropped(reason) >= 5, "{reason} not counted: {status}");
     }
     wait_owner(&lb1, true, Duration::from_secs(1));

@@ -5,27 +5,25 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::IpAddr,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context, Result};
 use ha_common::{BACKEND_F_DRAINING, BACKEND_F_HEALTHY};
 use tokio::sync::mpsc;
 
-use super::Agent;
+use super::{
+    Agent,
+    neighbours::{Reading, Watched},
+};
 use crate::{
     cluster::{digest::digest, state::Input},
     config,
     desired::{Knowledge, backend_keys},
     health::{self, CheckSet, Checks, Transition},
     model::{BackendKey, Mac},
-    netlink::{Netlink, solicit},
     reload,
 };
-
-/// How long a reload waits for the MACs of new backends (the neighbour
-/// refresh picks up later answers).
-const RELOAD_RESOLVE: Duration = Duration::from_millis(500);
 
 /// The running health checks of one config and where their results
 /// arrive. A reload replaces both, so a result of an old check (keyed by
@@ -60,6 +58,21 @@ impl Agent {
         addrs.sort();
         addrs.dedup();
         addrs
+    }
+
+    /// What the neighbour watch looks for: the backends, and the
+    /// tie-breaker (see `tell_tie_breaker`).
+    pub(super) fn watched_addresses(&self) -> Watched {
+        Watched {
+            missing: self.backend_addresses(),
+            always: self
+                .config
+                .cluster
+                .as_ref()
+                .and_then(|c| c.tie_breaker)
+                .into_iter()
+                .collect(),
+        }
     }
 
     /// Brings every map to the desired state (phase 2 of a switchover).
@@ -129,9 +142,11 @@ impl Agent {
     /// invalid file or a change that needs a restart is an error (logged,
     /// and returned to `hactl reload`). Health and drains follow each
     /// backend that stays; ids stay, so established flows keep theirs.
-    pub(super) async fn reload(&mut self, netlink: &Netlink) -> Result<String> {
+    /// Applied at once with the MACs known: a new backend whose MAC is not
+    /// known yet gets traffic when it is learned, and the answer says so.
+    pub(super) async fn reload(&mut self) -> Result<String> {
         crate::systemd::reloading();
-        let outcome = self.try_reload(netlink).await;
+        let outcome = self.try_reload().await;
         let last = match &outcome {
             Ok(changes) => {
                 tracing::info!(%changes, "configuration reloaded");
@@ -150,10 +165,25 @@ impl Agent {
             self.config.vips.len(),
             self.config.node.interface
         ));
-        outcome.map(|changes| format!("reloaded: {changes}"))
+        outcome.map(|changes| {
+            let pending: Vec<String> = self
+                .backend_addresses()
+                .into_iter()
+                .filter(|a| !self.knowledge.macs.contains_key(a))
+                .map(|a| a.to_string())
+                .collect();
+            if pending.is_empty() {
+                format!("reloaded: {changes}")
+            } else {
+                format!(
+                    "reloaded: {changes}; MAC not known yet of {} (each gets traffic once it answers ARP/NDP)",
+                    pending.join(", ")
+                )
+            }
+        })
     }
 
-    pub(super) async fn try_reload(&mut self, netlink: &Netlink) -> Result<reload::Changes> {
+    pub(super) async fn try_reload(&mut self) -> Result<reload::Changes> {
         let new = config::load(&self.config_path)?;
         let changes = reload::diff(&self.config, &new)?;
         if new == self.config {
@@ -172,16 +202,9 @@ impl Agent {
         let digest = digest(&self.config);
         self.cluster_input(|now| Input::Digest { now, digest })
             .await?;
-        let backends = self.backend_addresses();
-        let missing: Vec<IpAddr> = backends
-            .into_iter()
-            .filter(|a| !self.knowledge.macs.contains_key(a))
-            .collect();
-        let table = netlink.resolve(&missing, RELOAD_RESOLVE).await?;
-        let learned = missing
-            .iter()
-            .filter_map(|a| table.get(a).map(|m| (*a, *m)));
-        self.knowledge.macs.extend(learned);
+        // New backends' MACs arrive as neighbour readings: nothing here
+        // waits for them.
+        self.neighbours.want(self.watched_addresses());
         self.reconcile("reload")?;
         self.renew_leases()?;
         self.ownership.announce_standalone(&self.config, Some(&old));
@@ -319,17 +342,24 @@ impl Agent {
         })
     }
 
-    /// Picks up backends that answered since, and MACs that changed.
-    pub(super) async fn refresh_neighbours(&mut self, netlink: &Netlink) -> Result<()> {
-        let backends = self.backend_addresses();
-        let table = netlink.neighbours().await?;
-        let macs: HashMap<IpAddr, Mac> = backends
+    /// A reading of the neighbour table and the link: picks up backends
+    /// that answered since and MACs that changed, then tells the cluster
+    /// about the link and the tie-breaker.
+    pub(super) async fn on_neighbours(&mut self, reading: Reading) -> Result<()> {
+        self.learn_macs(&reading.table)?;
+        if reading.link_up != self.link_up {
+            self.link_up = reading.link_up;
+            self.check_eligibility().await?;
+        }
+        self.tell_tie_breaker(&reading.table).await
+    }
+
+    fn learn_macs(&mut self, table: &HashMap<IpAddr, Mac>) -> Result<()> {
+        let macs: HashMap<IpAddr, Mac> = self
+            .backend_addresses()
             .iter()
             .filter_map(|a| table.get(a).map(|m| (*a, *m)))
             .collect();
-        for addr in backends.iter().filter(|a| !macs.contains_key(a)) {
-            solicit(*addr).await;
-        }
         if macs != self.knowledge.macs {
             for (addr, mac) in &macs {
                 if self.knowledge.macs.get(addr) != Some(mac) {
@@ -339,6 +369,6 @@ impl Agent {
             self.knowledge.macs = macs;
             self.reconcile("neighbour table changed")?;
         }
-        self.probe_tie_breaker(&table).await
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -20,7 +20,6 @@ use crate::{
     health::Transition,
     hooks::{self, Outcome},
     model::Mac,
-    netlink::{Netlink, solicit},
     ownership::Event,
 };
 
@@ -176,9 +175,18 @@ impl Agent {
         Ok(())
     }
 
-    pub(super) async fn on_frame(&mut self, frame: &[u8]) -> Result<()> {
-        match self.cluster.as_mut().and_then(|shell| shell.accept(frame)) {
-            Some(Received::Heartbeat(input)) => self.cluster_input(|_| input).await,
+    pub(super) async fn on_frame(&mut self, frame: &[u8], from: SocketAddr) -> Result<()> {
+        match self
+            .cluster
+            .as_mut()
+            .and_then(|shell| shell.accept(frame, from))
+        {
+            Some(Received::Heartbeat(input)) => {
+                if let Input::Heartbeat { now, hb } = &input {
+                    self.heartbeat_gaps.heard(&hb.node, *now);
+                }
+                self.cluster_input(|_| input).await
+            }
             Some(Received::Shared(Shared::Operator(state))) => {
                 if self.operator.adopt(state) {
                     self.apply_operator().await?;
@@ -252,11 +260,11 @@ impl Agent {
 
     /// Eligible to own VIPs: the link is up, the datapath answers its
     /// self-check and every track check passes. Told to the cluster.
-    pub(super) async fn check_eligibility(&mut self, netlink: &Netlink) -> Result<()> {
+    pub(super) async fn check_eligibility(&mut self) -> Result<()> {
         if self.cluster.is_none() {
             return Ok(());
         }
-        let link = netlink.link_up().await.unwrap_or(false);
+        let link = self.link_up;
         let datapath = self.writer.datapath.self_check();
         let tracks = self.tracks_down.is_empty();
         let eligible = link && datapath && tracks;
@@ -268,11 +276,7 @@ impl Agent {
             .await
     }
 
-    pub(super) async fn on_track(
-        &mut self,
-        transition: Transition<usize>,
-        netlink: &Netlink,
-    ) -> Result<()> {
+    pub(super) async fn on_track(&mut self, transition: Transition<usize>) -> Result<()> {
         let track = transition.key;
         tracing::info!(track, up = transition.up, cause = %transition.cause, "track check changed");
         if transition.up {
@@ -280,18 +284,18 @@ impl Agent {
         } else {
             self.tracks_down.insert(track);
         }
-        self.check_eligibility(netlink).await
+        self.check_eligibility().await
     }
 
     /// Two-node clusters: the tie-breaker counts as reachable while it
-    /// answers ARP/NDP on our link (typically the gateway). It is nudged
-    /// every refresh, so an entry that stops answering goes FAILED (and
-    /// drops out of the table) within about ten seconds of kernel probing.
-    pub(super) async fn probe_tie_breaker(&mut self, table: &HashMap<IpAddr, Mac>) -> Result<()> {
+    /// answers ARP/NDP on our link (typically the gateway). The neighbour
+    /// watch nudges it at every reading, so an entry that stops answering goes
+    /// FAILED (and drops out of the table) within about ten seconds of
+    /// kernel probing.
+    pub(super) async fn tell_tie_breaker(&mut self, table: &HashMap<IpAddr, Mac>) -> Result<()> {
         let Some(tie_breaker) = self.config.cluster.as_ref().and_then(|c| c.tie_breaker) else {
             return Ok(());
         };
-        solicit(tie_breaker).await;
         let reachable = table.contains_key(&tie_breaker);
         self.cluster_input(|now| Input::TieBreaker { now, reachable })
             .await

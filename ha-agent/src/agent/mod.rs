@@ -11,10 +11,17 @@
 //! configured VIP; with one, the cluster machine (`cluster::state`) decides
 //! and `ownership` carries it out.
 //!
+//! The loop only decides and writes maps: anything that may be slow (a
+//! netlink dump, resolving a MAC, a hook, a fencing command) runs in a task
+//! of its own and reports back as an event the loop reads, so heartbeats
+//! and lease renewals always go out on time. What is fatal and what is
+//! logged and retried: docs/architecture.md, "Error policy".
+//!
 //! This module holds the state and the loop; the handlers live beside it:
 //! `backends` (maps, switchovers, reload), `cluster` (the state machine's
-//! inputs and actions, eligibility, what is shared with peers) and
-//! `report` (hactl status, metrics).
+//! inputs and actions, eligibility, what is shared with peers),
+//! `neighbours` (the kernel's neighbour table and link state, read off the
+//! loop), `heartbeat_gaps` and `status` (hactl status, metrics).
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -54,12 +61,18 @@ use crate::{
 
 mod backends;
 mod cluster;
+mod heartbeat_gaps;
+mod instance_lock;
+mod neighbours;
 mod status;
 
 use backends::BackendChecks;
+use heartbeat_gaps::HeartbeatGaps;
+use neighbours::NeighbourWatch;
 
-/// How often the neighbour table is read for new or changed backend MACs.
-const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
+/// How often operator state and health views are sent again and
+/// eligibility is checked.
+const SHARE_PERIOD: Duration = Duration::from_secs(1);
 /// How long start-up waits for backend MACs before going on without them.
 const INITIAL_RESOLVE: Duration = Duration::from_secs(3);
 
@@ -87,6 +100,12 @@ struct Agent {
     fenced: mpsc::UnboundedSender<(String, bool)>,
     /// Link up, datapath answering and tracks passing, as last checked.
     eligible: bool,
+    /// The link state as last read (by `neighbours`).
+    link_up: bool,
+    /// Reads backend MACs and the link state off the loop.
+    neighbours: NeighbourWatch,
+    /// The longest silence of each peer.
+    heartbeat_gaps: HeartbeatGaps,
     /// Track checks currently failing (all, until they first pass).
     tracks_down: BTreeSet<usize>,
     /// Drains and failovers, the same on every node.
@@ -110,6 +129,8 @@ struct Agent {
 
 pub async fn run(options: Options) -> Result<()> {
     let config = config::load(&options.config)?;
+    // Before anything is touched: pins, control socket, heartbeat port.
+    let _instance = instance_lock::acquire(&config.node.control_socket, &config.node.name)?;
     // Built before anything is set up: a check that cannot be (an https
     // check's CA file) stops the start with the reason.
     let backend_checks = health::backend_checks(&config)?;
@@ -179,6 +200,9 @@ pub async fn run(options: Options) -> Result<()> {
         cluster,
         fenced: fenced_tx,
         eligible: false,
+        link_up: false,
+        neighbours: NeighbourWatch::start(netlink.clone(), Default::default()),
+        heartbeat_gaps: HeartbeatGaps::default(),
         tracks_down: BTreeSet::new(),
         operator: OperatorState::default(),
         failovers_applied: 0,
@@ -198,6 +222,7 @@ pub async fn run(options: Options) -> Result<()> {
     {
         tracing::warn!(backend = %addr, "no MAC yet: backend gets no traffic until it answers ARP/NDP");
     }
+    agent.neighbours.want(agent.watched_addresses());
     agent.reconcile("start")?;
     agent.renew_leases()?;
     let mode = agent.writer.datapath.attach(&agent.config.node.interface)?;
@@ -213,7 +238,7 @@ pub async fn run(options: Options) -> Result<()> {
     agent.ownership.announce_standalone(&agent.config, None);
     // Standalone nodes never hear a frame; the unused sender keeps that
     // channel open.
-    let (_no_frames, idle) = mpsc::channel::<Vec<u8>>(1);
+    let (_no_frames, idle) = mpsc::channel(1);
     let mut frames = match &agent.cluster {
         Some(shell) => shell.spawn_reader(),
         None => idle,
@@ -223,7 +248,8 @@ pub async fn run(options: Options) -> Result<()> {
         agent
             .cluster_input(|now| Input::Digest { now, digest })
             .await?;
-        agent.check_eligibility(&netlink).await?;
+        agent.link_up = netlink.link_up().await.unwrap_or(false);
+        agent.check_eligibility().await?;
     }
     let (control_tx, mut control_rx) = mpsc::channel::<control::Call>(16);
     let _control = control::serve(&agent.config.node.control_socket, control_tx)?;
@@ -268,45 +294,57 @@ pub async fn run(options: Options) -> Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut lease_tick = tokio::time::interval(agent.ownership.renew_period());
-    let mut neighbour_tick = tokio::time::interval(NEIGHBOUR_REFRESH);
-    loop {
-        tokio::select! {
-            Some(frame) = frames.recv() => agent.on_frame(&frame).await?,
+    let mut share_tick = tokio::time::interval(SHARE_PERIOD);
+    // Every handler returns only fatal errors (a map write failed): the
+    // loop then ends as on SIGTERM, saying LEAVING, and the agent exits
+    // with the error.
+    let fatal = loop {
+        let step = tokio::select! {
+            Some((frame, from)) = frames.recv() => agent.on_frame(&frame, from).await,
             _ = tokio::time::sleep_until(agent.next_cluster_tick()) => {
-                agent.cluster_input(|now| Input::Tick { now }).await?;
+                agent.cluster_input(|now| Input::Tick { now }).await
             }
             Some((node, success)) = fenced_rx.recv() => {
-                agent.cluster_input(|now| Input::FenceDone { now, node, success }).await?;
+                agent.cluster_input(|now| Input::FenceDone { now, node, success }).await
             }
-            Some(transition) = agent.checks.results.recv() => agent.on_health(transition).await?,
-            Some(transition) = track_rx.recv() => agent.on_track(transition, &netlink).await?,
+            Some(transition) = agent.checks.results.recv() => agent.on_health(transition).await,
+            Some(transition) = track_rx.recv() => agent.on_track(transition).await,
+            Some(reading) = agent.neighbours.readings.recv() => agent.on_neighbours(reading).await,
             Some(reply) = scrape_rx.recv() => {
-                let _ = reply.send(metrics::render(&agent.snapshot()?));
+                match agent.snapshot() {
+                    Ok(snapshot) => {
+                        let _ = reply.send(metrics::render(&snapshot));
+                    }
+                    // The scrape gets a 503; the next one tries again.
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "metrics snapshot failed"),
+                }
+                Ok(())
             }
             Some((request, reply)) = control_rx.recv() => {
-                let _ = reply.send(agent.on_control(request, &netlink).await);
+                let _ = reply.send(agent.on_control(request).await);
+                Ok(())
             }
-            _ = lease_tick.tick() => agent.renew_leases()?,
-            _ = neighbour_tick.tick() => {
-                agent.refresh_neighbours(&netlink).await?;
-                agent.check_eligibility(&netlink).await?;
-                agent.send_operator().await;
-                agent.send_health().await;
-                agent.sync_health("ownership", Instant::now())?;
-            }
+            _ = lease_tick.tick() => agent.renew_leases(),
+            _ = share_tick.tick() => agent.share_and_check().await,
             _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
                 crate::systemd::watchdog();
+                Ok(())
             }
             _ = hangup.recv() => {
                 // The outcome is logged either way.
-                let _ = agent.reload(&netlink).await;
+                let _ = agent.reload().await;
+                Ok(())
             }
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break None,
+            _ = interrupt.recv() => break None,
+        };
+        if let Err(e) = step {
+            tracing::error!(error = %format!("{e:#}"), "fatal: leaving the cluster and exiting");
+            break Some(e);
         }
-    }
+    };
     crate::systemd::stopping();
-    // A graceful stop: say LEAVING so peers take over at once.
+    // Say LEAVING so peers take over at once.
     agent.cluster_input(|now| Input::Leave { now }).await?;
 
     let _ = std::fs::remove_file(&agent.config.node.control_socket);
@@ -316,14 +354,17 @@ pub async fn run(options: Options) -> Result<()> {
         agent.writer.datapath.detach_and_unpin()?;
         tracing::info!("exiting, datapath detached and unpinned");
     }
-    Ok(())
+    match fatal {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 impl Agent {
-    async fn on_control(&mut self, request: Request, netlink: &Netlink) -> Response {
+    async fn on_control(&mut self, request: Request) -> Response {
         let result = match request {
             Request::Status => return Response::Status(self.status()),
-            Request::Reload => self.reload(netlink).await,
+            Request::Reload => self.reload().await,
             Request::Standby { on } => self.set_standby(on).await,
             Request::Drain { vip, backend } => self.set_drained(&vip, backend, true).await,
             Request::Undrain { vip, backend } => self.set_drained(&vip, backend, false).await,
@@ -335,5 +376,15 @@ impl Agent {
                 message: format!("{e:#}"),
             },
         }
+    }
+
+    /// Every second: operator state and health view to the peers (so a
+    /// restarted or cut-off node catches up), eligibility (the datapath's
+    /// self-check) and the health the maps follow as ownership moved.
+    async fn share_and_check(&mut self) -> Result<()> {
+        self.check_eligibility().await?;
+        self.send_operator().await;
+        self.send_health().await;
+        self.sync_health("ownership", Instant::now())
     }
 }

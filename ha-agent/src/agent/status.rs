@@ -31,6 +31,10 @@ impl Agent {
                 .peers()
                 .into_iter()
                 .map(|p| PeerStatus {
+                    longest_gap_ms: self
+                        .heartbeat_gaps
+                        .longest(&p.node)
+                        .map(|gap| gap.as_millis() as u64),
                     node: p.node,
                     up: p.up,
                     last_heard_ms: p
@@ -46,7 +50,7 @@ impl Agent {
             dropped: shell
                 .rejected()
                 .into_iter()
-                .map(|(reason, count)| (reason.name().to_string(), count))
+                .map(|(reason, count)| (reason.to_string(), count))
                 .chain(
                     shell
                         .shared_rejected()
@@ -134,6 +138,10 @@ impl Agent {
                     .peers()
                     .into_iter()
                     .map(|p| PeerSample {
+                        longest_gap_seconds: self
+                            .heartbeat_gaps
+                            .longest(&p.node)
+                            .map(|gap| gap.as_secs_f64()),
                         node: p.node,
                         up: p.up,
                         last_heard_seconds: p
@@ -142,11 +150,7 @@ impl Agent {
                         rtt_seconds: p.rtt.map(|rtt| rtt.as_secs_f64()),
                     })
                     .collect(),
-                dropped: shell
-                    .rejected()
-                    .into_iter()
-                    .map(|(reason, n)| (reason.name(), n))
-                    .collect(),
+                dropped: shell.rejected(),
                 shared_dropped: shell
                     .shared_rejected()
                     .into_iter()

@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use tokio::{net::UdpSocket, sync::mpsc};
 
 use crate::{
+    backoff::Backoff,
     cluster::{
         shared::{self, Kind, Shared, SharedReceiver, SharedSender},
         state::{Action, Cluster, ClusterParams, Fencing, Input, Quorum},
@@ -30,6 +31,8 @@ use crate::{
 const RECEIVE_BUFFER: usize = 64 * 1024;
 const _: () =
     assert!(RECEIVE_BUFFER > wire::MAX_FRAME_LEN && RECEIVE_BUFFER > shared::MAX_FRAME_LEN);
+/// The heartbeat reader's first and longest pause after a failed read.
+const READ_RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// What an authentic frame carried.
 pub(crate) enum Received {
@@ -37,9 +40,15 @@ pub(crate) enum Received {
     Shared(Shared),
 }
 
+/// Frames dropped for their source, before any authentication: not the
+/// address of a configured peer.
+const NOT_A_PEER: &str = "not_a_peer";
+
 pub(crate) struct Shell {
     socket: Arc<UdpSocket>,
     peers: Vec<SocketAddr>,
+    /// Frames from addresses that are no configured peer.
+    not_a_peer: u64,
     sender: Sender,
     receiver: Receiver,
     shared_sender: SharedSender,
@@ -133,6 +142,7 @@ impl Shell {
             peers,
             sender: Sender::new(key, cluster_id, incarnation),
             receiver,
+            not_a_peer: 0,
             shared_sender,
             shared_receiver,
             cluster_id,
@@ -172,16 +182,29 @@ impl Shell {
         rest
     }
 
-    /// A task that reads datagrams off the heartbeat socket and hands
-    /// them over; it ends with the receiver.
-    pub(crate) fn spawn_reader(&self) -> mpsc::Receiver<Vec<u8>> {
+    /// A task that reads datagrams (and their source) off the heartbeat
+    /// socket and hands them over; it ends with the receiver. A failed read
+    /// is logged and retried: a node that stopped hearing its peers would
+    /// take over.
+    pub(crate) fn spawn_reader(&self) -> mpsc::Receiver<(Vec<u8>, SocketAddr)> {
         let (tx, rx) = mpsc::channel(256);
         let socket = self.socket.clone();
         tokio::spawn(async move {
             let mut buffer = vec![0u8; RECEIVE_BUFFER];
-            while let Ok((len, _)) = socket.recv_from(&mut buffer).await {
-                if tx.send(buffer[..len].to_vec()).await.is_err() {
-                    break;
+            let mut backoff = Backoff::new(READ_RETRY.0, READ_RETRY.1);
+            loop {
+                match socket.recv_from(&mut buffer).await {
+                    Ok((len, from)) => {
+                        backoff.succeeded();
+                        if tx.send((buffer[..len].to_vec(), from)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let pause = backoff.failed();
+                        tracing::warn!(error = %e, failures = backoff.failures, "heartbeat socket read failed: retrying");
+                        tokio::time::sleep(pause).await;
+                    }
                 }
             }
         });
@@ -190,8 +213,15 @@ impl Shell {
 
     /// An authentic, fresh heartbeat becomes an input, authentic fresh
     /// shared state of a live sender is handed over; anything else is
-    /// dropped and counted by kind and reason.
-    pub(crate) fn accept(&mut self, frame: &[u8]) -> Option<Received> {
+    /// dropped and counted by kind and reason. A frame from an address
+    /// that is no configured peer is dropped first, before it costs an HMAC.
+    pub(crate) fn accept(&mut self, frame: &[u8], from: SocketAddr) -> Option<Received> {
+        let source = from.ip().to_canonical();
+        if !self.peers.iter().any(|p| p.ip().to_canonical() == source) {
+            self.not_a_peer += 1;
+            tracing::debug!(%from, reason = NOT_A_PEER, "frame dropped");
+            return None;
+        }
         let now = self.now();
         let received = if shared::is_shared_frame(frame) {
             let receiver = &self.receiver;
@@ -226,10 +256,11 @@ impl Shell {
     }
 
     /// Heartbeats dropped so far, by reason.
-    pub(crate) fn rejected(&self) -> Vec<(DropReason, u64)> {
+    pub(crate) fn rejected(&self) -> Vec<(&'static str, u64)> {
         DropReason::ALL
             .iter()
-            .map(|r| (*r, self.receiver.rejected[r.index()]))
+            .map(|r| (r.name(), self.receiver.rejected[r.index()]))
+            .chain([(NOT_A_PEER, self.not_a_peer)])
             .collect()
     }
 

@@ -71,4 +71,6 @@ pub(crate) struct PeerSample {
     pub last_heard_seconds: Option<f64>,
     /// Smoothed heartbeat round trip; `None`: not measured yet.
     pub rtt_seconds: Option<f64>,
+    /// Longest time between two of its heartbeats; `None`: fewer than two.
+    pub longest_gap_seconds: Option<f64>,
 }

@@ -148,6 +148,15 @@ pub(crate) fn render(s: &Snapshot) -> String {
                 .filter_map(|p| p.rtt_seconds.map(|rtt| Sample::new(peer(p), rtt))),
         );
         out.family(
+            "ha_cluster_peer_longest_gap_seconds",
+            "gauge",
+            "Longest time in seconds between two heartbeats of the peer since this agent started (absent: fewer than two heard).",
+            cluster.peers.iter().filter_map(|p| {
+                p.longest_gap_seconds
+                    .map(|seconds| Sample::new(peer(p), seconds))
+            }),
+        );
+        out.family(
             "ha_heartbeats_dropped_total",
             "counter",
             "Heartbeat frames dropped, by reason.",

@@ -75,7 +75,7 @@ async fn loopback_shell(me: &str, incarnation: u64) -> Shell {
 }
 
 /// The next datagram `frames` delivers.
-async fn next(frames: &mut mpsc::Receiver<Vec<u8>>) -> Vec<u8> {
+async fn next(frames: &mut mpsc::Receiver<(Vec<u8>, SocketAddr)>) -> (Vec<u8>, SocketAddr) {
     tokio::time::timeout(Duration::from_secs(5), frames.recv())
         .await
         .expect("a datagram within 5 s")
@@ -100,12 +100,13 @@ async fn five_hundred_drained_ipv6_backends_replicate() {
     let mut lb1 = loopback_shell("lb1", 2_000).await;
     let mut lb2 = loopback_shell("lb2", 1_000).await;
     lb1.peers = vec![lb2.socket.local_addr().unwrap()];
+    lb2.peers = vec![lb1.socket.local_addr().unwrap()];
     let mut frames = lb2.spawn_reader();
     // lb2 takes shared state only from a life of lb1 it heard live.
     lb1.handle(Input::Tick { now: lb1.now() }).await;
-    let heartbeat = next(&mut frames).await;
+    let (heartbeat, from) = next(&mut frames).await;
     assert!(matches!(
-        lb2.accept(&heartbeat),
+        lb2.accept(&heartbeat, from),
         Some(Received::Heartbeat(_))
     ));
 
@@ -116,13 +117,13 @@ async fn five_hundred_drained_ipv6_backends_replicate() {
         failover: None,
     };
     lb1.share(OPERATOR_MAGIC, &operator).await;
-    let frame = next(&mut frames).await;
+    let (frame, from) = next(&mut frames).await;
     println!(
         "operator state of 500 drained IPv6 backends: {} bytes",
         frame.len()
     );
     assert!(frame.len() > 8 * 1024, "{} bytes", frame.len());
-    match lb2.accept(&frame) {
+    match lb2.accept(&frame, from) {
         Some(Received::Shared(Shared::Operator(got))) => assert_eq!(got, operator),
         _ => panic!("operator state of {} bytes not accepted", frame.len()),
     }
@@ -133,12 +134,12 @@ async fn five_hundred_drained_ipv6_backends_replicate() {
         down: five_hundred_ipv6_backends(),
     };
     lb1.share(HEALTH_MAGIC, &view).await;
-    let frame = next(&mut frames).await;
+    let (frame, from) = next(&mut frames).await;
     println!(
         "health view of 500 IPv6 backends down: {} bytes",
         frame.len()
     );
-    match lb2.accept(&frame) {
+    match lb2.accept(&frame, from) {
         Some(Received::Shared(Shared::Health(got))) => assert_eq!(got, view),
         _ => panic!("health view of {} bytes not accepted", frame.len()),
     }

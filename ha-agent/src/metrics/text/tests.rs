@@ -52,12 +52,14 @@ fn snapshot() -> Snapshot {
                     up: true,
                     last_heard_seconds: Some(0.025),
                     rtt_seconds: Some(0.000125),
+                    longest_gap_seconds: Some(0.075),
                 },
                 PeerSample {
                     node: "lb3".into(),
                     up: false,
                     last_heard_seconds: None,
                     rtt_seconds: None,
+                    longest_gap_seconds: None,
                 },
             ],
             dropped: vec![("unauthenticated", 2), ("replayed", 0)],
@@ -121,6 +123,9 @@ ha_cluster_peer_last_heard_seconds{{peer="lb2"}} 0.025
 # HELP ha_cluster_peer_rtt_seconds Heartbeat round trip to the peer in seconds, smoothed (absent: not measured yet).
 # TYPE ha_cluster_peer_rtt_seconds gauge
 ha_cluster_peer_rtt_seconds{{peer="lb2"}} 0.000125
+# HELP ha_cluster_peer_longest_gap_seconds Longest time in seconds between two heartbeats of the peer since this agent started (absent: fewer than two heard).
+# TYPE ha_cluster_peer_longest_gap_seconds gauge
+ha_cluster_peer_longest_gap_seconds{{peer="lb2"}} 0.075
 # HELP ha_heartbeats_dropped_total Heartbeat frames dropped, by reason.
 # TYPE ha_heartbeats_dropped_total counter
 ha_heartbeats_dropped_total{{reason="unauthenticated"}} 2
