@@ -272,7 +272,7 @@ fn metrics_render_is_well_formed() {
         assert!(samples > 0, "{name} without samples");
         families.push((name, kind));
     }
-    assert_eq!(families.len(), 18);
+    assert_eq!(families.len(), 19);
 }
 
 /// A real parser reads what we render: every line is a HELP, TYPE or
@@ -287,7 +287,7 @@ fn metrics_render_parses() {
         assert_ne!(LineInfo::parse(line), LineInfo::Ignored, "{line}");
     }
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
-    assert_eq!(scrape.docs.len(), 18);
+    assert_eq!(scrape.docs.len(), 19);
     let find = |metric: &str, label: (&str, &str)| {
         let sample = scrape
             .samples
