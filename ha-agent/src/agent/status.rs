@@ -55,9 +55,7 @@ impl Agent {
                     shell
                         .shared_rejected()
                         .into_iter()
-                        .map(|(kind, reason, count)| {
-                            (format!("{} {}", kind.name(), reason.name()), count)
-                        }),
+                        .map(|(kind, reason, count)| (format!("{kind} {reason}"), count)),
                 )
                 .collect(),
         }
@@ -151,11 +149,7 @@ impl Agent {
                     })
                     .collect(),
                 dropped: shell.rejected(),
-                shared_dropped: shell
-                    .shared_rejected()
-                    .into_iter()
-                    .map(|(kind, reason, n)| (kind.name(), reason.name(), n))
-                    .collect(),
+                shared_dropped: shell.shared_rejected(),
             }
         });
         Ok(Snapshot {

@@ -264,15 +264,16 @@ impl Shell {
             .collect()
     }
 
-    /// Shared frames dropped so far, by kind and reason.
-    pub(crate) fn shared_rejected(&self) -> Vec<(Kind, DropReason, u64)> {
+    /// Shared frames dropped so far, by kind and reason (their names, as
+    /// status and metrics show them).
+    pub(crate) fn shared_rejected(&self) -> Vec<(&'static str, &'static str, u64)> {
         Kind::ALL
             .iter()
             .flat_map(|&kind| {
                 let counts = self.shared_receiver.rejected(kind);
                 DropReason::ALL
                     .iter()
-                    .map(move |&r| (kind, r, counts[r.index()]))
+                    .map(move |&r| (kind.name(), r.name(), counts[r.index()]))
             })
             .collect()
     }
