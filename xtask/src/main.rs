@@ -315,9 +315,12 @@ fn apt_install_missing(packages: &[&str]) -> Result<()> {
 }
 
 fn build_ebpf(root: &Path) -> Result<()> {
+    // Always into ha-ebpf/target, where ha-agent's build.rs looks, even
+    // when the caller set CARGO_TARGET_DIR for the user-space crates.
     run(cargo()
         .args(["+nightly", "build", "--release"])
         .env_remove("HA_BUILD_ID")
+        .env_remove("CARGO_TARGET_DIR")
         .current_dir(root.join("ha-ebpf")))?;
     println!("build-ebpf: {}", root.join(EBPF_OBJECT).display());
     Ok(())
